@@ -1,0 +1,475 @@
+"""Neyman–Pearson certificates for smoothed classifiers (numpy/scipy only).
+
+Notation: ``p_a`` is the probability (under the smoothing noise) that the
+smoothed model produces the target outcome A on the clean input; ``threshold``
+``tau`` is the floor the worst-case probability must clear. All functions are
+plain numpy functions that broadcast over ``p_a``, ``radius`` and ``edits``.
+
+Guarantees
+----------
+``worst_case`` returns ``p_adv(d, eps)``: the smallest probability of outcome A
+that *any* classifier with clean probability ``p_a`` can have on *any* input
+within ``d`` token edits and image l2 distance ``eps``:
+
+* image only (Cohen et al. 2019): ``Phi(Phi^-1(p_a) - eps / sigma)``;
+* text only: the fractional knapsack over the kernel's likelihood-ratio atoms
+  (reproduces Lee et al. 2019 exactly);
+* hybrid (seed 003): ``V(eps)`` with ``F(t*; eps) = p_a`` solved in ``u = log t``.
+
+The outcome is *certified* at ``(d, eps)`` iff ``p_adv >= tau``, or
+``p_adv > tau`` when ``tau == 1/2`` (a strict majority). ``max_radius`` returns
+the supremum of certified radii: certified for every ``eps`` below it (and at it
+when ``tau != 1/2``); ``-inf`` when not certified even at ``eps = 0``; ``inf``
+when certified at every radius. The solver keeps the radius on the certified
+side: the returned radius is one at which ``p_adv`` was recomputed and found
+``>= tau`` (probability tolerance ~1e-13, far below any sampling error).
+No function returns NaN for valid input.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from .noise import Atoms, Gaussian, Mask, UniformReplace
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "is_certified",
+    "worst_case",
+    "max_radius",
+    "max_edits",
+    "required_p_a",
+    "frontier",
+]
+
+DEFAULT_THRESHOLD = 0.5
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_MAX_ITER = 200
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a real number in (0, 1), got {threshold!r}")
+    threshold = float(threshold)
+    if not (0.0 < threshold < 1.0):
+        raise ValueError(f"threshold (tau) must lie strictly between 0 and 1, got {threshold!r}")
+    return threshold
+
+
+def _as_p_a(p_a) -> np.ndarray:
+    arr = np.asarray(p_a, dtype=float)
+    if np.any(~np.isfinite(arr)) or np.any((arr < 0.0) | (arr > 1.0)):
+        raise ValueError("p_a must be probabilities in [0, 1] (finite, no NaN)")
+    return arr
+
+
+def _as_edits(edits) -> np.ndarray:
+    arr = np.asarray(edits)
+    if arr.dtype.kind == "f":
+        if np.any(~np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError("edits must be non-negative integers (number of edited token positions)")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu" or np.any(arr < 0):
+        raise ValueError("edits must be non-negative integers (number of edited token positions)")
+    return arr.astype(np.int64)
+
+
+def _as_radius(radius) -> np.ndarray:
+    arr = np.asarray(radius, dtype=float)
+    if np.any(np.isnan(arr)) or np.any(arr < 0.0):
+        raise ValueError("radius must be a non-negative l2 distance (no NaN)")
+    return arr
+
+
+def _check_kernels(image, text) -> None:
+    if image is not None and not isinstance(image, Gaussian):
+        raise TypeError(f"image must be a certkit.noise.Gaussian or None, got {type(image).__name__}")
+    if text is not None and not isinstance(text, (UniformReplace, Mask)):
+        raise TypeError(f"text must be a certkit.noise.UniformReplace, Mask or None, got {type(text).__name__}")
+
+
+def is_certified(p_adv, threshold: float = DEFAULT_THRESHOLD):
+    """``p_adv >= tau``, or strictly ``>`` for the majority threshold ``tau = 1/2``."""
+    p_adv = np.asarray(p_adv, dtype=float)
+    return p_adv > threshold if threshold == 0.5 else p_adv >= threshold
+
+
+# --------------------------------------------------------------------------- probit helpers
+
+
+def _probit(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``Phi^-1(p)`` given ``p`` and its complement ``q = 1 - p`` (both accurate)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(q < 0.5, -ndtri(q), ndtri(p))
+
+
+def _phi(z: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * z * z) / _SQRT_2PI
+
+
+# --------------------------------------------------------------------------- text only: the knapsack
+
+
+def _knapsack(p_a: np.ndarray, atoms: Atoms) -> np.ndarray:
+    """Adversarial mass of the worst-case region of clean mass ``p_a``.
+
+    Atoms are filled in ascending likelihood ratio; the last one fractionally.
+    ``p_a - C_{k-1}`` is formed from the upper tail when ``p_a > 1/2`` so that
+    values of ``p_a`` within 1e-12 of 1 keep their precision.
+    """
+    p = p_a[..., None]
+    clean, adv = atoms.clean, atoms.adversarial
+    before = np.concatenate(([0.0], np.cumsum(clean)[:-1]))  # C_{k-1}
+    from_k = np.cumsum(clean[::-1])[::-1]  # sum_{j >= k} clean_j = 1 - C_{k-1}
+    room = np.where(p > 0.5, from_k - (1.0 - p), p - before)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(clean > 0, room / np.where(clean > 0, clean, 1.0), 0.0)
+    frac = np.clip(frac, 0.0, 1.0)
+    return np.clip((frac * adv).sum(axis=-1), 0.0, 1.0)
+
+
+def _knapsack_inverse(tau: float, atoms: Atoms) -> float:
+    """Smallest clean mass whose worst-case region holds adversarial mass ``tau``."""
+    clean, adv = atoms.clean, atoms.adversarial
+    if tau > adv.sum() * (1 + 1e-15):
+        return math.inf
+    before = np.concatenate(([0.0], np.cumsum(adv)[:-1]))
+    room = tau - before
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(adv > 0, room / np.where(adv > 0, adv, 1.0), np.where(room > 0, 1.0, 0.0))
+    return float(min(1.0, (np.clip(frac, 0.0, 1.0) * clean).sum()))
+
+
+# --------------------------------------------------------------------------- hybrid: F, V and the root in u
+
+
+class _Hybrid:
+    """The hybrid certificate for one Gaussian sigma and one atom set.
+
+    ``F(u; r) = P_-inf + sum_k p_k Phi(r/(2 sigma) + sigma (u - lg_k) / r)`` (clean mass of the
+    worst-case region ``{log gamma <= u}``) and ``V(u; r) = sum_k q_k Phi(-r/(2 sigma) + sigma (u - lg_k) / r)``
+    (its adversarial mass) are both continuous and strictly increasing in ``u``.
+    """
+
+    def __init__(self, sigma: float, atoms: Atoms):
+        finite = np.isfinite(atoms.log_gamma)
+        self.sigma = sigma
+        self.lg = atoms.log_gamma[finite]
+        self.p = atoms.clean[finite]
+        self.q = atoms.adversarial[finite]
+        self.p_minus_inf = float(atoms.clean[atoms.log_gamma == -np.inf].sum())
+        self.q_plus_inf = float(atoms.adversarial[atoms.log_gamma == np.inf].sum())
+        self.p_finite = float(self.p.sum())
+        self.q_finite = float(self.q.sum())
+
+    def _args(self, u, r, sign):
+        # sign=+1: arguments of F; sign=-1: arguments of V.
+        s = self.sigma
+        r_ = r[..., None]
+        return sign * r_ / (2 * s) + s * (u[..., None] - self.lg) / r_
+
+    def masses(self, u, r, sign):
+        """(value, complement, d value / du) of F (sign=+1) or V (sign=-1)."""
+        a = self._args(u, r, sign)
+        w = self.p if sign > 0 else self.q
+        value = (w * ndtr(a)).sum(-1)
+        comp = (w * ndtr(-a)).sum(-1)
+        slope = (w * _phi(a)).sum(-1) * (self.sigma / r)
+        if sign > 0:
+            return value + self.p_minus_inf, comp, slope
+        return value, comp + self.q_plus_inf, slope
+
+    def solve_u(self, target, target_comp, r, sign, u0=None):
+        """Root in ``u`` of ``F(u; r) = target`` (sign=+1) or ``V(u; r) = target`` (sign=-1).
+
+        ``target`` must lie strictly inside the range of the finite atoms. Newton
+        on the probit scale (exactly linear for a single atom), safeguarded by an
+        explicit bracket ``[L + c, H + c]`` derived from the extreme atoms.
+        """
+        s = self.sigma
+        floor = self.p_minus_inf if sign > 0 else 0.0
+        total = self.p_finite if sign > 0 else self.q_finite
+        z_scaled = _probit((target - floor) / total, (target_comp - (1.0 - floor - total)) / total)
+        offset = (r / s) * (z_scaled - sign * r / (2 * s))
+        lo = self.lg[0] + offset
+        hi = self.lg[-1] + offset
+        z_target = _probit(target, target_comp)
+        u = np.clip(u0, lo, hi) if u0 is not None else 0.5 * (lo + hi)
+        active = np.ones(u.shape, dtype=bool)
+        for _ in range(_MAX_ITER):
+            idx = np.nonzero(active)
+            if idx[0].size == 0:
+                break
+            ua, ra = u[idx], r[idx]
+            value, comp, slope = self.masses(ua, ra, sign)
+            z = _probit(value, comp)
+            g = z - z_target[idx]
+            lo[idx] = np.where(g <= 0, ua, lo[idx])
+            hi[idx] = np.where(g >= 0, ua, hi[idx])
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                step = g * _phi(z) / slope
+                new = ua - step
+            bad = ~np.isfinite(new) | (new <= lo[idx]) | (new >= hi[idx])
+            new = np.where(bad, 0.5 * (lo[idx] + hi[idx]), new)
+            done = (np.abs(g) < 1e-13) | (np.abs(new - ua) <= 1e-14 * (1.0 + np.abs(ua))) | (
+                hi[idx] - lo[idx] <= 1e-14 * (1.0 + np.abs(ua))
+            )
+            u[idx] = np.where(done, ua, new)  # a converged iterate is returned as it is
+            active[idx] = ~done
+        return u
+
+    def p_adv(self, p_a, r, u0=None):
+        """``(p_adv, u*)`` for clean probabilities ``p_a`` at image radii ``r > 0``."""
+        p_a, r = np.broadcast_arrays(np.asarray(p_a, float), np.asarray(r, float))
+        p_a, r = p_a.astype(float).copy(), r.astype(float).copy()
+        out = np.zeros(p_a.shape)
+        u = np.full(p_a.shape, -np.inf)
+        top = p_a >= 1.0
+        out[top] = self.q_finite  # u* = +inf: the whole finite part of the adversarial mass
+        u[top] = np.inf
+        inside = (p_a > self.p_minus_inf) & ~top
+        if inside.any():
+            warm = None if u0 is None else np.broadcast_to(u0, p_a.shape)[inside]
+            ui = self.solve_u(p_a[inside], 1.0 - p_a[inside], r[inside], +1, warm)
+            value, _, _ = self.masses(ui, r[inside], -1)
+            out[inside] = np.clip(value, 0.0, 1.0)
+            u[inside] = ui
+        return out, u
+
+    def radius_newton_terms(self, u, r):
+        """``V``, its complement, and ``dV/dr`` along the curve ``F(u*(r); r) = p_a``."""
+        s = self.sigma
+        a = self._args(u, r, +1)
+        b = a - (r / s)[..., None]
+        r_ = r[..., None]
+        da_dr = 1 / (2 * s) - s * (u[..., None] - self.lg) / r_**2
+        db_dr = da_dr - 1 / s
+        pa, qb = self.p * _phi(a), self.q * _phi(b)
+        f_u, f_r = pa.sum(-1) * s / r, (pa * da_dr).sum(-1)
+        v_u, v_r = qb.sum(-1) * s / r, (qb * db_dr).sum(-1)
+        value = (self.q * ndtr(b)).sum(-1)
+        comp = (self.q * ndtr(-b)).sum(-1) + self.q_plus_inf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dv_dr = v_r - v_u * f_r / f_u
+            du_dr = -f_r / f_u
+        return value, comp, dv_dr, du_dr
+
+    def max_radius(self, p_a, tau, r_cohen):
+        """Largest ``r`` in ``(0, r_cohen]`` with ``V(u*(r); r) >= tau`` (caller checked ``r -> 0`` certifies).
+
+        Safeguarded Newton on ``Phi^-1(V(r)) - Phi^-1(tau)`` with the total
+        derivative ``dV/dr = V_r - V_u F_r / F_u``; ``r_cohen`` (the image-only
+        radius) is an upper bound because more text edits can only lower p_adv.
+        """
+        n = p_a.shape[0]
+        lo = np.zeros(n)
+        hi = r_cohen.copy()
+        r = 0.5 * hi
+        u = None
+        z_tau = float(ndtri(tau))
+        active = np.ones(n, dtype=bool)
+        for _ in range(_MAX_ITER):
+            idx = np.nonzero(active)[0]
+            if idx.size == 0:
+                break
+            ra = r[idx]
+            ua = self.solve_u(p_a[idx], 1.0 - p_a[idx], ra, +1, None if u is None else u[idx])
+            if u is None:
+                u = np.zeros(n)
+            u[idx] = ua
+            value, comp, dv_dr, du_dr = self.radius_newton_terms(ua, ra)
+            zv = _probit(value, comp)
+            h = zv - z_tau
+            ok = h >= 0
+            lo[idx] = np.where(ok, ra, lo[idx])
+            hi[idx] = np.where(ok, hi[idx], ra)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                new = ra - h * _phi(zv) / dv_dr
+            bad = ~np.isfinite(new) | (new <= lo[idx]) | (new >= hi[idx])
+            new = np.where(bad, 0.5 * (lo[idx] + hi[idx]), new)
+            step = np.abs(new - ra)
+            done = (step <= 1e-13 * (1.0 + ra)) | (hi[idx] - lo[idx] <= 1e-13 * (1.0 + ra))
+            # predictor for the next inner solve
+            with np.errstate(invalid="ignore"):
+                pred = ua + np.where(np.isfinite(du_dr), du_dr, 0.0) * (new - ra)
+            u[idx] = np.where(np.isfinite(pred), pred, ua)
+            r[idx] = np.where(done, ra, new)
+            finished = idx[done]
+            # one confirming evaluation just below the converged root
+            if finished.size:
+                cand = np.maximum(lo[finished], r[finished] - 4 * step[done] - 1e-13 * (1 + r[finished]))
+                cand = np.minimum(cand, hi[finished])
+                check, _ = self.p_adv(p_a[finished], np.maximum(cand, 1e-300), u[finished])
+                good = check >= tau  # the supremum: the boundary itself counts
+                lo[finished] = np.where(good & (cand > 0), cand, lo[finished])
+            active[idx] = ~done
+        return lo
+
+
+def _groups(edits: np.ndarray):
+    for d in np.unique(edits):
+        yield int(d), edits == d
+
+
+def _cohen_p_adv(p_a, radius, sigma):
+    z = _probit(p_a, 1.0 - p_a)
+    return np.clip(ndtr(z - radius / sigma), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def worst_case(p_a, image: Gaussian | None = None, radius=0.0, text=None, edits=0):
+    """Worst-case probability ``p_adv(d, eps)`` of outcome A within ``edits`` token edits and image l2 ``radius``.
+
+    ``p_a`` is the clean probability (use a statistical *lower* bound to get a
+    sound certificate). Broadcasts over ``p_a``, ``radius`` and ``edits``.
+    Non-increasing in ``edits`` and ``radius``, non-decreasing in ``p_a``.
+    """
+    _check_kernels(image, text)
+    p_a, radius, edits = np.broadcast_arrays(_as_p_a(p_a), _as_radius(radius), _as_edits(edits))
+    if image is None and np.any(radius > 0):
+        raise ValueError("radius > 0 needs an image kernel: pass image=Gaussian(sigma)")
+    if text is None and np.any(edits > 0):
+        raise ValueError("edits > 0 needs a text kernel: pass text=UniformReplace(beta, vocab) or Mask(beta)")
+    out = np.empty(p_a.shape)
+    for d, sel in _groups(edits):
+        pa, rr = p_a[sel], radius[sel]
+        if d == 0:
+            res = pa.copy() if image is None else _cohen_p_adv(pa, rr, image.sigma)
+        else:
+            atoms = text.atoms(d)
+            res = _knapsack(pa, atoms)
+            pos = rr > 0
+            if pos.any():
+                if np.isinf(rr[pos]).any():
+                    inf_r = pos & np.isinf(rr)
+                    res[inf_r] = 0.0
+                    pos = pos & ~inf_r
+                if pos.any():
+                    res[pos], _ = _Hybrid(image.sigma, atoms).p_adv(pa[pos], rr[pos])
+        out[sel] = res
+    return out if out.ndim else float(out)
+
+
+def required_p_a(image: Gaussian | None = None, radius=0.0, text=None, edits=0, threshold: float = DEFAULT_THRESHOLD):
+    """``p*``: the smallest clean probability whose worst case at ``(edits, radius)`` reaches ``threshold``.
+
+    Inverse of :func:`worst_case` in ``p_a``: ``worst_case(p*, ...) == threshold``.
+    A requirement is certified iff ``p_a >= p*`` (strictly ``>`` when ``threshold == 1/2``).
+    Returns ``inf`` where no ``p_a <= 1`` suffices.
+    """
+    _check_kernels(image, text)
+    tau = _check_threshold(threshold)
+    radius, edits = np.broadcast_arrays(_as_radius(radius), _as_edits(edits))
+    if image is None and np.any(radius > 0):
+        raise ValueError("radius > 0 needs an image kernel: pass image=Gaussian(sigma)")
+    if text is None and np.any(edits > 0):
+        raise ValueError("edits > 0 needs a text kernel: pass text=UniformReplace(beta, vocab) or Mask(beta)")
+    out = np.empty(radius.shape)
+    for d, sel in _groups(edits):
+        rr = radius[sel]
+        res = np.empty(rr.shape)
+        if image is None:
+            res[:] = tau
+        else:
+            res[:] = ndtr(ndtri(tau) + rr / image.sigma)
+        if d > 0:
+            atoms = text.atoms(d)
+            zero = rr == 0
+            res[zero] = _knapsack_inverse(tau, atoms)
+            pos = ~zero & np.isfinite(rr)
+            res[np.isinf(rr)] = np.inf
+            if pos.any():
+                hyb = _Hybrid(image.sigma, atoms)
+                if tau >= hyb.q_finite:
+                    res[pos] = np.inf
+                else:
+                    rp = rr[pos]
+                    t = np.full(rp.shape, tau)
+                    u = hyb.solve_u(t, 1.0 - t, rp, -1)
+                    value, comp, _ = hyb.masses(u, rp, +1)
+                    res[pos] = np.clip(value, 0.0, 1.0)
+        out[sel] = res
+    return out if out.ndim else float(out)
+
+
+def max_radius(p_a, image: Gaussian, text=None, edits=0, threshold: float = DEFAULT_THRESHOLD):
+    """Largest image l2 radius certified at ``edits`` token edits (the supremum; see module docstring).
+
+    ``-inf`` where not certified even with a clean image, ``inf`` where certified
+    at every radius. For ``edits == 0`` this is Cohen's
+    ``sigma (Phi^-1(p_a) - Phi^-1(tau))``. Broadcasts over ``p_a`` and ``edits``.
+    """
+    if not isinstance(image, Gaussian):
+        raise TypeError("max_radius needs image=Gaussian(sigma): the radius is an image l2 distance")
+    _check_kernels(image, text)
+    tau = _check_threshold(threshold)
+    p_a, edits = np.broadcast_arrays(_as_p_a(p_a), _as_edits(edits))
+    if text is None and np.any(edits > 0):
+        raise ValueError("edits > 0 needs a text kernel: pass text=UniformReplace(beta, vocab) or Mask(beta)")
+    sigma = image.sigma
+    out = np.empty(p_a.shape)
+    for d, sel in _groups(edits):
+        pa = p_a[sel].astype(float)
+        r_cohen = sigma * (_probit(pa, 1.0 - pa) - ndtri(tau))
+        if d == 0:
+            res = np.where(is_certified(pa, tau), r_cohen, -np.inf)
+        else:
+            atoms = text.atoms(d)
+            p0 = _knapsack(pa, atoms)
+            res = np.where(is_certified(p0, tau), 0.0, -np.inf)
+            hyb = _Hybrid(sigma, atoms)
+            top = pa >= 1.0
+            if top.any():  # p_adv = sum of the finite adversarial mass at every radius
+                res[top] = np.where(is_certified(hyb.q_finite, tau), np.inf, -np.inf)
+            solve = (res == 0.0) & ~top & (r_cohen > 0)
+            if solve.any():
+                res[solve] = hyb.max_radius(pa[solve], tau, r_cohen[solve])
+        out[sel] = res
+    return out if out.ndim else float(out)
+
+
+def frontier(p_a, image: Gaussian, text=None, max_edits: int = 8, threshold: float = DEFAULT_THRESHOLD):
+    """Max certified radius for ``d = 0..max_edits``: shape ``p_a.shape + (max_edits + 1,)``.
+
+    Non-increasing in ``d`` by construction (a budget of ``d`` edits includes every smaller budget).
+    """
+    if isinstance(max_edits, bool) or not isinstance(max_edits, numbers.Integral) or max_edits < 0:
+        raise ValueError(f"max_edits must be a non-negative integer, got {max_edits!r}")
+    if text is None and max_edits > 0:
+        raise ValueError("a frontier over edits needs a text kernel: pass text=UniformReplace(beta, vocab) or Mask(beta)")
+    p_a = _as_p_a(p_a)
+    d = np.arange(max_edits + 1)
+    radii = max_radius(p_a[..., None], image, text, d, threshold)
+    return np.minimum.accumulate(radii, axis=-1)
+
+
+def max_edits(p_a, image: Gaussian | None = None, radius=0.0, text=None, threshold: float = DEFAULT_THRESHOLD, limit: int = 64):
+    """Largest number of token edits ``d <= limit`` certified at image ``radius``; ``-1`` if none (not even ``d = 0``)."""
+    if text is None:
+        raise ValueError("max_edits needs a text kernel: pass text=UniformReplace(beta, vocab) or Mask(beta)")
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+    tau = _check_threshold(threshold)
+    p_a, radius = np.broadcast_arrays(_as_p_a(p_a), _as_radius(radius))
+    best = np.full(p_a.shape, -1, dtype=np.int64)
+    alive = np.ones(p_a.shape, dtype=bool)
+    for d in range(limit + 1):
+        if not alive.any():
+            break
+        ok = is_certified(worst_case(p_a[alive], image, radius[alive], text, d), tau)
+        sub = best[alive]
+        sub[ok] = d
+        best[alive] = sub
+        still = alive.copy()
+        still[alive] = ok
+        alive = still
+    return best if best.ndim else int(best)

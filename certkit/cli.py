@@ -1,0 +1,181 @@
+"""The ``certkit`` command line (also ``python -m certkit``).
+
+* ``certkit bounds``: the (d, eps) frontier -- the largest certified image radius per number of token edits.
+* ``certkit plan``: how many samples a requirement needs (fixed n and the sequential test).
+* ``certkit audit``: run the audit suites under ``audits/`` (the README's main job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import bounds, stats
+from .noise import Gaussian, Mask, UniformReplace
+
+
+def _probability(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (0.0 < value < 1.0) and not (name == "p_a" and value == 1.0):
+            raise argparse.ArgumentTypeError(f"{name} must lie strictly between 0 and 1, got {text}")
+        return value
+
+    return parse
+
+
+def _positive(name: str, kind=float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a {'whole ' if kind is int else ''}number, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _non_negative(name: str, kind=float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a {'whole ' if kind is int else ''}number, got {text!r}") from None
+        if not (value >= 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
+def _add_kernel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sigma", type=_positive("--sigma"), required=True, help="image Gaussian noise std (pixels in [0, 1])")
+    p.add_argument("--beta", type=_probability("--beta"), help="per-token replace/mask probability of the text kernel")
+    p.add_argument("--vocab", type=_positive("--vocab", int), help="replacement alphabet size V (uniform kernel)")
+    p.add_argument("--kernel", choices=("uniform", "mask"), default="uniform", help="text kernel (default: uniform)")
+    p.add_argument("--tau", type=_probability("--tau"), default=0.5, help="threshold on the worst-case probability (default 0.5)")
+
+
+def _text_kernel(args, parser: argparse.ArgumentParser):
+    if args.beta is None:
+        if args.vocab is not None:
+            parser.error("--vocab needs --beta (the text kernel's replacement probability)")
+        return None
+    if args.kernel == "mask":
+        return Mask(args.beta)
+    if args.vocab is None:
+        parser.error("the uniform text kernel needs --vocab (alphabet size, e.g. --vocab 32000); or use --kernel mask")
+    if args.vocab < 2:
+        parser.error("--vocab must be at least 2")
+    return UniformReplace(args.beta, args.vocab)
+
+
+def _fmt_radius(r: float) -> str:
+    if r == -math.inf:
+        return "not certified"
+    if r == math.inf:
+        return "any radius"
+    return f"{r:.6f}"
+
+
+def cmd_bounds(args, parser) -> int:
+    text = _text_kernel(args, parser)
+    image = Gaussian(args.sigma)
+    max_d = args.max_edits if text is not None else 0
+    if text is None and args.max_edits:
+        print("note: no text kernel given (--beta), so only d = 0 is shown", file=sys.stderr)
+    radii = bounds.frontier(args.p_a, image, text, max_d, args.tau)
+    kernel = "none" if text is None else (f"uniform(beta={text.beta}, V={text.vocab_size})" if isinstance(text, UniformReplace) else f"mask(beta={text.beta})")
+    print(f"p_A = {args.p_a}   sigma = {args.sigma}   text kernel = {kernel}   tau = {args.tau}")
+    print(f"{'edits d':>8}  {'max image l2 radius':>20}")
+    for d, r in enumerate(np.atleast_1d(radii)):
+        print(f"{d:>8}  {_fmt_radius(float(r)):>20}")
+    return 0
+
+
+def cmd_plan(args, parser) -> int:
+    text = _text_kernel(args, parser)
+    if args.edits and text is None:
+        parser.error("--edits > 0 needs a text kernel: give --beta (and --vocab for the uniform kernel)")
+    image = Gaussian(args.sigma)
+    p_star = float(bounds.required_p_a(image, args.radius, text, args.edits, args.tau))
+    print(f"requirement: image l2 radius {args.radius} at {args.edits} token edits, tau = {args.tau}, alpha = {args.alpha}")
+    if not math.isfinite(p_star) or p_star + args.oracle_error >= 1.0:
+        print("p* (smallest p_A that certifies): unreachable -- no number of samples can certify this requirement")
+        print("try a smaller radius or fewer edits, a larger sigma, or a smaller beta")
+        return 2
+    print(f"p* (smallest p_A that certifies): {p_star:.6f}")
+    n_fixed = int(stats.samples_needed(p_star, args.alpha, args.oracle_error))
+    print(f"fixed n (one Clopper-Pearson bound, every sample agreeing): n >= {n_fixed}")
+    n_seq = _sequential_samples(p_star, args.alpha, args.oracle_error, args.n_max)
+    if n_seq is None:
+        print(f"sequential test (n_max = {args.n_max}): cannot certify within n_max even if every sample agrees")
+    else:
+        print(f"sequential test (n_max = {args.n_max}): stops at n = {n_seq} when every sample agrees")
+    return 0
+
+
+def _sequential_samples(p_star: float, alpha: float, oracle_error: float, n_max: int) -> int | None:
+    test = stats.SequentialTest(p_star + oracle_error, alpha, n_max)
+    for look in test.looks:
+        if test.decide(look, look) is stats.Decision.CERTIFIED:
+            return look
+    return None
+
+
+def cmd_audit(args, parser) -> int:
+    audits = Path(args.path)
+    if not audits.is_dir() or not any(audits.glob("test_*.py")):
+        print(f"no audits yet: {audits}/ holds no test_*.py audit suite; nothing was certified")
+        return 0
+    cmd = [sys.executable, "-m", "pytest", str(audits), *args.pytest_args]
+    return subprocess.call(cmd, env=dict(os.environ))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="certkit", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("bounds", help="print the (d, eps) frontier: max certified image radius per token-edit budget")
+    b.add_argument("--p-a", dest="p_a", type=_probability("p_a"), required=True, help="clean probability (use a lower bound)")
+    _add_kernel_args(b)
+    b.add_argument("--max-edits", type=_non_negative("--max-edits", int), default=8, help="largest d to show (default 8)")
+    b.set_defaults(func=cmd_bounds)
+
+    p = sub.add_parser("plan", help="samples needed to certify an image radius at d token edits")
+    p.add_argument("--radius", type=_non_negative("--radius"), required=True, help="image l2 radius to certify")
+    p.add_argument("--edits", type=_non_negative("--edits", int), default=0, help="token edits d (default 0)")
+    _add_kernel_args(p)
+    p.add_argument("--alpha", type=_probability("--alpha"), default=0.01, help="false-certification rate (default 0.01)")
+    p.add_argument("--oracle-error", type=_non_negative("--oracle-error"), default=0.0, help="oracle error bound e (default 0)")
+    p.add_argument("--n-max", type=_positive("--n-max", int), default=100_000, help="sample cap of the sequential test")
+    p.set_defaults(func=cmd_plan)
+
+    a = sub.add_parser("audit", help="run the audit suites (pytest) under audits/")
+    a.add_argument("--path", default="audits", help="folder of audit suites (default audits/)")
+    a.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments passed to pytest")
+    a.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "oracle_error", 0.0) >= 1.0:
+        parser.error("--oracle-error must be below 1")
+    return int(args.func(args, parser) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
