@@ -137,8 +137,9 @@ def _knapsack(p_a: np.ndarray, atoms: Atoms) -> np.ndarray:
 
 def _knapsack_inverse(tau: float, atoms: Atoms) -> float:
     """Smallest clean mass whose worst-case region holds adversarial mass ``tau``."""
-    clean, adv = atoms.clean, atoms.adversarial
-    if tau > adv.sum() * (1 + 1e-15):
+    reachable = atoms.clean > 0  # gamma = +inf atoms hold adversarial mass no clean mass can buy
+    clean, adv = atoms.clean[reachable], atoms.adversarial[reachable]
+    if tau > adv.sum() * (1 + 1e-15) or (tau >= adv.sum() and tau == 0.5):
         return math.inf
     before = np.concatenate(([0.0], np.cumsum(adv)[:-1]))
     room = tau - before
@@ -155,8 +156,13 @@ class _Hybrid:
 
     ``F(u; r) = P_-inf + sum_k p_k Phi(r/(2 sigma) + sigma (u - lg_k) / r)`` (clean mass of the
     worst-case region ``{log gamma <= u}``) and ``V(u; r) = sum_k q_k Phi(-r/(2 sigma) + sigma (u - lg_k) / r)``
-    (its adversarial mass) are both continuous and strictly increasing in ``u``.
+    (its adversarial mass) are both continuous and strictly increasing in ``u``. Roots are
+    found in the scaled variable ``w = sigma u / r`` so that the resolution follows the width
+    ``r / sigma`` of each smoothed atom; when neighbouring atoms are more than
+    ``_SEPARATED`` widths apart, the root lies inside one atom and is given in closed form.
     """
+
+    _SEPARATED = 80.0
 
     def __init__(self, sigma: float, atoms: Atoms):
         finite = np.isfinite(atoms.log_gamma)
@@ -168,62 +174,99 @@ class _Hybrid:
         self.q_plus_inf = float(atoms.adversarial[atoms.log_gamma == np.inf].sum())
         self.p_finite = float(self.p.sum())
         self.q_finite = float(self.q.sum())
+        self.min_gap = float(np.min(np.diff(self.lg))) if self.lg.size > 1 else np.inf
 
-    def _args(self, u, r, sign):
-        # sign=+1: arguments of F; sign=-1: arguments of V.
+    def _side(self, sign):
+        """(weights, mass below the finite atoms, mass above them) of F (sign=+1) or V (sign=-1)."""
+        if sign > 0:
+            return self.p, self.p_minus_inf, 0.0
+        return self.q, 0.0, self.q_plus_inf
+
+    def _masses_w(self, w, r, sign):
+        weights, below, above = self._side(sign)
         s = self.sigma
-        r_ = r[..., None]
-        return sign * r_ / (2 * s) + s * (u[..., None] - self.lg) / r_
+        a = (sign * r / (2 * s))[..., None] + w[..., None] - s * self.lg / r[..., None]
+        value = (weights * ndtr(a)).sum(-1) + below
+        comp = (weights * ndtr(-a)).sum(-1) + above
+        slope = (weights * _phi(a)).sum(-1)
+        return value, comp, slope
 
     def masses(self, u, r, sign):
-        """(value, complement, d value / du) of F (sign=+1) or V (sign=-1)."""
-        a = self._args(u, r, sign)
-        w = self.p if sign > 0 else self.q
-        value = (w * ndtr(a)).sum(-1)
-        comp = (w * ndtr(-a)).sum(-1)
-        slope = (w * _phi(a)).sum(-1) * (self.sigma / r)
-        if sign > 0:
-            return value + self.p_minus_inf, comp, slope
-        return value, comp + self.q_plus_inf, slope
+        """(value, complement, d value / du) of F (sign=+1) or V (sign=-1) at ``u``."""
+        value, comp, slope = self._masses_w(self.sigma * u / r, r, sign)
+        return value, comp, slope * (self.sigma / r)
 
-    def solve_u(self, target, target_comp, r, sign, u0=None):
-        """Root in ``u`` of ``F(u; r) = target`` (sign=+1) or ``V(u; r) = target`` (sign=-1).
-
-        ``target`` must lie strictly inside the range of the finite atoms. Newton
-        on the probit scale (exactly linear for a single atom), safeguarded by an
-        explicit bracket ``[L + c, H + c]`` derived from the extreme atoms.
-        """
-        s = self.sigma
-        floor = self.p_minus_inf if sign > 0 else 0.0
-        total = self.p_finite if sign > 0 else self.q_finite
-        z_scaled = _probit((target - floor) / total, (target_comp - (1.0 - floor - total)) / total)
-        offset = (r / s) * (z_scaled - sign * r / (2 * s))
-        lo = self.lg[0] + offset
-        hi = self.lg[-1] + offset
+    def _solve_w(self, target, target_comp, r, sign, w0=None):
+        """Newton on the probit scale in ``w``, safeguarded by the bracket ``[s_0, s_K] + z' - c``
+        (``s_k = sigma lg_k / r``) that the extreme atoms give."""
+        weights, below, above = self._side(sign)
+        s, total = self.sigma, weights.sum()
+        z_scaled = _probit((target - below) / total, (target_comp - above) / total)
+        offset = z_scaled - sign * r / (2 * s)
+        lo = s * self.lg[0] / r + offset
+        hi = s * self.lg[-1] / r + offset
         z_target = _probit(target, target_comp)
-        u = np.clip(u0, lo, hi) if u0 is not None else 0.5 * (lo + hi)
-        active = np.ones(u.shape, dtype=bool)
+        w = np.clip(w0, lo, hi) if w0 is not None else 0.5 * (lo + hi)
+        active = np.ones(w.shape, dtype=bool)
         for _ in range(_MAX_ITER):
             idx = np.nonzero(active)
             if idx[0].size == 0:
                 break
-            ua, ra = u[idx], r[idx]
-            value, comp, slope = self.masses(ua, ra, sign)
+            wa = w[idx]
+            value, comp, slope = self._masses_w(wa, r[idx], sign)
             z = _probit(value, comp)
             g = z - z_target[idx]
-            lo[idx] = np.where(g <= 0, ua, lo[idx])
-            hi[idx] = np.where(g >= 0, ua, hi[idx])
+            lo[idx] = np.where(g <= 0, wa, lo[idx])
+            hi[idx] = np.where(g >= 0, wa, hi[idx])
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                step = g * _phi(z) / slope
-                new = ua - step
+                new = wa - g * _phi(z) / slope
             bad = ~np.isfinite(new) | (new <= lo[idx]) | (new >= hi[idx])
             new = np.where(bad, 0.5 * (lo[idx] + hi[idx]), new)
-            done = (np.abs(g) < 1e-13) | (np.abs(new - ua) <= 1e-14 * (1.0 + np.abs(ua))) | (
-                hi[idx] - lo[idx] <= 1e-14 * (1.0 + np.abs(ua))
-            )
-            u[idx] = np.where(done, ua, new)  # a converged iterate is returned as it is
+            tol = 1e-14 * (1.0 + np.abs(wa))
+            done = (np.abs(g) < 1e-13) | (np.abs(new - wa) <= tol) | (hi[idx] - lo[idx] <= tol)
+            w[idx] = np.where(done, wa, new)  # a converged iterate is returned as it is
             active[idx] = ~done
-        return u
+        return w
+
+    def _solve_separated(self, target, target_comp, r, sign):
+        """Closed form when every atom is > _SEPARATED widths from its neighbours: the root
+        lies in the atom ``j`` where the knapsack fill stops, at ``Phi^-1`` of its filled fraction."""
+        weights, below, above = self._side(sign)
+        t, tc = target[..., None], target_comp[..., None]
+        before = below + np.concatenate(([0.0], np.cumsum(weights)[:-1]))
+        from_k = np.cumsum(weights[::-1])[::-1] + above
+        room = np.where(t > 0.5, from_k - tc, t - before)
+        frac = np.clip(room / weights, 0.0, 1.0)
+        j = np.minimum((frac >= 1.0).sum(-1), weights.size - 1)
+        f = np.take_along_axis(frac, j[..., None], -1)[..., 0]
+        z = _probit(f, 1.0 - f)
+        s = self.sigma
+        with np.errstate(invalid="ignore", over="ignore"):
+            u = self.lg[j] + (r / s) * (z - sign * r / (2 * s))
+        # the other side's mass: atoms below j whole, atom j at the shifted fraction
+        other_w, other_below, _ = self._side(-sign)
+        other_before = other_below + np.concatenate(([0.0], np.cumsum(other_w)[:-1]))
+        other = other_before[j] + other_w[j] * ndtr(z - sign * r / s)
+        return u, other
+
+    def solve(self, target, r, sign, u0=None):
+        """Root ``u`` of ``F(u; r) = target`` (sign=+1) or ``V(u; r) = target`` (sign=-1), and the
+        other side's mass there (``V`` for sign=+1, ``F`` for sign=-1). ``target`` must lie strictly
+        inside the range of the finite atoms."""
+        target_comp = 1.0 - target
+        u = np.empty(target.shape)
+        other = np.empty(target.shape)
+        sep = self.sigma * self.min_gap / r > self._SEPARATED
+        if sep.any():
+            u[sep], other[sep] = self._solve_separated(target[sep], target_comp[sep], r[sep], sign)
+        near = ~sep
+        if near.any():
+            rn = r[near]
+            w0 = None if u0 is None else self.sigma * np.broadcast_to(u0, target.shape)[near] / rn
+            w = self._solve_w(target[near], target_comp[near], rn, sign, w0)
+            u[near] = w * rn / self.sigma
+            other[near], _, _ = self._masses_w(w, rn, -sign)
+        return u, other
 
     def p_adv(self, p_a, r, u0=None):
         """``(p_adv, u*)`` for clean probabilities ``p_a`` at image radii ``r > 0``."""
@@ -237,18 +280,16 @@ class _Hybrid:
         inside = (p_a > self.p_minus_inf) & ~top
         if inside.any():
             warm = None if u0 is None else np.broadcast_to(u0, p_a.shape)[inside]
-            ui = self.solve_u(p_a[inside], 1.0 - p_a[inside], r[inside], +1, warm)
-            value, _, _ = self.masses(ui, r[inside], -1)
+            u[inside], value = self.solve(p_a[inside], r[inside], +1, warm)
             out[inside] = np.clip(value, 0.0, 1.0)
-            u[inside] = ui
         return out, u
 
     def radius_newton_terms(self, u, r):
         """``V``, its complement, and ``dV/dr`` along the curve ``F(u*(r); r) = p_a``."""
         s = self.sigma
-        a = self._args(u, r, +1)
-        b = a - (r / s)[..., None]
         r_ = r[..., None]
+        a = r_ / (2 * s) + s * (u[..., None] - self.lg) / r_
+        b = a - r_ / s
         da_dr = 1 / (2 * s) - s * (u[..., None] - self.lg) / r_**2
         db_dr = da_dr - 1 / s
         pa, qb = self.p * _phi(a), self.q * _phi(b)
@@ -280,7 +321,7 @@ class _Hybrid:
             if idx.size == 0:
                 break
             ra = r[idx]
-            ua = self.solve_u(p_a[idx], 1.0 - p_a[idx], ra, +1, None if u is None else u[idx])
+            ua, _ = self.solve(p_a[idx], ra, +1, None if u is None else u[idx])
             if u is None:
                 u = np.zeros(n)
             u[idx] = ua
@@ -393,9 +434,7 @@ def required_p_a(image: Gaussian | None = None, radius=0.0, text=None, edits=0, 
                     res[pos] = np.inf
                 else:
                     rp = rr[pos]
-                    t = np.full(rp.shape, tau)
-                    u = hyb.solve_u(t, 1.0 - t, rp, -1)
-                    value, comp, _ = hyb.masses(u, rp, +1)
+                    _, value = hyb.solve(np.full(rp.shape, tau), rp, -1)
                     res[pos] = np.clip(value, 0.0, 1.0)
         out[sel] = res
     return out if out.ndim else float(out)

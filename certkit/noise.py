@@ -124,7 +124,7 @@ class UniformReplace:
 
     def atoms(self, d: int) -> Atoms:
         d = _check_edits(d)
-        if d == 0:
+        if d == 0 or self.log_rho == 0.0:  # rho = 1: the noisy prompt says nothing about the edit
             one = np.ones(1)
             return Atoms(np.zeros(1), one, one.copy())
         beta, v = self.beta, self.vocab_size
@@ -149,7 +149,8 @@ class UniformReplace:
         log_gamma = ks * self.log_rho
         clean = np.exp(log_clean)
         # symmetry of the kernel: the adversarial mass of atom k is the clean mass of atom -k
-        adversarial = np.exp(log_clean[::-1]) if keep.all() else np.exp(log_clean + log_gamma)
+        # (the kept k form a symmetric set)
+        adversarial = np.exp(log_clean[::-1])
         order = np.argsort(log_gamma, kind="stable")
         clean, adversarial = clean[order], adversarial[order]
         return Atoms(log_gamma[order], clean / clean.sum(), adversarial / adversarial.sum())
