@@ -1,0 +1,71 @@
+"""The certkit command line: output and usage errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from certkit import bounds
+from certkit.cli import main
+from certkit.noise import Gaussian, UniformReplace
+
+
+def test_bounds_prints_the_frontier(capsys):
+    assert main(["bounds", "--p-a", "0.999", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000", "--tau", "4.6e-5", "--max-edits", "3"]) == 0
+    out = capsys.readouterr().out
+    expected = bounds.frontier(0.999, Gaussian(0.5), UniformReplace(0.25, 32000), 3, 4.6e-5)
+    for d, r in enumerate(expected):
+        assert f"{d:>8}  {r:>20.6f}" in out
+
+
+def test_bounds_marks_uncertified_budgets(capsys):
+    main(["bounds", "--p-a", "0.9", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000", "--max-edits", "2"])
+    out = capsys.readouterr().out
+    assert "not certified" in out
+
+
+def test_plan_prints_samples(capsys):
+    assert main(["plan", "--radius", "0.5", "--sigma", "0.5", "--alpha", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "p* (smallest p_A that certifies): 0.841345" in out
+    assert "n >= 40" in out  # ln(1000) / ln(1 / Phi(1)) = 39.97
+
+
+def test_plan_reports_unreachable_requirements(capsys):
+    # mask kernel: at most beta**d = 0.25 of the adversarial mass can stay on A, below tau = 1/2
+    assert main(["plan", "--radius", "0.1", "--edits", "2", "--sigma", "0.5", "--beta", "0.5", "--kernel", "mask"]) == 2
+    assert "unreachable" in capsys.readouterr().out
+
+
+def test_plan_says_when_the_cap_is_too_small(capsys):
+    assert main(["plan", "--radius", "0.1", "--edits", "3", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000"]) == 0
+    assert "cannot certify within n_max" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bounds", "--p-a", "1.5", "--sigma", "0.5"], "p_a must lie strictly between 0 and 1"),
+        (["bounds", "--p-a", "0.9", "--sigma", "-1"], "--sigma must be > 0"),
+        (["bounds", "--p-a", "0.9", "--sigma", "abc"], "--sigma must be a number"),
+        (["bounds", "--p-a", "0.9", "--sigma", "0.5", "--beta", "0.3"], "needs --vocab"),
+        (["bounds", "--p-a", "0.9", "--sigma", "0.5", "--beta", "1.2", "--vocab", "9"], "--beta must lie strictly between"),
+        (["bounds", "--p-a", "0.9", "--sigma", "0.5", "--beta", "0.2", "--vocab", "1"], "--vocab must be at least 2"),
+        (["plan", "--radius", "0.5", "--sigma", "0.5", "--edits", "2"], "needs a text kernel"),
+        (["plan", "--radius", "0.5", "--sigma", "0.5", "--alpha", "0"], "--alpha must lie strictly between"),
+        (["plan", "--radius", "0.5", "--sigma", "0.5", "--oracle-error", "1"], "--oracle-error must be below 1"),
+        (["plan", "--radius", "0.5", "--sigma", "0.5", "--edits", "1.5"], "--edits must be a whole number"),
+    ],
+)
+def test_usage_errors_name_the_argument(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "certkit", "bounds", "--p-a", "0.9", "--sigma", "1", "--max-edits", "0"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "1.281552" in out.stdout  # Phi^-1(0.9)
