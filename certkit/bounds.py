@@ -342,15 +342,17 @@ class _Hybrid:
                 pred = ua + np.where(np.isfinite(du_dr), du_dr, 0.0) * (new - ra)
             u[idx] = np.where(np.isfinite(pred), pred, ua)
             r[idx] = np.where(done, ra, new)
-            finished = idx[done]
-            # one confirming evaluation just below the converged root
-            if finished.size:
-                cand = np.maximum(lo[finished], r[finished] - 4 * step[done] - 1e-13 * (1 + r[finished]))
-                cand = np.minimum(cand, hi[finished])
-                check, _ = self.p_adv(p_a[finished], np.maximum(cand, 1e-300), u[finished])
-                good = check >= tau  # the supremum: the boundary itself counts
-                lo[finished] = np.where(good & (cand > 0), cand, lo[finished])
             active[idx] = ~done
+        # confirm just below each converged root, stepping back until p_adv >= tau is recomputed there
+        pending = np.arange(n)
+        for margin in (1e-12, 1e-10, 1e-8):
+            if pending.size == 0:
+                break
+            cand = np.maximum(np.minimum(r[pending] * (1 - margin) - margin, hi[pending]), lo[pending])
+            check, _ = self.p_adv(p_a[pending], np.maximum(cand, 1e-300), u[pending])
+            good = (check >= tau) & (cand > 0)  # the supremum: the boundary itself counts
+            lo[pending] = np.where(good, cand, lo[pending])
+            pending = pending[~good]
         return lo
 
 

@@ -246,3 +246,10 @@ def test_wrong_kernel_types():
         bounds.max_radius(0.9, 0.5)
     with pytest.raises(TypeError, match="text"):
         bounds.worst_case(0.9, Gaussian(0.5), 0.1, Gaussian(0.5), 1)
+
+
+def test_max_radius_is_tight_when_the_root_lands_exactly_on_tau():
+    """Regression: Newton converged onto p_adv == tau and the confirming step fell back to an earlier iterate."""
+    p, d, tau = 0.9880089320322857, 3, TAU_FLOOR
+    got = bounds.max_radius(p, Gaussian(0.5), UniformReplace(0.25, 32_000), d, tau)
+    assert got == pytest.approx(reference.max_radius(p, 0.5, 0.25, 32_000, d, tau), abs=1e-9)
