@@ -1,0 +1,108 @@
+"""Audit cases: a prompt, an image and a stable id.
+
+The image is the point the certificate is centred on. It is held as float
+pixels in [0, 1], shape (C, H, W), at the resolution the case states: the
+certified l2 radius is measured in exactly that space (a radius of 1.0 on a
+3x32x32 image is a different budget than on 3x336x336). Images load from PNG
+or JPEG with Pillow, or come in as arrays/tensors already in that space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Case", "CaseError", "load_image"]
+
+
+class CaseError(ValueError):
+    """A case (prompt, image, id) that cannot be certified as given; the message names the field and the fix."""
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as float32 pixels in [0, 1], shape (C, H, W) (RGB; greyscale stays 1 channel)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(f"image: file {str(path)!r} does not exist; fix the path (relative paths are from the case file's folder)")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("RGB", "L"):
+                img = img.convert("RGB")
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise CaseError(f"image: file {str(path)!r} is not a readable image ({exc}); re-export it as PNG") from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return arr
+
+
+def _as_chw(image: Any, case_id: str) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if hasattr(image, "detach"):  # a torch tensor, without importing torch here
+        image = image.detach().cpu().float().numpy()
+    try:
+        arr = np.asarray(image, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise CaseError(f"case {case_id!r}: image must be a path or an array of pixels, got {type(image).__name__}") from None
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.shape[1] < 1 or arr.shape[2] < 1:
+        raise CaseError(
+            f"case {case_id!r}: image must have shape (C, H, W) with C = 1 or 3, got {tuple(arr.shape)}; "
+            "convert HWC arrays with .transpose(2, 0, 1)"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise CaseError(f"case {case_id!r}: image contains NaN or infinite pixels")
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise CaseError(
+            f"case {case_id!r}: image pixels must lie in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]; "
+            "divide 8-bit images by 255 (the certified radius is measured in [0, 1] pixel units)"
+        )
+    return arr
+
+
+@dataclass(frozen=True)
+class Case:
+    """One audited input: ``prompt`` (the user's text; only its tokens are perturbed), ``image``
+    (float (C, H, W) in [0, 1]) and a stable ``id`` (used by pytest ids, baselines and the cache).
+
+    ``expected`` is an optional expected outcome label; ``meta`` carries free-form fields from the case file.
+    """
+
+    id: str
+    prompt: str
+    image: np.ndarray = field(repr=False)
+    expected: str | None = None
+    meta: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise CaseError(f"id must be a non-empty string, got {self.id!r}")
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise CaseError(f"case {self.id!r}: prompt is empty; a requirement needs the user's text to certify")
+        object.__setattr__(self, "image", _as_chw(self.image, self.id))
+        self.image.setflags(write=False)
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the prompt and the exact pixels (and shape): what the certificate is about."""
+        h = hashlib.sha256()
+        h.update(self.prompt.encode("utf-8"))
+        h.update(repr(self.image.shape).encode())
+        h.update(np.ascontiguousarray(self.image, dtype=np.float32).tobytes())
+        return h.hexdigest()

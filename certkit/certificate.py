@@ -1,0 +1,98 @@
+"""The Certificate: what one certification requirement established, in a form reports and caches keep."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Certificate", "CERTIFIED", "NOT_CERTIFIED", "INCONCLUSIVE", "STATUSES"]
+
+CERTIFIED = "certified"
+NOT_CERTIFIED = "not certified"
+INCONCLUSIVE = "inconclusive"
+STATUSES = (CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE)
+
+
+def _json_float(x: float | None):
+    if x is None:
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return float(x)
+
+
+def _from_json_float(x):
+    if x in ("inf", "-inf"):
+        return math.inf if x == "inf" else -math.inf
+    return x
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The result of one requirement: ``outcome`` certified at ``edits`` token edits and image l2 ``radius``?
+
+    ``status`` is ``certified``, ``not certified`` (the data show p_A is below what the requirement needs)
+    or ``inconclusive`` (``n_max`` samples did not settle it). ``certified`` is True only for the first.
+    ``p_a_lower`` / ``p_a_upper`` bound p_A at confidence ``1 - alpha`` (the lower one already less the
+    oracle's declared error); ``p_star`` is the smallest p_A that certifies; ``p_adv`` the worst case at
+    ``(edits, radius)`` implied by ``p_a_lower``. In report mode (``mode == "frontier"``) ``frontier[d]``
+    is the largest certified radius at ``d`` edits (``-inf``: none).
+    """
+
+    case_id: str
+    outcome: str
+    edits: int
+    radius: float
+    threshold: float
+    alpha: float
+    status: str
+    p_a_lower: float
+    p_a_upper: float
+    p_star: float
+    p_adv: float
+    n: int
+    successes: int
+    seed: int
+    mode: str = "certify"
+    n_max: int | None = None
+    image_kernel: dict | None = None
+    text_kernel: dict | None = None
+    model_fingerprint: str = ""
+    oracle_fingerprint: str = ""
+    oracle_error: float = 0.0
+    case_hash: str = ""
+    label_counts: dict = field(default_factory=dict)
+    frontier: tuple = ()
+    timings: dict = field(default_factory=dict)
+    cached: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def certified(self) -> bool:
+        return self.status == CERTIFIED
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for key in ("p_star", "p_adv", "radius"):
+            d[key] = _json_float(d[key])
+        d["frontier"] = [_json_float(r) for r in self.frontier]
+        d["certified"] = self.certified
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Certificate":
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = {"case_id", "outcome", "status"} - set(data)
+        if missing:
+            raise ValueError(f"certificate record is missing {sorted(missing)}")
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for key in ("p_star", "p_adv", "radius"):
+            if key in kwargs:
+                kwargs[key] = _from_json_float(kwargs[key])
+        kwargs["frontier"] = tuple(_from_json_float(r) for r in data.get("frontier", ()))
+        return cls(**kwargs)

@@ -1,0 +1,79 @@
+"""Any torch module that maps (token ids, images) to class logits."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .base import EncodedCase, ModelError, fingerprint_module, resolve_device
+
+__all__ = ["TorchClassifier"]
+
+
+class TorchClassifier:
+    """Adapter for ``module(ids: LongTensor (B, L), images: FloatTensor (B, C, H, W)) -> logits (B, K)``.
+
+    ``tokenize`` maps the prompt to token ids; every prompt token is editable. ``labels[k]`` names class
+    ``k``. ``alphabet`` lists the token ids text noise may draw (default: ``range(vocab_size)`` minus
+    ``special_ids``); ``mask_id`` is the id the Mask kernel writes.
+    """
+
+    output_kind = "label"
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        labels: Sequence[str],
+        tokenize: Callable[[str], Sequence[int]],
+        *,
+        vocab_size: int | None = None,
+        alphabet: Sequence[int] | None = None,
+        special_ids: Sequence[int] = (),
+        mask_id: int | None = None,
+        device=None,
+        batch_size: int = 256,
+        name: str | None = None,
+        max_length: int | None = None,
+    ):
+        if not isinstance(module, torch.nn.Module):
+            raise ModelError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        labels = tuple(str(label) for label in labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ModelError(f"labels must be at least two distinct class names, got {labels!r}")
+        if alphabet is None:
+            if vocab_size is None:
+                raise ModelError("give vocab_size (token ids 0..vocab_size-1) or an explicit alphabet of token ids")
+            specials = set(int(i) for i in special_ids)
+            alphabet = [i for i in range(int(vocab_size)) if i not in specials]
+        if isinstance(batch_size, bool) or int(batch_size) < 1:
+            raise ModelError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.device = resolve_device(device)
+        self.module = module.to(self.device).eval()
+        self.labels = labels
+        self.tokenize = tokenize
+        self.alphabet = torch.as_tensor(sorted(set(int(i) for i in alphabet)), dtype=torch.long, device=self.device)
+        if self.alphabet.numel() < 2:
+            raise ModelError("the replacement alphabet needs at least two token ids")
+        self.mask_id = mask_id
+        self.batch_size = int(batch_size)
+        self.max_length = max_length
+        self.name = name or type(module).__name__
+        self.fingerprint = fingerprint_module(module, extra=f"labels={labels}")
+
+    def encode(self, case) -> EncodedCase:
+        ids = [int(i) for i in self.tokenize(case.prompt)]
+        if not ids:
+            raise ModelError(f"case {case.id!r}: the prompt tokenizes to no tokens")
+        if self.max_length is not None and len(ids) > self.max_length:
+            raise ModelError(f"case {case.id!r}: prompt has {len(ids)} tokens, more than the model's context of {self.max_length}")
+        ids_t = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        image = torch.tensor(case.image, dtype=torch.float32, device=self.device)
+        return EncodedCase(ids_t, torch.ones_like(ids_t, dtype=torch.bool), image)
+
+    @torch.inference_mode()
+    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0) -> list[str]:
+        logits = self.module(ids, images)
+        if logits.ndim != 2 or logits.shape[1] != len(self.labels):
+            raise ModelError(f"the module returned logits of shape {tuple(logits.shape)}; expected (batch, {len(self.labels)})")
+        return [self.labels[i] for i in logits.argmax(dim=1).tolist()]

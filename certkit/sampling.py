@@ -1,0 +1,73 @@
+"""Drawing the smoothing noise, in torch, on the model's device, from a seedable generator.
+
+* Images: ``image + sigma * N(0, I)`` on float pixels in [0, 1], shape (C, H, W), at the case's
+  resolution (the certified l2 radius is measured there). Noisy pixels are not clipped.
+* Text: applied to token *ids* directly (no decode/re-encode round trip), at the positions of the
+  user's prompt only (``editable``); chat-template and image tokens never change.
+  ``UniformReplace``: each editable token is kept w.p. ``1 - beta``, else replaced by a uniformly drawn
+  *other* token of ``alphabet`` (a 1-D tensor of the ``V`` allowed ids, special tokens excluded).
+  ``Mask``: each editable token becomes ``mask_id`` w.p. ``beta``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .noise import Gaussian, Mask, UniformReplace
+
+__all__ = ["noisy_images", "noisy_token_ids", "alphabet_index"]
+
+
+def noisy_images(image: torch.Tensor, kernel: Gaussian | None, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` noisy copies of ``image`` (C, H, W): shape (n, C, H, W), same device and dtype float32."""
+    batch = image.to(torch.float32).unsqueeze(0).expand(n, *image.shape)
+    if kernel is None:
+        return batch.clone()
+    noise = torch.randn(batch.shape, generator=generator, device=image.device, dtype=torch.float32)
+    return batch + kernel.sigma * noise
+
+
+def alphabet_index(alphabet: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Position of each id in the sorted ``alphabet`` (-1 for ids outside it)."""
+    pos = torch.searchsorted(alphabet, ids)
+    pos = pos.clamp(max=alphabet.numel() - 1)
+    return torch.where(alphabet[pos] == ids, pos, torch.full_like(pos, -1))
+
+
+def noisy_token_ids(
+    ids: torch.Tensor,
+    editable: torch.Tensor,
+    kernel: UniformReplace | Mask | None,
+    n: int,
+    generator: torch.Generator,
+    alphabet: torch.Tensor | None = None,
+    mask_id: int | None = None,
+) -> torch.Tensor:
+    """``n`` noisy copies of the 1-D ``ids``: shape (n, L). Only positions where ``editable`` is True change.
+
+    For ``UniformReplace`` every editable id must belong to ``alphabet`` (sorted, unique, size =
+    ``kernel.vocab_size``); the caller checks this once per case.
+    """
+    out = ids.unsqueeze(0).expand(n, ids.numel()).clone()
+    if kernel is None:
+        return out
+    pos = torch.nonzero(editable, as_tuple=False).flatten()
+    if pos.numel() == 0:
+        return out
+    flip = torch.rand((n, pos.numel()), generator=generator, device=ids.device) < kernel.beta
+    if isinstance(kernel, Mask):
+        if mask_id is None:
+            raise ValueError("the Mask kernel needs the model's mask (or pad) token id")
+        cols = out[:, pos]
+        out[:, pos] = torch.where(flip, torch.full_like(cols, mask_id), cols)
+        return out
+    if alphabet is None:
+        raise ValueError("the UniformReplace kernel needs the alphabet of allowed token ids")
+    v = alphabet.numel()
+    own = alphabet_index(alphabet, ids[pos])  # (P,)
+    # uniform over the other V - 1 tokens: draw in [0, V - 2] and skip the token's own slot
+    draw = torch.randint(0, v - 1, (n, pos.numel()), generator=generator, device=ids.device)
+    draw = draw + (draw >= own.unsqueeze(0)).to(draw.dtype)
+    cols = out[:, pos]
+    out[:, pos] = torch.where(flip, alphabet[draw], cols)
+    return out

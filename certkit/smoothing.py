@@ -1,0 +1,269 @@
+"""``Smoothed``: a model, an output oracle and noise kernels, turned into certificates.
+
+Guarantee (certify mode): for a requirement (outcome A, ``edits`` d, ``radius`` eps, ``threshold`` tau),
+``p* = required_p_a(d, eps, tau)`` is known before sampling. Samples are drawn in batches and the
+anytime-valid :class:`~certkit.stats.SequentialTest` of ``p_A - e >= p*`` (``e`` the oracle's declared
+error) stops as soon as the answer is clear either way. Whatever the stopping time, the probability of
+reporting *certified* when the smoothed ``oracle ∘ model`` does not in fact meet the requirement is at
+most ``alpha``.
+
+Report mode (:meth:`Smoothed.frontier`): a fixed ``n``, one one-sided Clopper–Pearson lower bound at
+level ``alpha``, and the whole (d, eps) frontier from it (no correction per d: the noise does not depend
+on d).
+
+Reproducibility: each requirement's samples come from a stream seeded by (run seed, case id,
+requirement), drawn in chunks of ``CHUNK`` samples each with its own generator, so counts do not depend
+on the order of requirements, on the worker that runs them, or (for deterministic models) on the batch size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import bounds, stats
+from .cache import CountCache, stream_key
+from .cases import Case
+from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
+from .models.base import ModelError
+from .noise import Gaussian, Mask, UniformReplace
+from .oracles import Oracle
+from .sampling import alphabet_index, noisy_images, noisy_token_ids
+
+__all__ = ["Smoothed", "derive_seed", "CHUNK"]
+
+CHUNK = 32
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any parts (stable across processes and machines)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _check_unit(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 < float(value) < 1.0):
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Smoothed:
+    """The smoothed ``oracle ∘ model`` under image noise ``image`` and text noise ``text``.
+
+    ``model`` is a :class:`~certkit.models.ModelAdapter` (e.g. ``VisionLanguageGenerator`` or
+    ``TorchClassifier``); ``oracle`` an :class:`~certkit.oracles.Oracle`. ``cache`` is a
+    :class:`~certkit.cache.CountCache`, a directory for one, or None.
+    """
+
+    def __init__(self, model, oracle: Oracle, image: Gaussian | None = None, text: UniformReplace | Mask | None = None,
+                 seed: int = 0, cache: CountCache | str | Path | None = None):
+        if image is not None and not isinstance(image, Gaussian):
+            raise TypeError(f"image must be certkit.noise.Gaussian(sigma) or None, got {type(image).__name__}")
+        if text is not None and not isinstance(text, (UniformReplace, Mask)):
+            raise TypeError(f"text must be certkit.noise.UniformReplace, Mask or None, got {type(text).__name__}")
+        if not isinstance(oracle, Oracle):
+            raise TypeError(f"oracle must be a certkit.oracles.Oracle, got {type(oracle).__name__}")
+        for attr in ("encode", "run", "fingerprint", "alphabet", "batch_size"):
+            if not hasattr(model, attr):
+                raise TypeError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageGenerator or TorchClassifier")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
+            raise ValueError(
+                f"UniformReplace.vocab_size is {text.vocab_size} but the model's replacement alphabet has "
+                f"{model.alphabet.numel()} token ids; use UniformReplace({text.beta}, {model.alphabet.numel()})"
+            )
+        if isinstance(text, Mask) and getattr(model, "mask_id", None) is None:
+            raise ValueError("the Mask kernel needs a mask token, and this model has none; use UniformReplace instead")
+        self.model, self.oracle, self.image, self.text, self.seed = model, oracle, image, text, int(seed)
+        self.cache = CountCache(cache) if isinstance(cache, (str, Path)) else cache
+        self._label_index = {label: i for i, label in enumerate(oracle.all_labels)}
+        alphabet_bytes = model.alphabet.detach().cpu().numpy().astype(np.int64).tobytes()
+        self._alphabet_hash = hashlib.sha256(alphabet_bytes).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ sampling
+
+    def _stream(self, case: Case, requirement: str) -> tuple[int, str]:
+        if not isinstance(case, Case):
+            raise TypeError(f"case must be a certkit.Case, got {type(case).__name__}")
+        seed = derive_seed(self.seed, case.id, requirement)
+        key = stream_key(
+            model=self.model.fingerprint,
+            oracle=self.oracle.fingerprint,
+            case=case.content_hash,
+            image=self.image.params() if self.image else None,
+            text=self.text.params() if self.text else None,
+            alphabet=self._alphabet_hash,
+            mask_id=getattr(self.model, "mask_id", None),
+            seed=seed,
+            chunk=CHUNK,
+        )
+        return seed, key
+
+    def _encode(self, case: Case):
+        enc = self.model.encode(case)
+        if isinstance(self.text, UniformReplace):
+            prompt_ids = enc.ids[enc.editable]
+            outside = prompt_ids[alphabet_index(self.model.alphabet, prompt_ids) < 0]
+            if outside.numel():
+                raise ModelError(
+                    f"case {case.id!r}: prompt token ids {outside.unique().tolist()[:5]} are not in the replacement alphabet "
+                    "(special tokens?); remove them from the prompt"
+                )
+        return enc
+
+    def _draw_chunks(self, enc, stream_seed: int, first_chunk: int, count: int) -> np.ndarray:
+        """Oracle label indices of chunks ``first_chunk .. first_chunk + count - 1``."""
+        device = enc.ids.device
+        ids_parts, img_parts = [], []
+        for c in range(first_chunk, first_chunk + count):
+            gen = torch.Generator(device=device)
+            gen.manual_seed(derive_seed(stream_seed, "chunk", c))
+            img_parts.append(noisy_images(enc.image, self.image, CHUNK, gen))
+            ids_parts.append(noisy_token_ids(enc.ids, enc.editable, self.text, CHUNK, gen, self.model.alphabet, getattr(self.model, "mask_id", None)))
+        ids, imgs = torch.cat(ids_parts), torch.cat(img_parts)
+        labels: list[str] = []
+        bs = self.model.batch_size
+        for start in range(0, ids.shape[0], bs):
+            outputs = self.model.run(ids[start : start + bs], imgs[start : start + bs], derive_seed(stream_seed, "gen", first_chunk, start))
+            labels.extend(self.oracle(outputs))
+        return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
+
+    def _labels(self, enc, stream_seed: int, key: str, n: int, have: np.ndarray, timing: dict) -> np.ndarray:
+        """The stream's labels extended to at least ``n`` samples (whole chunks), cached."""
+        if have.size >= n:
+            return have
+        t0 = time.perf_counter()
+        chunks_per_batch = max(1, self.model.batch_size // CHUNK)
+        parts = [have]
+        done = have.size // CHUNK
+        need = math.ceil(n / CHUNK)
+        while done < need:
+            count = min(chunks_per_batch, need - done)
+            parts.append(self._draw_chunks(enc, stream_seed, done, count))
+            done += count
+        labels = np.concatenate(parts)
+        timing["sampling_s"] = timing.get("sampling_s", 0.0) + time.perf_counter() - t0
+        timing["forward_samples"] = timing.get("forward_samples", 0) + int(labels.size - have.size)
+        if self.cache is not None:
+            self.cache.put(key, self.oracle.all_labels, labels)
+        return labels
+
+    def _cached(self, key: str) -> np.ndarray:
+        if self.cache is None:
+            return np.zeros(0, dtype=np.uint8)
+        labels = self.cache.get(key, self.oracle.all_labels)
+        return labels[: (labels.size // CHUNK) * CHUNK]
+
+    # ------------------------------------------------------------------ certificates
+
+    def _check_requirement(self, outcome, edits, radius, alpha, threshold):
+        self.oracle.check_outcome(outcome)
+        if isinstance(edits, bool) or not isinstance(edits, numbers.Integral) or edits < 0:
+            raise ValueError(f"edits must be a non-negative integer number of token positions, got {edits!r}")
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius) or radius < 0:
+            raise ValueError(f"radius must be a finite, non-negative image l2 distance, got {radius!r}")
+        if radius > 0 and self.image is None:
+            raise ValueError("radius > 0 needs image noise: Smoothed(..., image=Gaussian(sigma))")
+        if edits > 0 and self.text is None:
+            raise ValueError("edits > 0 needs text noise: Smoothed(..., text=UniformReplace(beta, vocab) or Mask(beta))")
+        return _check_unit("alpha", alpha), _check_unit("threshold", threshold)
+
+    def _common(self, case, seed, timing, **extra):
+        return dict(
+            case_id=case.id,
+            seed=seed,
+            image_kernel=self.image.params() if self.image else None,
+            text_kernel=self.text.params() if self.text else None,
+            model_fingerprint=self.model.fingerprint,
+            oracle_fingerprint=self.oracle.fingerprint,
+            oracle_error=self.oracle.error,
+            case_hash=case.content_hash,
+            timings=timing,
+            **extra,
+        )
+
+    def _label_counts(self, labels: np.ndarray) -> dict:
+        counts = np.bincount(labels, minlength=len(self.oracle.all_labels))
+        return {label: int(c) for label, c in zip(self.oracle.all_labels, counts) if c}
+
+    def certify(self, case: Case, radius: float = 0.0, edits: int = 0, *, outcome: str, alpha: float = 0.01,
+                threshold: float = bounds.DEFAULT_THRESHOLD, n_max: int = 10_000) -> Certificate:
+        """Certify that ``outcome`` holds within ``edits`` token edits and image l2 ``radius``.
+
+        Stops as soon as the sequential test decides; ``inconclusive`` if ``n_max`` samples do not.
+        """
+        t_start = time.perf_counter()
+        alpha, threshold = self._check_requirement(outcome, edits, radius, alpha, threshold)
+        n_max = _check_count("n_max", n_max)
+        p_star = float(bounds.required_p_a(self.image, radius, self.text, int(edits), threshold))
+        requirement = f"certify|{outcome}|{int(edits)}|{float(radius)!r}|{threshold!r}"
+        seed, key = self._stream(case, requirement)
+        timing: dict = {}
+        enc = self._encode(case)
+        target = self._label_index[outcome]
+        have = self._cached(key)
+        cached_before = have.size
+        common = self._common(case, seed, timing, outcome=outcome, edits=int(edits), radius=float(radius),
+                              threshold=threshold, alpha=alpha, p_star=p_star, n_max=n_max, mode="certify")
+        if not math.isfinite(p_star) or p_star + self.oracle.error > 1.0:
+            timing["total_s"] = time.perf_counter() - t_start
+            return Certificate(status=NOT_CERTIFIED, p_a_lower=0.0, p_a_upper=1.0, p_adv=0.0, n=0, successes=0, **common)
+        test = stats.SequentialTest(min(p_star + self.oracle.error, 1.0), alpha, n_max, n_min=min(CHUNK, n_max), strict=threshold == 0.5)
+        labels = have
+        for look in test.looks:
+            labels = self._labels(enc, seed, key, look, labels, timing)
+            k = int((labels[:look] == target).sum())
+            decision = test.decide(k, look)
+            if decision is not stats.Decision.CONTINUE:
+                break
+        n = look
+        lower, upper = test.bounds(k, n)
+        lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
+        p_adv = float(bounds.worst_case(lower, self.image, radius, self.text, int(edits)))
+        status = {stats.Decision.CERTIFIED: CERTIFIED, stats.Decision.NOT_CERTIFIED: NOT_CERTIFIED}.get(decision, INCONCLUSIVE)
+        timing["total_s"] = time.perf_counter() - t_start
+        return Certificate(status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=p_adv, n=n, successes=k,
+                           label_counts=self._label_counts(labels[:n]), cached=cached_before >= n, **common)
+
+    def frontier(self, case: Case, max_edits: int | None = None, *, outcome: str, n: int = 10_000, alpha: float = 0.01,
+                 threshold: float = bounds.DEFAULT_THRESHOLD) -> Certificate:
+        """Report mode: ``n`` samples, one Clopper–Pearson lower bound, the largest certified radius for each
+        d = 0..max_edits (default 8 with text noise, 0 without)."""
+        t_start = time.perf_counter()
+        if max_edits is None:
+            max_edits = 8 if self.text is not None else 0
+        alpha, threshold = self._check_requirement(outcome, max_edits, 0.0, alpha, threshold)
+        n = _check_count("n", n)
+        if self.image is None:
+            raise ValueError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")
+        seed, key = self._stream(case, "frontier")
+        timing: dict = {}
+        enc = self._encode(case)
+        have = self._cached(key)
+        labels = self._labels(enc, seed, key, n, have, timing)
+        k = int((labels[:n] == self._label_index[outcome]).sum())
+        lower, upper = stats.clopper_pearson(k, n, alpha)
+        lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
+        radii = bounds.frontier(lower, self.image, self.text, int(max_edits) if self.text else 0, threshold)
+        p_star = float(bounds.required_p_a(self.image, 0.0, None, 0, threshold))
+        status = CERTIFIED if bool(bounds.is_certified(lower, threshold)) else NOT_CERTIFIED
+        timing["total_s"] = time.perf_counter() - t_start
+        return Certificate(
+            status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=float(lower), n=n, successes=k,
+            label_counts=self._label_counts(labels[:n]), cached=have.size >= n, frontier=tuple(float(r) for r in np.atleast_1d(radii)),
+            **self._common(case, seed, timing, outcome=outcome, edits=int(max_edits), radius=0.0, threshold=threshold,
+                           alpha=alpha, p_star=p_star, n_max=n, mode="frontier"),
+        )

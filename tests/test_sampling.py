@@ -1,0 +1,71 @@
+"""Noise sampling: rates, alphabet coverage, untouched positions, sigma, determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+from certkit.noise import Gaussian, Mask, UniformReplace
+from certkit.sampling import noisy_images, noisy_token_ids
+
+
+def _gen(seed=0):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def test_uniform_replace_rate_and_alphabet_coverage():
+    alphabet = torch.arange(10, 60)  # V = 50
+    ids = torch.tensor([1, 2, 20, 21, 22, 23, 3])  # 1, 2, 3 are template tokens
+    editable = torch.tensor([False, False, True, True, True, True, False])
+    n, beta = 40_000, 0.25
+    out = noisy_token_ids(ids, editable, UniformReplace(beta, 50), n, _gen(), alphabet)
+    assert torch.equal(out[:, ~editable], ids[~editable].expand(n, -1))  # template never changes
+    changed = out[:, editable] != ids[editable]
+    rate = changed.float().mean().item()
+    assert abs(rate - beta) < 4 * np.sqrt(beta * (1 - beta) / changed.numel())
+    # replacements: never the original token, all inside the alphabet, uniform over the other 49
+    col = out[:, 2][changed[:, 0]]
+    assert not (col == 20).any()
+    assert torch.isin(col, alphabet).all()
+    counts = torch.bincount(col - 10, minlength=50).numpy()
+    counts = np.delete(counts, 10)  # slot of token 20
+    expected = col.numel() / 49
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 100  # 48 degrees of freedom: 99.99th percentile is about 95
+
+
+def test_mask_rate_and_token():
+    ids = torch.tensor([5, 6, 7, 8])
+    editable = torch.tensor([False, True, True, True])
+    out = noisy_token_ids(ids, editable, Mask(0.4), 20_000, _gen(1), mask_id=0)
+    assert (out[:, 0] == 5).all()
+    masked = out[:, 1:] == 0
+    assert abs(masked.float().mean().item() - 0.4) < 0.01
+    assert ((out[:, 1:] == ids[1:]) | masked).all()
+
+
+def test_gaussian_noise_has_the_stated_sigma_and_centre():
+    image = torch.full((3, 8, 8), 0.3)
+    out = noisy_images(image, Gaussian(0.7), 2_000, _gen(2))
+    noise = (out - image).flatten()
+    assert abs(noise.mean().item()) < 0.01
+    assert abs(noise.std().item() - 0.7) < 0.01
+
+
+def test_same_seed_same_samples_other_seed_other_samples():
+    ids, editable, alphabet = torch.arange(20), torch.ones(20, dtype=torch.bool), torch.arange(100)
+    a = noisy_token_ids(ids, editable, UniformReplace(0.5, 100), 64, _gen(7), alphabet)
+    b = noisy_token_ids(ids, editable, UniformReplace(0.5, 100), 64, _gen(7), alphabet)
+    c = noisy_token_ids(ids, editable, UniformReplace(0.5, 100), 64, _gen(8), alphabet)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    img = torch.rand(3, 4, 4)
+    assert torch.equal(noisy_images(img, Gaussian(0.1), 5, _gen(3)), noisy_images(img, Gaussian(0.1), 5, _gen(3)))
+
+
+def test_mask_needs_a_mask_id_and_uniform_needs_an_alphabet():
+    ids, editable = torch.arange(4), torch.ones(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="mask"):
+        noisy_token_ids(ids, editable, Mask(0.3), 2, _gen())
+    with pytest.raises(ValueError, match="alphabet"):
+        noisy_token_ids(ids, editable, UniformReplace(0.3, 4), 2, _gen())
