@@ -75,3 +75,20 @@ class KeywordImageClassifier(torch.nn.Module):
         bright = (images.mean(dim=(1, 2, 3)) > 0.5).float()
         score = has * bright - 0.5
         return torch.stack([-score, score], dim=1)
+
+
+class SmallGuard(torch.nn.Module):
+    """A small multimodal guard of realistic shape: conv image tower + token embedding bag + MLP head."""
+
+    def __init__(self, vocab_size: int = 64, classes: int = 2, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        )
+        self.embed = torch.nn.EmbeddingBag(vocab_size, 64, mode="mean")
+        self.head = torch.nn.Sequential(torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, classes))
+
+    def forward(self, ids, images):
+        return self.head(torch.cat([self.conv(images).flatten(1), self.embed(ids)], dim=1))
