@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "CaseError", "load_image"]
+__all__ = ["Case", "CaseError", "load_image", "load_cases"]
 
 
 class CaseError(ValueError):
@@ -106,3 +106,86 @@ class Case:
         h.update(repr(self.image.shape).encode())
         h.update(np.ascontiguousarray(self.image, dtype=np.float32).tobytes())
         return h.hexdigest()
+
+
+_KNOWN = ("id", "prompt", "image", "expected")
+
+
+def _line_of_yaml_item(text: str, index: int) -> int:
+    """Best-effort line number of the ``index``-th top-level ``- `` item of a YAML list."""
+    seen = -1
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("- "):
+            seen += 1
+            if seen == index:
+                return lineno
+    return 1
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Read audit cases from a JSONL, YAML or CSV file: one case per line / list item / row.
+
+    Fields: ``id`` (unique, stable: it names the pytest test, the baseline entry and the cache entry),
+    ``prompt``, ``image`` (a path relative to the case file's folder), optional ``expected``; any other
+    field is kept in ``Case.meta``. Every problem raises :class:`CaseError` naming the file and line.
+    """
+    import csv
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(f"case file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    rows: list[tuple[int, object]] = []
+    if suffix in (".jsonl", ".ndjson"):
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise CaseError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise CaseError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        if isinstance(data, dict) and "cases" in data:
+            data = data["cases"]
+        if not isinstance(data, list):
+            raise CaseError(f"{path}:1: a YAML case file must be a list of cases (or a mapping with a 'cases' list)")
+        rows = [(_line_of_yaml_item(text, i), item) for i, item in enumerate(data)]
+    elif suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        for row in reader:
+            rows.append((reader.line_num, {k: v for k, v in row.items() if k is not None and v not in (None, "")}))
+    else:
+        raise CaseError(f"case file {str(path)!r}: unknown format {suffix!r}; use .jsonl, .yaml/.yml or .csv")
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    for lineno, row in rows:
+        if not isinstance(row, dict):
+            raise CaseError(f"{path}:{lineno}: a case must be a mapping with id, prompt and image, got {type(row).__name__}")
+        missing = [f for f in ("id", "prompt", "image") if f not in row or row[f] in (None, "")]
+        if missing:
+            raise CaseError(f"{path}:{lineno}: case is missing required field(s) {', '.join(missing)}")
+        cid = str(row["id"])
+        if cid in seen:
+            raise CaseError(f"{path}:{lineno}: duplicate case id {cid!r} (first on line {seen[cid]}); ids must be unique")
+        seen[cid] = lineno
+        image = row["image"]
+        if isinstance(image, str):
+            image = path.parent / image
+        try:
+            case = Case(cid, str(row["prompt"]), image, row.get("expected"), {k: v for k, v in row.items() if k not in _KNOWN})
+        except CaseError as exc:
+            raise CaseError(f"{path}:{lineno}: {exc}") from None
+        cases.append(case)
+    if not cases:
+        raise CaseError(f"case file {str(path)!r} holds no cases")
+    return cases

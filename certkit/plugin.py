@@ -1,0 +1,543 @@
+"""The certkit pytest plugin: certification requirements as pytest tests.
+
+Users define two session-scoped fixtures in their ``conftest.py``: ``certkit_model`` (a certkit model
+adapter) and ``certkit_oracle`` (an oracle). Tests take the function-scoped ``certkit`` fixture and call
+``certkit.assert_certified(case, edits=..., radius=..., outcome=...)``.
+
+Settings, highest precedence first: ``--certkit-*`` command-line options, the ``certkit(...)`` marker
+(the closest one: function, then class, then module), ``certkit_*`` ini keys, built-in defaults.
+
+Results: every certificate travels with its test report (``user_properties``) to the controller, with or
+without xdist, and is written to ``--certkit-json`` (default ``reports/results.json``) at the end of the
+session, together with run metadata. This module imports no model code at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+RESULTS_SCHEMA = "certkit.results/1"
+_PROPERTY = "certkit_certificate"
+
+# name -> (type, default, help); the marker takes the same names
+SETTINGS = {
+    "sigma": (float, 0.25, "image Gaussian noise std in [0, 1] pixel units"),
+    "beta": (float, 0.25, "per-token replacement (or mask) probability of the text kernel; 0 = no text noise"),
+    "kernel": (str, "uniform", "text kernel: uniform or mask"),
+    "alpha": (float, 0.01, "false-certification rate per requirement"),
+    "threshold": (float, 0.5, "threshold tau on the worst-case probability of the outcome"),
+    "n_max": (int, 10_000, "sample cap of the sequential test"),
+    "outcome": (str, None, "default target outcome label"),
+}
+_RUN_OPTIONS = {
+    "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
+    "json": (str, "reports/results.json", "where to write the results file"),
+    "cache_dir": (str, "reports/.cache", "count cache folder ('none' to disable)"),
+    "min_pass_rate": (float, None, "gate on the certified share of requirements instead of each one"),
+    "allow_inconclusive": (bool, False, "do not fail requirements that stay inconclusive at n_max"),
+    "devices": (str, None, "comma-separated GPU ids for xdist workers (default: CUDA_VISIBLE_DEVICES or all)"),
+}
+
+
+# --------------------------------------------------------------------------- options and settings
+
+
+def _ini_name(name: str) -> str:
+    return f"certkit_{name}"
+
+
+def _opt_name(name: str) -> str:
+    return "--certkit-" + name.replace("_", "-")
+
+
+def _parse_bool(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("certkit", "certkit: certification requirements")
+    for name, (kind, default, help_text) in {**SETTINGS, **_RUN_OPTIONS}.items():
+        if kind is bool:
+            group.addoption(_opt_name(name), action="store_const", const=True, default=None, dest=f"certkit_{name}", help=help_text)
+        else:
+            group.addoption(_opt_name(name), action="store", default=None, dest=f"certkit_{name}", metavar=name.upper(),
+                            help=f"{help_text} (default {default})")
+        parser.addini(_ini_name(name), help=help_text, default=None)
+
+
+def _convert(name: str, kind, value, source: str):
+    try:
+        if kind is bool:
+            return _parse_bool(value)
+        if kind is float:
+            return float(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(str(value)) if not isinstance(value, int) else value
+        return str(value)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"certkit: {source} {name} = {value!r} is not a valid {kind.__name__}") from None
+
+
+def _validate(name: str, value, source: str):
+    def bad(why):
+        raise pytest.UsageError(f"certkit: {source} {name} = {value!r}: {why}")
+
+    if value is None:
+        return value
+    if name == "sigma" and not (value > 0 and math.isfinite(value)):
+        bad("sigma must be > 0")
+    if name == "beta" and not (0 <= value < 1):
+        bad("beta must lie in [0, 1) (0 turns text noise off)")
+    if name in ("alpha", "threshold") and not (0 < value < 1):
+        bad(f"{name} must lie strictly between 0 and 1")
+    if name == "n_max" and value < 1:
+        bad("n_max must be a positive integer")
+    if name == "kernel" and value not in ("uniform", "mask"):
+        bad("kernel must be 'uniform' or 'mask'")
+    if name == "min_pass_rate" and not (0 <= value <= 1):
+        bad("min_pass_rate must lie in [0, 1]")
+    return value
+
+
+def _from_cli_or_ini(config: pytest.Config, name: str, kind, default):
+    cli = config.getoption(f"certkit_{name}")
+    if cli is not None:
+        return _validate(name, _convert(name, kind, cli, "option " + _opt_name(name)), "option " + _opt_name(name))
+    ini = config.getini(_ini_name(name))
+    if ini not in (None, "", []):
+        return _validate(name, _convert(name, kind, ini, "ini key " + _ini_name(name)), "ini key " + _ini_name(name))
+    return default
+
+
+def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
+    """Settings for one test: command line > closest ``certkit`` marker > ini > defaults."""
+    out = {}
+    marker_values: dict = {}
+    if item is not None:
+        for marker in reversed(list(item.iter_markers("certkit"))):  # module first, function last wins
+            if marker.args:
+                raise pytest.UsageError(f"certkit marker on {item.nodeid}: use keyword arguments, e.g. @pytest.mark.certkit(sigma=0.5)")
+            unknown = set(marker.kwargs) - set(SETTINGS)
+            if unknown:
+                raise pytest.UsageError(f"certkit marker on {item.nodeid}: unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+            marker_values.update(marker.kwargs)
+    for name, (kind, default, _) in SETTINGS.items():
+        cli = config.getoption(f"certkit_{name}")
+        if cli is not None:
+            source = "option " + _opt_name(name)
+            out[name] = _validate(name, _convert(name, kind, cli, source), source)
+        elif name in marker_values:
+            source = f"marker on {item.nodeid}"
+            out[name] = _validate(name, _convert(name, kind, marker_values[name], source) if marker_values[name] is not None else None, source)
+        else:
+            out[name] = _from_cli_or_ini(config, name, kind, default)
+    return out
+
+
+@dataclass
+class RunState:
+    """Controller-side collection of results, and the run's settings."""
+
+    seed: int = 0
+    json_path: str = "reports/results.json"
+    cache_dir: str | None = "reports/.cache"
+    min_pass_rate: float | None = None
+    allow_inconclusive: bool = False
+    devices: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    results: dict = field(default_factory=dict)  # nodeid -> record
+
+
+_STATE = pytest.StashKey[RunState]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _visible_devices(config: pytest.Config) -> list[str]:
+    option = _from_cli_or_ini(config, "devices", str, None)
+    if option:
+        return [d.strip() for d in option.split(",") if d.strip()]
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "certkit(**settings): certkit settings (sigma, beta, kernel, alpha, threshold, n_max, outcome)")
+    state = RunState()
+    cache = _from_cli_or_ini(config, "cache_dir", str, "reports/.cache")
+    state.cache_dir = None if cache.lower() in ("none", "") else cache
+    state.json_path = _from_cli_or_ini(config, "json", str, "reports/results.json")
+    state.min_pass_rate = _from_cli_or_ini(config, "min_pass_rate", float, None)
+    state.allow_inconclusive = _from_cli_or_ini(config, "allow_inconclusive", bool, False)
+    if _is_worker(config):
+        wi = config.workerinput
+        state.seed = int(wi.get("certkit_seed", 0))
+        devices = wi.get("certkit_devices") or []
+        if devices:  # pin this worker to one GPU before any CUDA call
+            index = int(str(wi.get("workerid", "gw0")).lstrip("gw") or 0)
+            os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
+        state.devices = [os.environ.get("CUDA_VISIBLE_DEVICES", "")] if devices else []
+    else:
+        state.seed = _from_cli_or_ini(config, "seed", int, 0)
+        state.devices = _visible_devices(config)
+        for name, (kind, default, _) in SETTINGS.items():  # fail fast on bad options and ini values
+            _from_cli_or_ini(config, name, kind, default)
+        config.pluginmanager.register(_Controller(state), "certkit-controller")
+    config.stash[_STATE] = state
+
+
+def pytest_configure_node(node) -> None:
+    """xdist (controller): hand the run seed and the device list to each worker."""
+    state = node.config.stash[_STATE]
+    node.workerinput["certkit_seed"] = state.seed
+    node.workerinput["certkit_devices"] = state.devices
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config):
+    """``-n auto``: one worker per visible GPU; xdist's default (CPU count) when there is none."""
+    devices = _visible_devices(config)
+    return len(devices) if devices else None
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def certkit_model():
+    raise pytest.UsageError(
+        "certkit: define a session-scoped `certkit_model` fixture in your conftest.py returning a model adapter, e.g. "
+        "certkit.models.VisionLanguageGenerator.from_pretrained(path) or certkit.models.TorchClassifier(module, ...)"
+    )
+
+
+@pytest.fixture(scope="session")
+def certkit_oracle():
+    raise pytest.UsageError(
+        "certkit: define a session-scoped `certkit_oracle` fixture in your conftest.py returning a certkit.oracles.Oracle"
+    )
+
+
+class CertkitRequirement:
+    """The ``certkit`` fixture: certify, frontier and assert for the current test, recording every certificate."""
+
+    def __init__(self, request: pytest.FixtureRequest, model, oracle, smoothed_cache: dict):
+        self._request = request
+        self._item = request.node
+        self.settings = resolve_settings(request.config, request.node)
+        self._model, self._oracle = model, oracle
+        self._cache = smoothed_cache
+        self.certificates: list = []
+
+    def _smoothed(self, sigma, beta, kernel):
+        from .noise import Gaussian, Mask, UniformReplace
+        from .smoothing import Smoothed
+
+        state = self._request.config.stash[_STATE]
+        key = (id(self._model), id(self._oracle), sigma, beta, kernel)
+        if key not in self._cache:
+            text = None
+            if beta:
+                text = Mask(beta) if kernel == "mask" else UniformReplace(beta, int(self._model.alphabet.numel()))
+            self._cache[key] = Smoothed(self._model, self._oracle, image=Gaussian(sigma), text=text, seed=state.seed,
+                                        cache=state.cache_dir)
+        return self._cache[key]
+
+    def _settings(self, overrides: dict) -> dict:
+        s = dict(self.settings)
+        for name, value in overrides.items():
+            if value is not None:
+                s[name] = _validate(name, value, "argument")
+        if s.get("outcome") is None:
+            raise pytest.UsageError(f"certkit: no outcome for {self._item.nodeid}: pass outcome=... or set it in the certkit marker / ini")
+        return s
+
+    def _record(self, cert) -> None:
+        self.certificates.append(cert)
+        self._item.user_properties.append((_PROPERTY, json.dumps(cert.to_dict(), sort_keys=True)))
+
+    def certify(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, alpha=None, threshold=None,
+                n_max=None, sigma=None, beta=None):
+        s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
+        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
+        cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"], n_max=s["n_max"])
+        self._record(cert)
+        return cert
+
+    def frontier(self, case, *, max_edits: int | None = None, outcome: str | None = None, n: int = 10_000, alpha=None, threshold=None,
+                 sigma=None, beta=None):
+        s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
+        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
+        cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
+        self._record(cert)
+        return cert
+
+    def assert_certified(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, **kwargs):
+        """Certify and fail the test unless certified (inconclusive fails too unless allowed)."""
+        cert = self.certify(case, edits=edits, radius=radius, outcome=outcome, **kwargs)
+        if cert.certified:
+            return cert
+        state = self._request.config.stash[_STATE]
+        if cert.status == "inconclusive" and state.allow_inconclusive:
+            return cert
+        message = failure_message(cert)
+        if state.min_pass_rate is not None:
+            pytest.xfail(f"counted against --certkit-min-pass-rate: {message}")
+        pytest.fail(message, pytrace=False)
+
+
+def failure_message(cert) -> str:
+    from . import bounds
+    from .noise import Gaussian, Mask, UniformReplace
+
+    req = f"{cert.outcome!r} at {cert.edits} token edit(s), image l2 radius {cert.radius:g}, tau = {cert.threshold:g}"
+    lines = [
+        f"{cert.status.upper()}: case {cert.case_id!r} is not certified {req}",
+        f"  p_A in [{cert.p_a_lower:.6f}, {cert.p_a_upper:.6f}] at confidence {1 - cert.alpha:g} after n = {cert.n} samples "
+        f"({cert.successes} with the outcome; counts {cert.label_counts})",
+        f"  needed p_A >= p* = {cert.p_star:.6f}; worst case p_adv = {cert.p_adv:.6g} (needs >= {cert.threshold:g})",
+    ]
+    try:
+        image = Gaussian(cert.image_kernel["sigma"]) if cert.image_kernel else None
+        tk = cert.text_kernel or {}
+        text = UniformReplace(tk["beta"], tk["vocab_size"]) if tk.get("kind") == "uniform_replace" else (Mask(tk["beta"]) if tk else None)
+        if image is not None and cert.p_a_lower > 0:
+            r = float(bounds.max_radius(cert.p_a_lower, image, text, cert.edits, cert.threshold))
+            lines.append(f"  with this p_A bound the largest certified radius at {cert.edits} edit(s) is "
+                         f"{'none' if r == -math.inf else f'{r:.4f}'}")
+    except (KeyError, TypeError, ValueError):
+        pass
+    if cert.status == "inconclusive":
+        lines.append(f"  to decide, raise n_max (now {cert.n_max}) or, if p_A sits near p*, relax the requirement")
+    elif math.isfinite(cert.p_star) and cert.p_star < 1:
+        lines.append("  to pass: a model whose p_A exceeds p*, a smaller radius or fewer edits, or a smaller beta / larger sigma")
+    else:
+        lines.append("  no number of samples can certify this: reduce the radius or edits, or change the noise")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def _certkit_smoothed_cache():
+    return {}
+
+
+@pytest.fixture
+def certkit(request, certkit_model, certkit_oracle, _certkit_smoothed_cache):
+    """Certify requirements in a test: ``certkit.assert_certified(case, edits=1, radius=0.25, outcome="harmless")``."""
+    return CertkitRequirement(request, certkit_model, certkit_oracle, _certkit_smoothed_cache)
+
+
+# --------------------------------------------------------------------------- results on the controller
+
+
+_REQUIREMENT = "certkit_requirement"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tag the tests that use the ``certkit`` fixture: the tag travels with every report of the test."""
+    for item in items:
+        if "certkit" in getattr(item, "fixturenames", ()):
+            item.user_properties.append((_REQUIREMENT, "1"))
+
+
+def _collect(state: RunState, report: pytest.TestReport) -> None:
+    is_requirement = any(k == _REQUIREMENT for k, _ in report.user_properties)
+    crashed = report.failed and "crashed" in str(report.longrepr or "") and "worker" in str(report.longrepr or "")
+    if not (is_requirement or crashed):
+        return
+    certs = [json.loads(v) for k, v in report.user_properties if k == _PROPERTY]
+    record = state.results.get(report.nodeid)
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed") or certs:
+        if record is None:
+            record = state.results[report.nodeid] = {"nodeid": report.nodeid, "certificates": [], "test_outcome": None, "error": None}
+        seen = {json.dumps(c, sort_keys=True) for c in record["certificates"]}
+        record["certificates"].extend(c for c in certs if json.dumps(c, sort_keys=True) not in seen)
+        if report.when == "call" or report.outcome != "passed":
+            outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+            if crashed:
+                record["error"] = "the worker running this requirement crashed: " + _short_longrepr(report)
+            record["test_outcome"] = outcome
+            record["duration_s"] = round(report.duration, 4)
+            if report.outcome == "failed" and not any(c["status"] != "certified" for c in record["certificates"]):
+                record["error"] = _short_longrepr(report)
+            if report.when == "setup":
+                record["error"] = _short_longrepr(report)
+
+
+def _short_longrepr(report) -> str:
+    text = str(report.longrepr) if report.longrepr is not None else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-6:])[:2000]
+
+
+def _status(record: dict) -> str:
+    certs = record["certificates"]
+    if record.get("error") or (record["test_outcome"] == "failed" and not certs):
+        return "error"
+    if not certs:
+        return "error" if record["test_outcome"] == "failed" else "no requirement"
+    statuses = [c["status"] for c in certs]
+    for status in ("not certified", "inconclusive"):
+        if status in statuses:
+            return status
+    return "certified"
+
+
+def summarize(state: RunState) -> dict:
+    counts = {"certified": 0, "not certified": 0, "inconclusive": 0, "error": 0}
+    samples = forward = 0
+    for record in state.results.values():
+        status = _status(record)
+        if status in counts:
+            counts[status] += 1
+        for c in record["certificates"]:
+            samples += c["n"]
+            forward += int(c.get("timings", {}).get("forward_samples", 0))
+    total = sum(counts.values())
+    return {"requirements": total, **counts, "pass_rate": (counts["certified"] / total) if total else None,
+            "samples": samples, "forward_samples": forward}
+
+
+def _git() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": None, "dirty": None}
+
+
+def _packages() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("certkit", "torch", "transformers", "accelerate", "numpy", "scipy", "pytest", "pytest-xdist"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_metadata(config: pytest.Config, state: RunState) -> dict:
+    from . import __version__
+
+    certs = [c for r in state.results.values() for c in r["certificates"]]
+    return {
+        "certkit_version": __version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": round(time.time() - state.started, 3),
+        "git": _git(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": _packages(),
+        "seed": state.seed,
+        "devices": state.devices,
+        "workers": getattr(config.option, "numprocesses", None) or 0,
+        "args": list(config.invocation_params.args),
+        "settings": {name: _from_cli_or_ini(config, name, kind, default) for name, (kind, default, _) in SETTINGS.items()},
+        "gate": {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive},
+        "models": sorted({c["model_fingerprint"] for c in certs}),
+        "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
+    }
+
+
+def write_results(path: Path, document: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _finish(session: pytest.Session, state: RunState) -> None:
+    config = session.config
+    if not state.results:
+        return
+    summary = summarize(state)
+    gate_failed = state.min_pass_rate is not None and summary["pass_rate"] is not None and summary["pass_rate"] < state.min_pass_rate
+    summary["gate"] = "failed" if gate_failed or summary["error"] else "passed"
+    results = []
+    for nodeid in sorted(state.results):
+        record = dict(state.results[nodeid])
+        record["status"] = _status(record)
+        results.append(record)
+    document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results}
+    path = Path(state.json_path)
+    try:
+        write_results(path, document)
+        state.written = str(path)  # type: ignore[attr-defined]
+    except OSError as exc:
+        state.write_error = f"could not write {path}: {exc}"  # type: ignore[attr-defined]
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    if gate_failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    state.summary = summary  # type: ignore[attr-defined]
+
+
+def _terminal_summary(terminalreporter, state: RunState) -> None:
+    summary = getattr(state, "summary", None)
+    if summary is None:
+        return
+    tr = terminalreporter
+    tr.section("certkit")
+    tr.write_line(
+        f"{summary['requirements']} requirements: {summary['certified']} certified, {summary['not certified']} not certified, "
+        f"{summary['inconclusive']} inconclusive, {summary['error']} errors"
+    )
+    rate = summary["pass_rate"]
+    tr.write_line(f"samples used: {summary['samples']} ({summary['forward_samples']} new forward passes, the rest from the cache); "
+                  f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
+    if state.min_pass_rate is not None:
+        verdict = "PASSED" if summary["gate"] == "passed" else "FAILED"
+        tr.write_line(f"gate: pass rate >= {100 * state.min_pass_rate:.1f}%: {verdict}", red=verdict == "FAILED", green=verdict == "PASSED")
+    if getattr(state, "write_error", None):
+        tr.write_line(f"certkit: {state.write_error}", red=True)
+    elif getattr(state, "written", None):
+        tr.write_line(f"results: {state.written}")
+
+
+class _Controller:
+    """Registered on the controller (or the only process without xdist): gathers results, writes the file."""
+
+    def __init__(self, state: RunState):
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        _collect(self.state, report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        _finish(session, self.state)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        _terminal_summary(terminalreporter, self.state)
