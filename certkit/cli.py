@@ -136,7 +136,7 @@ def _sequential_samples(p_star: float, alpha: float, oracle_error: float, n_max:
 
 def cmd_audit(args, parser) -> int:
     audits = Path(args.path)
-    if not audits.is_dir() or not any(audits.glob("test_*.py")):
+    if not audits.is_dir() or not any(audits.rglob("test_*.py")):
         print(f"no audits yet: {audits}/ holds no test_*.py audit suite; nothing was certified")
         return 0
     cmd = [sys.executable, "-m", "pytest", str(audits), "-n", "auto", *args.pytest_args]

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -358,6 +359,7 @@ def certkit(request, certkit_model, certkit_oracle, _certkit_smoothed_cache):
 
 
 _REQUIREMENT = "certkit_requirement"
+_CRASH = re.compile(r"worker '[^']+' crashed while running")
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -369,12 +371,13 @@ def pytest_collection_modifyitems(items) -> None:
 
 def _collect(state: RunState, report: pytest.TestReport) -> None:
     is_requirement = any(k == _REQUIREMENT for k, _ in report.user_properties)
-    crashed = report.failed and "crashed" in str(report.longrepr or "") and "worker" in str(report.longrepr or "")
+    # xdist reports a test whose worker died with when="???" and this message (and no user_properties)
+    crashed = report.failed and report.when == "???" and bool(_CRASH.match(str(report.longrepr or "")))
     if not (is_requirement or crashed):
         return
     certs = [json.loads(v) for k, v in report.user_properties if k == _PROPERTY]
     record = state.results.get(report.nodeid)
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed") or certs:
+    if report.when in ("call", "???") or (report.when == "setup" and report.outcome != "passed") or certs:
         if record is None:
             record = state.results[report.nodeid] = {"nodeid": report.nodeid, "certificates": [], "test_outcome": None, "error": None}
         seen = {json.dumps(c, sort_keys=True) for c in record["certificates"]}

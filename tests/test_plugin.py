@@ -1,0 +1,280 @@
+"""The certkit pytest plugin, exercised through pytester in fresh pytest processes."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+CONFTEST = '''
+import numpy as np
+import pytest
+import torch
+from certkit.models import TorchClassifier
+from certkit.oracles import LabelOracle
+
+
+class Bright(torch.nn.Module):
+    def forward(self, ids, images):
+        s = images.mean(dim=(1, 2, 3)) - 0.5
+        return torch.stack([-s, s], 1)
+
+
+@pytest.fixture(scope="session")
+def certkit_model():
+    return TorchClassifier(Bright(), ["dark", "bright"], lambda t: [2 + len(w) % 20 for w in t.split()],
+                           vocab_size=24, special_ids=[0, 1], mask_id=0, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def certkit_oracle():
+    return LabelOracle(["dark", "bright"])
+'''
+
+TESTS = '''
+import numpy as np
+import pytest
+from certkit import Case
+
+CASES = [Case(f"c{i}", "pick up the cube", np.full((3, 8, 8), v, dtype=np.float32)) for i, v in enumerate([0.9, 0.8, 0.62, 0.51])]
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("radius", [0.05, 0.2])
+def test_bright(certkit, case, radius):
+    certkit.assert_certified(case, radius=radius)
+'''
+
+
+def _results(pytester, name="results.json"):
+    return json.loads((pytester.path / name).read_text())
+
+
+def _certs(doc):
+    keep = ("case_id", "status", "n", "successes", "p_a_lower", "p_a_upper", "p_adv", "seed", "radius", "edits")
+    return {r["nodeid"]: [{k: c[k] for k in keep} for c in r["certificates"]] for r in doc["results"]}
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n")
+    pytester.makepyfile(test_audit=TESTS)
+    return pytester
+
+
+def test_same_certificates_with_and_without_xdist(project):
+    a = project.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "a.json", "--certkit-cache-dir", "none", "--certkit-n-max", "2000")
+    b = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--certkit-json", "b.json", "--certkit-cache-dir", "none", "--certkit-n-max", "2000")
+    assert a.ret == b.ret
+    ca, cb = _certs(_results(project, "a.json")), _certs(_results(project, "b.json"))
+    assert len(ca) == 8 and ca == cb
+    assert _results(project, "b.json")["run"]["workers"] == 2
+
+
+def test_results_file_schema_summary_and_exit_code(project):
+    res = project.runpytest_subprocess("--certkit-json", "r.json", "--certkit-n-max", "500")
+    doc = _results(project, "r.json")
+    assert doc["schema"] == "certkit.results/1"
+    run = doc["run"]
+    for key in ("certkit_version", "git", "packages", "seed", "settings", "devices", "models", "oracles", "started", "duration_s"):
+        assert key in run
+    assert run["packages"]["torch"] and len(run["models"]) == 1 and run["oracles"][0].startswith("label@1:")
+    s = doc["summary"]
+    assert s["requirements"] == 8 and s["certified"] + s["not certified"] + s["inconclusive"] + s["error"] == 8
+    assert s["not certified"] + s["inconclusive"] >= 1  # the 0.51 case at radius 0.2 cannot pass (p_A ~ 0.71 < 0.79)
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    res.stdout.fnmatch_lines(["*certkit*", "8 requirements: * certified, * not certified, * inconclusive, 0 errors", "samples used: *"])
+    res.stdout.fnmatch_lines(["*NOT CERTIFIED*c3*", "*needed p_A >= p[*] = *"])
+
+
+def test_min_pass_rate_gate(project):
+    ok = project.runpytest_subprocess("--certkit-json", "g.json", "--certkit-min-pass-rate", "0.5", "--certkit-n-max", "500")
+    assert ok.ret == pytest.ExitCode.OK
+    ok.stdout.fnmatch_lines(["*gate: pass rate >= 50.0%: PASSED*"])
+    strict = project.runpytest_subprocess("--certkit-json", "g.json", "--certkit-min-pass-rate", "1.0", "--certkit-n-max", "500")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*gate: pass rate >= 100.0%: FAILED*"])
+
+
+def test_inconclusive_fails_unless_allowed(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_tie='''
+import numpy as np
+from certkit import Case
+
+def test_tie(certkit):
+    certkit.assert_certified(Case("tie", "hi", np.full((3, 8, 8), 0.5, dtype=np.float32)), radius=0.0, outcome="bright", beta=0.0, n_max=64)
+''')
+    strict = pytester.runpytest_subprocess("--certkit-json", "t.json")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    assert _results(pytester, "t.json")["results"][0]["status"] == "inconclusive"
+    allowed = pytester.runpytest_subprocess("--certkit-json", "t.json", "--certkit-allow-inconclusive")
+    assert allowed.ret == pytest.ExitCode.OK
+
+
+def test_settings_precedence_cli_over_marker_over_ini(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\ncertkit_alpha = 0.05\ncertkit_sigma = 0.3\ncertkit_beta = 0\n")
+    pytester.makepyfile(test_prec='''
+import numpy as np
+import pytest
+from certkit import Case
+
+C = Case("c", "hi", np.full((3, 8, 8), 0.9, dtype=np.float32))
+pytestmark = pytest.mark.certkit(alpha=0.02)
+
+def test_ini_sigma_module_alpha(certkit):
+    certkit.certify(C, outcome="bright")
+
+@pytest.mark.certkit(alpha=0.03, sigma=0.4)
+def test_function_marker(certkit):
+    certkit.certify(C, outcome="bright")
+
+class TestClass:
+    pytestmark = pytest.mark.certkit(alpha=0.025)
+    def test_class_marker(self, certkit):
+        certkit.certify(C, outcome="bright")
+''')
+    pytester.runpytest_subprocess("--certkit-json", "p.json").assert_outcomes(passed=3)
+    got = {r["nodeid"].split("::")[-1]: r["certificates"][0] for r in _results(pytester, "p.json")["results"]}
+    assert got["test_ini_sigma_module_alpha"]["alpha"] == 0.02 and got["test_ini_sigma_module_alpha"]["image_kernel"]["sigma"] == 0.3
+    assert got["test_function_marker"]["alpha"] == 0.03 and got["test_function_marker"]["image_kernel"]["sigma"] == 0.4
+    assert got["test_class_marker"]["alpha"] == 0.025
+    pytester.runpytest_subprocess("--certkit-json", "p.json", "--certkit-alpha", "0.04", "--certkit-sigma", "0.2").assert_outcomes(passed=3)
+    got = [r["certificates"][0] for r in _results(pytester, "p.json")["results"]]
+    assert {c["alpha"] for c in got} == {0.04} and {c["image_kernel"]["sigma"] for c in got} == {0.2}
+
+
+@pytest.mark.parametrize(
+    "args, ini, message",
+    [
+        (["--certkit-alpha", "2"], "", "option --certkit-alpha alpha = 2.0: alpha must lie strictly between 0 and 1"),
+        (["--certkit-n-max", "lots"], "", "option --certkit-n-max n_max = 'lots' is not a valid int"),
+        (["--certkit-sigma", "-1"], "", "sigma must be > 0"),
+        ([], "certkit_beta = 1.5\n", "ini key certkit_beta beta = 1.5: beta must lie in [0, 1)"),
+        ([], "certkit_kernel = gauss\n", "kernel must be 'uniform' or 'mask'"),
+        (["--certkit-min-pass-rate", "120"], "", "min_pass_rate must lie in [0, 1]"),
+    ],
+)
+def test_bad_settings_are_usage_errors(pytester, args, ini, message):
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\n" + ini)
+    pytester.makepyfile(test_x="def test_x(certkit):\n    pass\n")
+    res = pytester.runpytest_subprocess(*args)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in res.stderr.str()
+
+
+def test_unknown_marker_setting_is_an_error(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_m='''
+import pytest
+@pytest.mark.certkit(sigm=0.5)
+def test_m(certkit):
+    pass
+''')
+    res = pytester.runpytest_subprocess("--strict-markers")
+    assert res.ret != pytest.ExitCode.OK
+    assert "unknown setting(s) ['sigm']" in res.stdout.str() + res.stderr.str()
+
+
+def test_marker_is_registered_strict_markers_clean(pytester):
+    pytester.makepyfile(test_s="import pytest\n@pytest.mark.certkit(sigma=0.5)\ndef test_s():\n    pass\n")
+    pytester.runpytest_subprocess("--strict-markers").assert_outcomes(passed=1)
+
+
+def test_missing_model_fixture_explains_itself(pytester):
+    pytester.makepyfile(test_nf="def test_nf(certkit):\n    pass\n")
+    res = pytester.runpytest_subprocess("--certkit-json", "n.json")
+    assert res.ret != pytest.ExitCode.OK
+    assert "define a session-scoped `certkit_model` fixture" in res.stdout.str()
+    assert _results(pytester, "n.json")["results"][0]["status"] == "error"
+
+
+def _write_png(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(path)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "ok.png"}\n{"id": "b", "image": "ok.png"}\n', "cases.jsonl:2: case is missing required field(s) prompt"),
+        ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "missing.png"}\n', "cases.jsonl:1: image: file"),
+        ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "ok.png"}\n\n{"id": "a", "prompt": "yo", "image": "ok.png"}\n', "cases.jsonl:3: duplicate case id 'a' (first on line 1)"),
+        ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "ok.png"\n', "cases.jsonl:1: not valid JSON"),
+        ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  prompt: a: b\n  image: ok.png\n", "cases.yaml:5: not valid YAML"),
+        ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  image: ok.png\n", "cases.yaml:4: case is missing required field(s) prompt"),
+        ("cases.csv", "id,prompt,image\na,hi,ok.png\nb,,ok.png\n", "cases.csv:3: case is missing required field(s) prompt"),
+    ],
+)
+def test_malformed_case_files_error_the_collection(pytester, name, content, message):
+    pytester.makeconftest(CONFTEST)
+    _write_png(pytester.path / "ok.png")
+    (pytester.path / name).write_text(content)
+    pytester.makepyfile(test_cases=f'''
+from pathlib import Path
+import pytest
+import certkit
+CASES = certkit.load_cases(Path(__file__).parent / "{name}")
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_case(certkit, case):
+    certkit.assert_certified(case, outcome="bright", beta=0.0)
+''')
+    res = pytester.runpytest_subprocess()
+    assert res.ret == pytest.ExitCode.INTERRUPTED  # collection error: nothing ran, nothing passed
+    assert message in res.stdout.str()
+    res.assert_outcomes(errors=1)
+
+
+def test_cases_load_from_every_format(tmp_path):
+    import certkit
+
+    _write_png(tmp_path / "ok.png")
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "prompt": "hi", "image": "ok.png", "expected": "bright", "kind": "x"}\n')
+    (tmp_path / "c.yaml").write_text("cases:\n- id: a\n  prompt: hi\n  image: ok.png\n  expected: bright\n  kind: x\n")
+    (tmp_path / "c.csv").write_text("id,prompt,image,expected,kind\na,hi,ok.png,bright,x\n")
+    loaded = [certkit.load_cases(tmp_path / f) for f in ("c.jsonl", "c.yaml", "c.csv")]
+    assert all(len(c) == 1 and c[0].id == "a" and c[0].expected == "bright" and c[0].meta == {"kind": "x"} for c in loaded)
+    assert loaded[0][0].content_hash == loaded[1][0].content_hash == loaded[2][0].content_hash
+
+
+def test_a_crashed_worker_loses_no_other_result(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_crash='''
+import os
+import numpy as np
+import pytest
+from certkit import Case
+
+@pytest.mark.parametrize("i", range(6))
+def test_req(certkit, i):
+    if i == 3:
+        os._exit(1)
+    certkit.assert_certified(Case(f"c{i}", "hi", np.full((3, 8, 8), 0.9, dtype=np.float32)), radius=0.05, outcome="bright", beta=0.0)
+''')
+    res = pytester.runpytest_subprocess("-n", "2", "--certkit-json", "crash.json")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    doc = _results(pytester, "crash.json")
+    status = {r["nodeid"].split("[")[-1].rstrip("]"): r["status"] for r in doc["results"]}
+    assert status == {"0": "certified", "1": "certified", "2": "certified", "3": "error", "4": "certified", "5": "certified"}
+    crashed = next(r for r in doc["results"] if r["nodeid"].endswith("[3]"))
+    assert "crashed" in crashed["error"]
+    assert doc["summary"]["error"] == 1 and doc["summary"]["gate"] == "failed"
+
+
+def test_junit_properties(project):
+    project.runpytest_subprocess("--junitxml", "j.xml", "--certkit-n-max", "300", "--certkit-json", "j.json")
+    xml = (project.path / "j.xml").read_text()
+    assert 'name="certkit_certificate"' in xml and "&quot;p_a_lower&quot;" in xml
+
+
+def test_unwritable_results_path_is_reported(project):
+    (project.path / "blocked").write_text("a file where a folder should be")
+    res = project.runpytest_subprocess("--certkit-json", "blocked/r.json", "--certkit-n-max", "300", "--certkit-min-pass-rate", "0")
+    assert res.ret == pytest.ExitCode.INTERNAL_ERROR
+    res.stdout.fnmatch_lines(["*certkit: could not write blocked/r.json*"])
