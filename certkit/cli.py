@@ -139,7 +139,7 @@ def cmd_audit(args, parser) -> int:
     if not audits.is_dir() or not any(audits.rglob("test_*.py")):
         print(f"no audits yet: {audits}/ holds no test_*.py audit suite; nothing was certified")
         return 0
-    cmd = [sys.executable, "-m", "pytest", str(audits), "-n", "auto", *args.pytest_args]
+    cmd = [sys.executable, "-m", "pytest", str(audits), *args.pytest_args]
     return subprocess.call(cmd, env=dict(os.environ))
 
 

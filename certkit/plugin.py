@@ -206,6 +206,11 @@ def pytest_configure(config: pytest.Config) -> None:
             index = int(str(wi.get("workerid", "gw0")).lstrip("gw") or 0)
             os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
         state.devices = [os.environ.get("CUDA_VISIBLE_DEVICES", "")] if devices else []
+        if not devices:  # CPU workers: share the cores instead of oversubscribing them
+            threads = max(1, (os.cpu_count() or 1) // max(1, int(wi.get("workercount", 1))))
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(threads)
     else:
         state.seed = _from_cli_or_ini(config, "seed", int, 0)
         state.devices = _visible_devices(config)

@@ -141,8 +141,8 @@ class Smoothed:
             labels.extend(self.oracle(outputs))
         return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
 
-    def _labels(self, enc, stream_seed: int, key: str, n: int, have: np.ndarray, timing: dict) -> np.ndarray:
-        """The stream's labels extended to at least ``n`` samples (whole chunks), cached."""
+    def _labels(self, enc, stream_seed: int, n: int, have: np.ndarray, timing: dict) -> np.ndarray:
+        """The stream's labels extended to at least ``n`` samples (whole chunks)."""
         if have.size >= n:
             return have
         t0 = time.perf_counter()
@@ -157,9 +157,12 @@ class Smoothed:
         labels = np.concatenate(parts)
         timing["sampling_s"] = timing.get("sampling_s", 0.0) + time.perf_counter() - t0
         timing["forward_samples"] = timing.get("forward_samples", 0) + int(labels.size - have.size)
-        if self.cache is not None:
-            self.cache.put(key, self.oracle.all_labels, labels)
         return labels
+
+    def _store(self, key: str, labels: np.ndarray, cached: int) -> None:
+        """Write the stream once per requirement, if it grew."""
+        if self.cache is not None and labels.size > cached:
+            self.cache.put(key, self.oracle.all_labels, labels)
 
     def _cached(self, key: str) -> np.ndarray:
         if self.cache is None:
@@ -224,12 +227,13 @@ class Smoothed:
         test = stats.SequentialTest(min(p_star + self.oracle.error, 1.0), alpha, n_max, n_min=min(CHUNK, n_max), strict=threshold == 0.5)
         labels = have
         for look in test.looks:
-            labels = self._labels(enc, seed, key, look, labels, timing)
+            labels = self._labels(enc, seed, look, labels, timing)
             k = int((labels[:look] == target).sum())
             decision = test.decide(k, look)
             if decision is not stats.Decision.CONTINUE:
                 break
         n = look
+        self._store(key, labels, cached_before)
         lower, upper = test.bounds(k, n)
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
         p_adv = float(bounds.worst_case(lower, self.image, radius, self.text, int(edits)))
@@ -253,7 +257,8 @@ class Smoothed:
         timing: dict = {}
         enc = self._encode(case)
         have = self._cached(key)
-        labels = self._labels(enc, seed, key, n, have, timing)
+        labels = self._labels(enc, seed, n, have, timing)
+        self._store(key, labels, have.size)
         k = int((labels[:n] == self._label_index[outcome]).sum())
         lower, upper = stats.clopper_pearson(k, n, alpha)
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)

@@ -278,3 +278,41 @@ def test_unwritable_results_path_is_reported(project):
     res = project.runpytest_subprocess("--certkit-json", "blocked/r.json", "--certkit-n-max", "300", "--certkit-min-pass-rate", "0")
     assert res.ret == pytest.ExitCode.INTERNAL_ERROR
     res.stdout.fnmatch_lines(["*certkit: could not write blocked/r.json*"])
+
+
+PINNING = '''
+import os
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_pin(i, worker_id):
+    with open(f"pin-{worker_id}-{i}.txt", "w") as f:
+        f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+'''
+
+
+def _pins(pytester):
+    return {p.name.split("-")[1]: p.read_text() for p in pytester.path.glob("pin-*.txt")}
+
+
+def test_each_xdist_worker_is_pinned_to_one_gpu(pytester, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pytester.makepyfile(test_pin=PINNING)
+    pytester.runpytest_subprocess("-n", "2", "--certkit-devices", "3,5").assert_outcomes(passed=4)
+    assert _pins(pytester) == {"gw0": "3", "gw1": "5"}
+
+
+def test_pinning_honours_the_callers_device_list_and_auto(pytester, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")
+    pytester.makepyfile(test_pin=PINNING)
+    res = pytester.runpytest_subprocess("-n", "auto")  # one worker per visible GPU
+    res.assert_outcomes(passed=4)
+    res.stdout.fnmatch_lines(["*2 workers*"])
+    assert _pins(pytester) == {"gw0": "4", "gw1": "7"}
+
+
+def test_no_gpu_means_cpu_workers_unpinned(pytester, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    pytester.makepyfile(test_pin=PINNING)
+    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=4)
+    assert set(_pins(pytester).values()) == {""}
