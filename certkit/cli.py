@@ -143,6 +143,28 @@ def cmd_audit(args, parser) -> int:
     return subprocess.call(cmd, env=dict(os.environ))
 
 
+def cmd_report(args, parser) -> int:
+    import json
+
+    from .report import write_report
+
+    try:
+        doc = json.loads(Path(args.results).read_text())
+    except FileNotFoundError:
+        parser.error(f"results file {args.results!r} does not exist")
+    except json.JSONDecodeError as exc:
+        parser.error(f"results file {args.results!r} is not valid JSON: {exc}")
+    if not isinstance(doc, dict) or doc.get("schema") != "certkit.results/1":
+        parser.error(f"{args.results!r} is not a certkit results file (schema certkit.results/1)")
+    try:
+        out = write_report(doc, args.output)
+    except OSError as exc:
+        print(f"certkit report: could not write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certkit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle-error", type=_non_negative("--oracle-error"), default=0.0, help="oracle error bound e (default 0)")
     p.add_argument("--n-max", type=_positive("--n-max", int), default=100_000, help="sample cap of the sequential test")
     p.set_defaults(func=cmd_plan)
+
+    r = sub.add_parser("report", help="render the HTML audit report from a results.json")
+    r.add_argument("results", help="a results file written by the certkit pytest plugin")
+    r.add_argument("-o", "--output", default="reports/audit.html", help="the HTML file to write (default reports/audit.html)")
+    r.set_defaults(func=cmd_report)
 
     a = sub.add_parser("audit", help="run the audit suites (pytest) under audits/")
     a.add_argument("--path", default="audits", help="folder of audit suites (default audits/)")

@@ -29,6 +29,26 @@ import pytest
 
 RESULTS_SCHEMA = "certkit.results/1"
 _PROPERTY = "certkit_certificate"
+_CASE = "certkit_case"
+THUMBNAIL_PX = 48
+
+
+def case_summary(case) -> dict:
+    """What a report shows of a case: id, prompt, shape, content hash and a small PNG thumbnail (data URI)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(case.image)
+    arr = (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+    pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    pil.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return {"id": case.id, "prompt": case.prompt, "shape": list(img.shape), "hash": case.content_hash,
+            "expected": case.expected, "thumbnail": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
 
 # name -> (type, default, help); the marker takes the same names
 SETTINGS = {
@@ -43,6 +63,7 @@ SETTINGS = {
 _RUN_OPTIONS = {
     "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
     "json": (str, "reports/results.json", "where to write the results file"),
+    "report": (str, "reports/audit.html", "where to write the HTML audit report ('none' to skip)"),
     "cache_dir": (str, "reports/.cache", "count cache folder ('none' to disable)"),
     "min_pass_rate": (float, None, "gate on the certified share of requirements instead of each one"),
     "allow_inconclusive": (bool, False, "do not fail requirements that stay inconclusive at n_max"),
@@ -160,12 +181,14 @@ class RunState:
 
     seed: int = 0
     json_path: str = "reports/results.json"
+    report_path: str | None = "reports/audit.html"
     cache_dir: str | None = "reports/.cache"
     min_pass_rate: float | None = None
     allow_inconclusive: bool = False
     devices: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     results: dict = field(default_factory=dict)  # nodeid -> record
+    cases: dict = field(default_factory=dict)  # content hash -> case summary (prompt, thumbnail)
 
 
 _STATE = pytest.StashKey[RunState]()
@@ -196,6 +219,8 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = _from_cli_or_ini(config, "cache_dir", str, "reports/.cache")
     state.cache_dir = None if cache.lower() in ("none", "") else cache
     state.json_path = _from_cli_or_ini(config, "json", str, "reports/results.json")
+    report = _from_cli_or_ini(config, "report", str, "reports/audit.html")
+    state.report_path = None if report.lower() in ("none", "") else report
     state.min_pass_rate = _from_cli_or_ini(config, "min_pass_rate", float, None)
     state.allow_inconclusive = _from_cli_or_ini(config, "allow_inconclusive", bool, False)
     if _is_worker(config):
@@ -285,16 +310,18 @@ class CertkitRequirement:
             raise pytest.UsageError(f"certkit: no outcome for {self._item.nodeid}: pass outcome=... or set it in the certkit marker / ini")
         return s
 
-    def _record(self, cert) -> None:
+    def _record(self, cert, case) -> None:
         self.certificates.append(cert)
         self._item.user_properties.append((_PROPERTY, json.dumps(cert.to_dict(), sort_keys=True)))
+        if not any(k == _CASE and json.loads(v)["hash"] == case.content_hash for k, v in self._item.user_properties):
+            self._item.user_properties.append((_CASE, json.dumps(case_summary(case), sort_keys=True)))
 
     def certify(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, alpha=None, threshold=None,
                 n_max=None, sigma=None, beta=None):
         s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
         smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
         cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"], n_max=s["n_max"])
-        self._record(cert)
+        self._record(cert, case)
         return cert
 
     def frontier(self, case, *, max_edits: int | None = None, outcome: str | None = None, n: int = 10_000, alpha=None, threshold=None,
@@ -302,7 +329,7 @@ class CertkitRequirement:
         s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
         smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
         cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
-        self._record(cert)
+        self._record(cert, case)
         return cert
 
     def assert_certified(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, **kwargs):
@@ -381,6 +408,10 @@ def _collect(state: RunState, report: pytest.TestReport) -> None:
     if not (is_requirement or crashed):
         return
     certs = [json.loads(v) for k, v in report.user_properties if k == _PROPERTY]
+    for k, v in report.user_properties:
+        if k == _CASE:
+            case = json.loads(v)
+            state.cases.setdefault(case["hash"], case)
     record = state.results.get(report.nodeid)
     if report.when in ("call", "???") or (report.when == "setup" and report.outcome != "passed") or certs:
         if record is None:
@@ -499,13 +530,19 @@ def _finish(session: pytest.Session, state: RunState) -> None:
         record = dict(state.results[nodeid])
         record["status"] = _status(record)
         results.append(record)
-    document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results}
+    document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results,
+                "cases": state.cases}
     path = Path(state.json_path)
+    state.written = []  # type: ignore[attr-defined]
     try:
         write_results(path, document)
-        state.written = str(path)  # type: ignore[attr-defined]
+        state.written.append(str(path))  # type: ignore[attr-defined]
+        if state.report_path:
+            from .report import write_report
+
+            state.written.append(str(write_report(document, state.report_path)))  # type: ignore[attr-defined]
     except OSError as exc:
-        state.write_error = f"could not write {path}: {exc}"  # type: ignore[attr-defined]
+        state.write_error = f"could not write {exc.filename or path}: {exc.strerror or exc}"  # type: ignore[attr-defined]
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     if gate_failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -530,8 +567,8 @@ def _terminal_summary(terminalreporter, state: RunState) -> None:
         tr.write_line(f"gate: pass rate >= {100 * state.min_pass_rate:.1f}%: {verdict}", red=verdict == "FAILED", green=verdict == "PASSED")
     if getattr(state, "write_error", None):
         tr.write_line(f"certkit: {state.write_error}", red=True)
-    elif getattr(state, "written", None):
-        tr.write_line(f"results: {state.written}")
+    if getattr(state, "written", None):
+        tr.write_line("written: " + ", ".join(state.written))
 
 
 class _Controller:
