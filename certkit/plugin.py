@@ -532,18 +532,30 @@ def _finish(session: pytest.Session, state: RunState) -> None:
         results.append(record)
     document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results,
                 "cases": state.cases}
-    path = Path(state.json_path)
-    state.written = []  # type: ignore[attr-defined]
-    try:
-        write_results(path, document)
-        state.written.append(str(path))  # type: ignore[attr-defined]
-        if state.report_path:
-            from .report import write_report
+    state.written, state.write_errors = [], []  # type: ignore[attr-defined]
+    from .report import write_report
 
-            state.written.append(str(write_report(document, state.report_path)))  # type: ignore[attr-defined]
-    except OSError as exc:
-        state.write_error = f"could not write {exc.filename or path}: {exc.strerror or exc}"  # type: ignore[attr-defined]
-        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    targets = [(Path(state.json_path), write_results)]
+    if state.report_path:
+        targets.append((Path(state.report_path), write_report))
+    for path, write in targets:
+        try:
+            write(path, document) if write is write_results else write(document, path)
+            state.written.append(str(path))  # type: ignore[attr-defined]
+        except OSError as exc:
+            cause = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else "")
+            message = f"could not write {path}: {cause}"
+            if write is write_results:  # never lose the results: fall back to a temporary file
+                import tempfile
+
+                fallback = Path(tempfile.gettempdir()) / f"certkit-results-{os.getpid()}-{int(time.time())}.json"
+                try:
+                    write_results(fallback, document)
+                    message += f"; the results were saved to {fallback} instead"
+                except OSError:
+                    message += "; the results could not be saved anywhere"
+            state.write_errors.append(message)  # type: ignore[attr-defined]
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
     if gate_failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     state.summary = summary  # type: ignore[attr-defined]
@@ -565,8 +577,8 @@ def _terminal_summary(terminalreporter, state: RunState) -> None:
     if state.min_pass_rate is not None:
         verdict = "PASSED" if summary["gate"] == "passed" else "FAILED"
         tr.write_line(f"gate: pass rate >= {100 * state.min_pass_rate:.1f}%: {verdict}", red=verdict == "FAILED", green=verdict == "PASSED")
-    if getattr(state, "write_error", None):
-        tr.write_line(f"certkit: {state.write_error}", red=True)
+    for error in getattr(state, "write_errors", []):
+        tr.write_line(f"certkit: {error}", red=True)
     if getattr(state, "written", None):
         tr.write_line("written: " + ", ".join(state.written))
 

@@ -277,7 +277,9 @@ def test_unwritable_results_path_is_reported(project):
     (project.path / "blocked").write_text("a file where a folder should be")
     res = project.runpytest_subprocess("--certkit-json", "blocked/r.json", "--certkit-n-max", "300", "--certkit-min-pass-rate", "0")
     assert res.ret == pytest.ExitCode.INTERNAL_ERROR
-    res.stdout.fnmatch_lines(["*certkit: could not write blocked/r.json*"])
+    res.stdout.fnmatch_lines(["*certkit: could not write blocked/r.json*the results were saved to *certkit-results-* instead*"])
+    saved = res.stdout.str().split("the results were saved to ")[1].split(" instead")[0]
+    assert json.loads(open(saved).read())["summary"]["requirements"] == 8
 
 
 PINNING = '''
