@@ -2,6 +2,7 @@
 
 * ``certkit bounds``: the (d, eps) frontier -- the largest certified image radius per number of token edits.
 * ``certkit plan``: how many samples a requirement needs (fixed n and the sequential test).
+* ``certkit report`` / ``diff`` / ``merge``: render the HTML report, compare two runs, merge shards.
 * ``certkit audit``: run the audit suites under ``audits/`` (the README's main job).
 """
 
@@ -165,6 +166,43 @@ def cmd_report(args, parser) -> int:
     return 0
 
 
+def cmd_diff(args, parser) -> int:
+    from .regression import ResultsError, compare, load_results
+
+    try:
+        old, new = load_results(args.old, "old results"), load_results(args.new, "new results")
+    except ResultsError as exc:
+        parser.error(str(exc))
+    result = compare(old, new, args.p_tolerance, args.radius_tolerance)
+    print(f"{args.old} -> {args.new}: {len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
+          f"{len(result['new'])} new, {len(result['removed'])} removed")
+    for reg in result["regressions"]:
+        print(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}")
+    for imp in result["improvements"]:
+        print(f"  improved  {imp['nodeid']}: {'; '.join(imp['reasons'])}")
+    for key in result["new"]:
+        print(f"  new       {key}")
+    for key in result["removed"]:
+        print(f"  removed   {key}")
+    return 1 if result["regressions"] else 0
+
+
+def cmd_merge(args, parser) -> int:
+    from .plugin import write_results
+    from .regression import ResultsError, load_results, merge
+
+    try:
+        docs = [load_results(p, "shard") for p in args.shards]
+        merged = merge(docs, list(args.shards), force=args.force)
+    except ResultsError as exc:
+        print(f"certkit merge: {exc}", file=sys.stderr)
+        return 2
+    write_results(Path(args.output), merged)
+    s = merged["summary"]
+    print(f"merged {len(docs)} shards into {args.output}: {s['requirements']} requirements, {s['certified']} certified")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certkit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("results", help="a results file written by the certkit pytest plugin")
     r.add_argument("-o", "--output", default="reports/audit.html", help="the HTML file to write (default reports/audit.html)")
     r.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("diff", help="compare two results files; exit 1 on regressions")
+    d.add_argument("old")
+    d.add_argument("new")
+    d.add_argument("--p-tolerance", type=_non_negative("--p-tolerance"), default=0.02, help="allowed drop of the p_A lower bound (default 0.02)")
+    d.add_argument("--radius-tolerance", type=_non_negative("--radius-tolerance"), default=0.05, help="allowed drop of the max radius (default 0.05)")
+    d.set_defaults(func=cmd_diff)
+
+    m = sub.add_parser("merge", help="merge results files of sharded runs into one")
+    m.add_argument("shards", nargs="+", help="results files (same models, oracles, seed and settings)")
+    m.add_argument("-o", "--output", required=True, help="the merged results file to write")
+    m.add_argument("--force", action="store_true", help="merge even if models, oracles, seed or settings differ")
+    m.set_defaults(func=cmd_merge)
 
     a = sub.add_parser("audit", help="run the audit suites (pytest) under audits/")
     a.add_argument("--path", default="audits", help="folder of audit suites (default audits/)")

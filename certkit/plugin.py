@@ -64,6 +64,9 @@ _RUN_OPTIONS = {
     "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
     "json": (str, "reports/results.json", "where to write the results file"),
     "report": (str, "reports/audit.html", "where to write the HTML audit report ('none' to skip)"),
+    "baseline": (str, None, "a committed results file to compare with: regressions fail the run"),
+    "update_baseline": (bool, False, "write this run's results to the --certkit-baseline file"),
+    "history": (str, "reports/history.jsonl", "append a summary of each run here ('none' to skip)"),
     "cache_dir": (str, "reports/.cache", "count cache folder ('none' to disable)"),
     "min_pass_rate": (float, None, "gate on the certified share of requirements instead of each one"),
     "allow_inconclusive": (bool, False, "do not fail requirements that stay inconclusive at n_max"),
@@ -182,6 +185,10 @@ class RunState:
     seed: int = 0
     json_path: str = "reports/results.json"
     report_path: str | None = "reports/audit.html"
+    baseline_path: str | None = None
+    baseline: dict | None = None
+    update_baseline: bool = False
+    history_path: str | None = "reports/history.jsonl"
     cache_dir: str | None = "reports/.cache"
     min_pass_rate: float | None = None
     allow_inconclusive: bool = False
@@ -239,6 +246,19 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         state.seed = _from_cli_or_ini(config, "seed", int, 0)
         state.devices = _visible_devices(config)
+        history = _from_cli_or_ini(config, "history", str, "reports/history.jsonl")
+        state.history_path = None if history.lower() in ("none", "") else history
+        state.baseline_path = _from_cli_or_ini(config, "baseline", str, None)
+        state.update_baseline = _from_cli_or_ini(config, "update_baseline", bool, False)
+        if state.update_baseline and not state.baseline_path:
+            raise pytest.UsageError("certkit: --certkit-update-baseline needs --certkit-baseline FILE (where to write it)")
+        if state.baseline_path and not state.update_baseline:
+            from .regression import ResultsError, load_results
+
+            try:
+                state.baseline = load_results(state.baseline_path, "baseline")
+            except ResultsError as exc:
+                raise pytest.UsageError(f"certkit: {exc}; create it with --certkit-update-baseline") from None
         for name, (kind, default, _) in SETTINGS.items():  # fail fast on bad options and ini values
             _from_cli_or_ini(config, name, kind, default)
         config.pluginmanager.register(_Controller(state), "certkit-controller")
@@ -523,7 +543,10 @@ def _finish(session: pytest.Session, state: RunState) -> None:
     if not state.results:
         return
     summary = summarize(state)
-    gate_failed = state.min_pass_rate is not None and summary["pass_rate"] is not None and summary["pass_rate"] < state.min_pass_rate
+    if state.min_pass_rate is not None:
+        gate_failed = summary["pass_rate"] is not None and summary["pass_rate"] < state.min_pass_rate
+    else:  # every requirement must be certified (inconclusive ones too, unless allowed)
+        gate_failed = summary["not certified"] > 0 or (summary["inconclusive"] > 0 and not state.allow_inconclusive)
     summary["gate"] = "failed" if gate_failed or summary["error"] else "passed"
     results = []
     for nodeid in sorted(state.results):
@@ -533,11 +556,34 @@ def _finish(session: pytest.Session, state: RunState) -> None:
     document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results,
                 "cases": state.cases}
     state.written, state.write_errors = [], []  # type: ignore[attr-defined]
+    from .regression import append_history, compare, read_history
     from .report import write_report
+
+    comparison = None
+    if state.baseline is not None:
+        comparison = compare(state.baseline, document)
+        document["baseline"] = {"path": state.baseline_path, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
+        if comparison["regressions"]:
+            summary["gate"] = "failed"
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    state.comparison = comparison  # type: ignore[attr-defined]
+    history = []
+    if state.history_path:
+        try:
+            append_history(state.history_path, document)
+            history = read_history(state.history_path)
+        except OSError as exc:
+            state.write_errors.append(f"could not append to {state.history_path}: {exc.strerror or exc}")  # type: ignore[attr-defined]
+
+    def report(doc, path):
+        return write_report(doc, path, baseline=comparison, history=history)
 
     targets = [(Path(state.json_path), write_results)]
     if state.report_path:
-        targets.append((Path(state.report_path), write_report))
+        targets.append((Path(state.report_path), report))
+    if state.update_baseline:
+        targets.append((Path(state.baseline_path), write_results))
     for path, write in targets:
         try:
             write(path, document) if write is write_results else write(document, path)
@@ -545,7 +591,7 @@ def _finish(session: pytest.Session, state: RunState) -> None:
         except OSError as exc:
             cause = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else "")
             message = f"could not write {path}: {cause}"
-            if write is write_results:  # never lose the results: fall back to a temporary file
+            if write is write_results and path == Path(state.json_path):  # never lose the results: fall back to a temporary file
                 import tempfile
 
                 fallback = Path(tempfile.gettempdir()) / f"certkit-results-{os.getpid()}-{int(time.time())}.json"
@@ -577,6 +623,15 @@ def _terminal_summary(terminalreporter, state: RunState) -> None:
     if state.min_pass_rate is not None:
         verdict = "PASSED" if summary["gate"] == "passed" else "FAILED"
         tr.write_line(f"gate: pass rate >= {100 * state.min_pass_rate:.1f}%: {verdict}", red=verdict == "FAILED", green=verdict == "PASSED")
+    comparison = getattr(state, "comparison", None)
+    if comparison is not None:
+        regs = comparison["regressions"]
+        tr.write_line(f"baseline {state.baseline_path}: {len(regs)} regressions, {len(comparison['improvements'])} improvements, "
+                      f"{len(comparison['new'])} new, {len(comparison['removed'])} removed", red=bool(regs), green=not regs)
+        for reg in regs[:50]:
+            tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
+    if state.update_baseline and state.baseline_path in getattr(state, "written", []):
+        tr.write_line(f"baseline updated: {state.baseline_path}")
     for error in getattr(state, "write_errors", []):
         tr.write_line(f"certkit: {error}", red=True)
     if getattr(state, "written", None):

@@ -116,6 +116,35 @@ def _accuracy_curves(frontier_certs: list[dict]) -> str | None:
     return "".join(parts)
 
 
+def _trend_chart(history: list[dict]) -> str | None:
+    """SVG: certified fraction (green) and mean certified radius (blue, own scale) over the recorded runs."""
+    runs = [h for h in history if h.get("pass_rate") is not None]
+    if len(runs) < 2:
+        return None
+    w, h, pad = 520, 180, 34
+    n = len(runs)
+    max_r = max([h.get("mean_radius") or 0 for h in runs] + [1e-9])
+
+    def x(i):
+        return pad + (w - 2 * pad) * i / (n - 1)
+
+    def y(v):
+        return h - pad - (h - pad - 12) * v
+
+    share = " ".join(f"{x(i):.1f},{y(r['pass_rate']):.1f}" for i, r in enumerate(runs))
+    radius = " ".join(f"{x(i):.1f},{y((r.get('mean_radius') or 0) / max_r):.1f}" for i, r in enumerate(runs))
+    return (f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="trend across runs">'
+            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" class="axis"/>'
+            f'<line x1="{pad}" y1="{h - pad}" x2="{pad}" y2="12" class="axis"/>'
+            f'<text x="{pad - 4}" y="16" class="tick" text-anchor="end">100%</text><text x="{pad - 4}" y="{h - pad + 4}" class="tick" text-anchor="end">0</text>'
+            f'<text x="{w - pad + 4}" y="16" class="tick" fill="#0969da">{max_r:.3g}</text>'
+            f'<text x="{w / 2}" y="{h - 8}" class="lbl">the last {n} runs, oldest left</text>'
+            f'<polyline points="{share}" fill="none" stroke="#1a7f37" stroke-width="2"><title>certified fraction</title></polyline>'
+            f'<polyline points="{radius}" fill="none" stroke="#0969da" stroke-width="2" stroke-dasharray="4 3"><title>mean certified radius</title></polyline>'
+            f'<text x="{pad + 6}" y="{h - pad - 6}" class="tick" fill="#1a7f37">certified fraction</text>'
+            f'<text x="{pad + 120}" y="{h - pad - 6}" class="tick" fill="#0969da">mean certified radius (dashed)</text></svg>')
+
+
 def _group_name(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
@@ -162,6 +191,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "colours": COLOURS,
         "baseline": baseline,
         "history": history or [],
+        "trend_chart": _trend_chart(history or []),
         "fmt": _fmt,
     }
 

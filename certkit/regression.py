@@ -1,0 +1,178 @@
+"""Regression tracking: compare a run with a baseline, keep a history of runs, merge sharded results.
+
+A *baseline* is a results document (``certkit.results/1``) that a team commits. A requirement
+**regresses** when it was certified in the baseline and no longer is, or when its p_A lower bound
+or its largest certified image radius (at the requirement's token edits, implied by that bound)
+dropped by more than a tolerance. New and removed requirements are listed but do not fail a run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+__all__ = [
+    "RESULTS_SCHEMA", "ResultsError", "load_results", "compare", "implied_radius", "history_entry", "append_history",
+    "read_history", "merge",
+]
+
+RESULTS_SCHEMA = "certkit.results/1"
+P_TOLERANCE = 0.02
+RADIUS_TOLERANCE = 0.05
+
+
+class ResultsError(ValueError):
+    """A results or baseline file that cannot be used; the message names the file and the problem."""
+
+
+def load_results(path: str | Path, what: str = "results") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{what} file {str(path)!r} does not exist")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{what} file {str(path)!r} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA or not isinstance(doc.get("results"), list):
+        raise ResultsError(f"{what} file {str(path)!r} is not a certkit results file (schema {RESULTS_SCHEMA})")
+    return doc
+
+
+def _num(x):
+    return {"inf": math.inf, "-inf": -math.inf}.get(x, x) if isinstance(x, str) else x
+
+
+def implied_radius(cert: dict) -> float:
+    """Largest image radius certified at the certificate's edits by its p_A lower bound (-inf: none)."""
+    from . import bounds
+    from .noise import Gaussian, Mask, UniformReplace
+
+    if cert.get("mode") == "frontier" and cert.get("frontier"):
+        return float(_num(cert["frontier"][0]))
+    image = cert.get("image_kernel") or {}
+    if not image:
+        return -math.inf
+    tk = cert.get("text_kernel") or {}
+    text = UniformReplace(tk["beta"], tk["vocab_size"]) if tk.get("kind") == "uniform_replace" else (Mask(tk["beta"]) if tk else None)
+    edits = int(cert.get("edits", 0)) if text is not None else 0
+    return float(bounds.max_radius(float(cert["p_a_lower"]), Gaussian(image["sigma"]), text, edits, float(cert["threshold"])))
+
+
+def _key(record: dict, cert: dict, index: int) -> str:
+    return f"{record['nodeid']}#{index}" if index else record["nodeid"]
+
+
+def _index(doc: dict) -> dict:
+    out = {}
+    for record in doc["results"]:
+        certs = record.get("certificates") or [None]
+        for i, cert in enumerate(certs):
+            out[_key(record, cert, i)] = (record, cert)
+    return out
+
+
+def compare(baseline: dict, current: dict, p_tolerance: float = P_TOLERANCE, radius_tolerance: float = RADIUS_TOLERANCE) -> dict:
+    """Requirement-by-requirement comparison. Returns ``{"regressions": [...], "improvements": [...], "new": [...],
+    "removed": [...], "changes": {nodeid: text}}``; ``changes`` feeds the report's "vs baseline" column."""
+    old, new = _index(baseline), _index(current)
+    out = {"regressions": [], "improvements": [], "new": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
+           "changes": {}, "p_tolerance": p_tolerance, "radius_tolerance": radius_tolerance}
+    for key in sorted(set(old) & set(new)):
+        (orec, ocert), (nrec, ncert) = old[key], new[key]
+        ostatus = ocert["status"] if ocert else orec.get("status")
+        nstatus = ncert["status"] if ncert else nrec.get("status")
+        nodeid = nrec["nodeid"]
+        reasons, better = [], []
+        if ostatus == "certified" and nstatus != "certified":
+            reasons.append(f"was certified, now {nstatus}")
+        elif ostatus != "certified" and nstatus == "certified":
+            better.append(f"now certified (was {ostatus})")
+        if ocert and ncert:
+            dp = ncert["p_a_lower"] - ocert["p_a_lower"]
+            if dp < -p_tolerance:
+                reasons.append(f"p_A lower bound {ocert['p_a_lower']:.4f} -> {ncert['p_a_lower']:.4f}")
+            r_old, r_new = implied_radius(ocert), implied_radius(ncert)
+            if math.isfinite(r_old) and r_old > 0 and (r_new < r_old - radius_tolerance):
+                reasons.append(f"max radius {r_old:.4f} -> {'none' if r_new == -math.inf else f'{r_new:.4f}'}")
+        if reasons:
+            out["regressions"].append({"nodeid": nodeid, "reasons": reasons})
+            out["changes"][nodeid] = "REGRESSED: " + "; ".join(reasons)
+        elif better:
+            out["improvements"].append({"nodeid": nodeid, "reasons": better})
+            out["changes"][nodeid] = "; ".join(better)
+        else:
+            out["changes"].setdefault(nodeid, "unchanged")
+    for key in out["new"]:
+        out["changes"][new[key][0]["nodeid"]] = "new"
+    return out
+
+
+def history_entry(doc: dict) -> dict:
+    """A compact summary of one run for ``history.jsonl``."""
+    radii = []
+    for record in doc["results"]:
+        for cert in record.get("certificates") or []:
+            r = implied_radius(cert)
+            radii.append(r if math.isfinite(r) and r > 0 else 0.0)
+    s, run = doc.get("summary", {}), doc.get("run", {})
+    return {"finished": run.get("finished") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": (run.get("git") or {}).get("commit"), "requirements": s.get("requirements"), "certified": s.get("certified"),
+            "pass_rate": s.get("pass_rate"), "mean_radius": (sum(radii) / len(radii)) if radii else None,
+            "samples": s.get("samples"), "models": run.get("models")}
+
+
+def append_history(path: str | Path, doc: dict) -> dict:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = history_entry(doc)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+    return entry
+
+
+def read_history(path: str | Path, limit: int = 50) -> list[dict]:
+    """The last ``limit`` entries; unreadable lines are skipped (the history is informative, not evidence)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries[-limit:]
+
+
+def merge(docs: list[dict], names: list[str], force: bool = False) -> dict:
+    """Merge sharded results (same models, oracles, seed and settings) into one document."""
+    if not docs:
+        raise ResultsError("nothing to merge")
+    first = docs[0]["run"]
+    for doc, name in zip(docs[1:], names[1:]):
+        run = doc["run"]
+        for field in ("models", "oracles", "seed", "settings"):
+            if run.get(field) != first.get(field) and not force:
+                raise ResultsError(f"{name} was run with different {field} than {names[0]} "
+                                   f"({run.get(field)!r} vs {first.get(field)!r}); pass --force to merge anyway")
+    results, seen, cases = [], {}, {}
+    for doc, name in zip(docs, names):
+        for record in doc["results"]:
+            if record["nodeid"] in seen:
+                raise ResultsError(f"requirement {record['nodeid']} appears in both {seen[record['nodeid']]} and {name}")
+            seen[record["nodeid"]] = name
+            results.append(record)
+        cases.update(doc.get("cases", {}))
+    counts = {s: sum(1 for r in results if r.get("status") == s) for s in ("certified", "not certified", "inconclusive", "error")}
+    total = sum(counts.values())
+    summary = {"requirements": total, **counts, "pass_rate": counts["certified"] / total if total else None,
+               "samples": sum(d["summary"].get("samples", 0) for d in docs),
+               "forward_samples": sum(d["summary"].get("forward_samples", 0) for d in docs),
+               "gate": "failed" if any(d["summary"].get("gate") == "failed" for d in docs) else "passed"}
+    run = dict(first)
+    run["merged_from"] = names
+    run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})
+    run["oracles"] = sorted({m for d in docs for m in d["run"].get("oracles", [])})
+    return {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": sorted(results, key=lambda r: r["nodeid"]), "cases": cases}
