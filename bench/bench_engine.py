@@ -28,7 +28,7 @@ def _llava(tmp, hidden, layers, image):
     if hidden != 32 or layers != 2:  # grow the text and vision towers from the same recipe
         model = LlavaForConditionalGeneration.from_pretrained(path)
         cfg = model.config
-        cfg.text_config.hidden_size = cfg.text_config.intermediate_size // 2 * 0 + hidden
+        cfg.text_config.hidden_size = hidden
         cfg.text_config.intermediate_size = 4 * hidden
         cfg.text_config.num_hidden_layers = layers
         cfg.text_config.num_attention_heads = cfg.text_config.num_key_value_heads = max(2, hidden // 64)

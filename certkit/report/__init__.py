@@ -69,18 +69,21 @@ def _case_chart(certs: list[dict]) -> str:
         parts.append(f'<text x="{x(d)}" y="{y(0) + 13}" class="tick" text-anchor="middle">{d}</text>')
     for c in certs:
         fr = [_radius(r) for r in (c.get("frontier") or ())]
-        if fr:
-            pts, prev = [], None
-            for d, r in enumerate(fr):
-                if not math.isfinite(r) or r < 0:
-                    break
-                if prev is not None:
-                    pts.append(f"{x(d)},{y(prev)}")
+        # the certified region: a staircase over d = 0 .. last certified d, closed along the d axis
+        steps = []
+        for d, r in enumerate(fr):
+            if not math.isfinite(r) or r < 0:
+                break
+            steps.append((d, r))
+        if steps:
+            pts = []
+            for i, (d, r) in enumerate(steps):
+                if i:
+                    pts.append(f"{x(d)},{y(steps[i - 1][1])}")
                 pts.append(f"{x(d)},{y(r)}")
-                prev = r
-            if pts:
-                poly = " ".join(pts) + f" {x(len(pts) and d)},{y(0)} {x(0)},{y(0)}"
-                parts.append(f'<polygon points="{poly}" class="region"/>')
+            last = steps[-1][0]
+            pts += [f"{x(last)},{y(0)}", f"{x(0)},{y(0)}"]
+            parts.append(f'<polygon points="{" ".join(pts)}" class="region"/>')
     for c in certs:
         if c.get("mode") == "certify":
             col = COLOURS.get(c["status"], "#888")
