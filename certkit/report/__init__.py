@@ -186,6 +186,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "summary": doc.get("summary", {}),
         "groups": group_list,
         "case_cards": charted,
+        "charted_keys": {card["key"] for card in charted},
         "cases_not_charted": max(0, len(case_cards) - len(charted)),
         # thumbnails of the charted cases only (worst first, at most MAX_CASE_CHARTS): the page stays small
         "thumbs": {card["key"]: card["info"]["thumbnail"] for card in charted
