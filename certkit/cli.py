@@ -188,8 +188,7 @@ def cmd_diff(args, parser) -> int:
 
 
 def cmd_merge(args, parser) -> int:
-    from .plugin import write_results
-    from .regression import ResultsError, load_results, merge
+    from .regression import ResultsError, load_results, merge, write_results
 
     try:
         docs = [load_results(p, "shard") for p in args.shards]

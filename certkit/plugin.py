@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-RESULTS_SCHEMA = "certkit.results/1"
+from .regression import RESULTS_SCHEMA, write_results
+
 _PROPERTY = "certkit_certificate"
 _CASE = "certkit_case"
 THUMBNAIL_PX = 48
@@ -529,13 +530,6 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
         "models": sorted({c["model_fingerprint"] for c in certs}),
         "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
     }
-
-
-def write_results(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _finish(session: pytest.Session, state: RunState) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 __all__ = [
-    "RESULTS_SCHEMA", "ResultsError", "load_results", "compare", "implied_radius", "history_entry", "append_history",
+    "RESULTS_SCHEMA", "ResultsError", "write_results", "load_results", "compare", "implied_radius", "history_entry", "append_history",
     "read_history", "merge",
 ]
 
@@ -25,6 +25,17 @@ RADIUS_TOLERANCE = 0.05
 
 class ResultsError(ValueError):
     """A results or baseline file that cannot be used; the message names the file and the problem."""
+
+
+def write_results(path: str | Path, document: dict) -> None:
+    """Write a results document atomically (a temporary file, then a rename)."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def load_results(path: str | Path, what: str = "results") -> dict:
