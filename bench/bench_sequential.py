@@ -16,6 +16,8 @@ from certkit.stats import SequentialTest
 
 
 def simulate(p_true: float, test: SequentialTest, replicates: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised runs of ``test`` on Bernoulli(p_true) data: (decision strings, samples used) per replicate.
+    Makes the same decisions as ``SequentialTest.decide`` at each look (tests/test_stats.py checks this)."""
     k = np.zeros(replicates, dtype=np.int64)
     used = np.full(replicates, test.looks[-1])
     decision = np.full(replicates, "inconclusive", dtype=object)
@@ -28,9 +30,10 @@ def simulate(p_true: float, test: SequentialTest, replicates: int, rng) -> tuple
         k[idx] += rng.binomial(look - prev, p_true, idx.size)
         prev = look
         lower, upper = stats.clopper_pearson(k[idx], np.full(idx.size, look), test.alpha_per_look)
-        cert, futile = lower >= test.p_star, upper < test.p_star
+        cert = lower > test.p_star if test.strict else lower >= test.p_star
+        futile = ~cert & ((upper <= test.p_star) if test.strict else (upper < test.p_star))
         decision[idx[cert]] = "certified"
-        decision[idx[futile & ~cert]] = "not certified"
+        decision[idx[futile]] = "not certified"
         stop = idx[cert | futile]
         used[stop] = look
         alive[stop] = False

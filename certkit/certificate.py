@@ -23,7 +23,8 @@ def _json_float(x: float | None):
     return float(x)
 
 
-def _from_json_float(x):
+def from_json_float(x):
+    """Decode a float written by :meth:`Certificate.to_dict` (``\"inf\"`` / ``\"-inf\"`` for infinite radii)."""
     if x in ("inf", "-inf"):
         return math.inf if x == "inf" else -math.inf
     return x
@@ -93,6 +94,6 @@ class Certificate:
         kwargs = {k: v for k, v in data.items() if k in names}
         for key in ("p_star", "p_adv", "radius"):
             if key in kwargs:
-                kwargs[key] = _from_json_float(kwargs[key])
-        kwargs["frontier"] = tuple(_from_json_float(r) for r in data.get("frontier", ()))
+                kwargs[key] = from_json_float(kwargs[key])
+        kwargs["frontier"] = tuple(from_json_float(r) for r in data.get("frontier", ()))
         return cls(**kwargs)

@@ -13,6 +13,8 @@ import math
 import time
 from pathlib import Path
 
+from .certificate import from_json_float
+
 __all__ = [
     "RESULTS_SCHEMA", "ResultsError", "write_results", "load_results", "compare", "implied_radius", "history_entry", "append_history",
     "read_history", "merge",
@@ -51,17 +53,13 @@ def load_results(path: str | Path, what: str = "results") -> dict:
     return doc
 
 
-def _num(x):
-    return {"inf": math.inf, "-inf": -math.inf}.get(x, x) if isinstance(x, str) else x
-
-
 def implied_radius(cert: dict) -> float:
     """Largest image radius certified at the certificate's edits by its p_A lower bound (-inf: none)."""
     from . import bounds
     from .noise import Gaussian, Mask, UniformReplace
 
     if cert.get("mode") == "frontier" and cert.get("frontier"):
-        return float(_num(cert["frontier"][0]))
+        return float(from_json_float(cert["frontier"][0]))
     image = cert.get("image_kernel") or {}
     if not image:
         return -math.inf

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, norm
 
+from bench.bench_sequential import simulate
 from certkit import bounds, stats
 from certkit.noise import Gaussian, UniformReplace
 from certkit.stats import Decision, SequentialTest
@@ -85,33 +86,10 @@ def test_sequential_decisions_and_early_stopping():
         test.decide(5, 33)
 
 
-def _simulate_sequential(p_true, test: SequentialTest, replicates, rng):
-    """Vectorised run of the sequential test: returns (decisions, samples used)."""
-    k = np.zeros(replicates, dtype=np.int64)
-    n_prev = 0
-    decision = np.full(replicates, Decision.CONTINUE.value, dtype=object)
-    used = np.zeros(replicates, dtype=np.int64)
-    alive = np.ones(replicates, dtype=bool)
-    for look in test.looks:
-        k[alive] += rng.binomial(look - n_prev, p_true, alive.sum())
-        n_prev = look
-        lower, upper = stats.clopper_pearson(k[alive], np.full(alive.sum(), look), test.alpha_per_look)
-        idx = np.nonzero(alive)[0]
-        cert = lower > test.p_star if test.strict else lower >= test.p_star
-        futile = ~cert & ((upper <= test.p_star) if test.strict else (upper < test.p_star))
-        decision[idx[cert]] = Decision.CERTIFIED.value
-        decision[idx[futile]] = Decision.NOT_CERTIFIED.value
-        used[idx[cert | futile]] = look
-        alive[idx[cert | futile]] = False
-    decision[alive] = Decision.INCONCLUSIVE.value
-    used[alive] = test.looks[-1]
-    return decision, used
-
-
 def test_simulated_decisions_agree_with_decide():
     rng = np.random.default_rng(3)
     test = SequentialTest(0.8, 0.05, 2_000)
-    decisions, used = _simulate_sequential(0.82, test, 300, np.random.default_rng(3))
+    decisions, used = simulate(0.82, test, 300, np.random.default_rng(3))
     # replay each replicate through the public API with the same random stream
     rng = np.random.default_rng(3)
     ks = np.zeros(300, dtype=np.int64)
@@ -153,7 +131,7 @@ def test_fixed_n_false_certification_rate(p_star, alpha):
 def test_sequential_false_certification_rate(p_star, alpha):
     """True p_A exactly at p*, every stopping time: certified at most an alpha fraction of the time."""
     test = SequentialTest(p_star, alpha, 20_000)
-    decisions, _ = _simulate_sequential(p_star, test, 20_000, np.random.default_rng(12))
+    decisions, _ = simulate(p_star, test, 20_000, np.random.default_rng(12))
     assert _within_alpha(int((decisions == "certified").sum()), 20_000, alpha)
 
 
@@ -161,7 +139,7 @@ def test_sequential_false_certification_on_a_real_requirement():
     """p* from the hybrid certificate (d = 1, eps = 0.25, tau = 4.6e-5) rather than a round number."""
     p_star = float(bounds.required_p_a(Gaussian(0.5), 0.25, UniformReplace(0.25, 32_000), 1, 4.6e-5))
     test = SequentialTest(p_star, 0.01, 50_000)
-    decisions, _ = _simulate_sequential(p_star, test, 20_000, np.random.default_rng(13))
+    decisions, _ = simulate(p_star, test, 20_000, np.random.default_rng(13))
     assert _within_alpha(int((decisions == "certified").sum()), 20_000, 0.01)
 
 
@@ -170,6 +148,6 @@ def test_sequential_stops_early_when_the_answer_is_clear(margin, max_mean):
     p_star = 0.7
     test = SequentialTest(p_star, 0.01, 100_000)
     for p_true, expected in ((p_star + margin, "certified"), (p_star - margin, "not certified")):
-        decisions, used = _simulate_sequential(p_true, test, 2_000, np.random.default_rng(14))
+        decisions, used = simulate(p_true, test, 2_000, np.random.default_rng(14))
         assert (decisions == expected).mean() > 0.99
         assert used.mean() < max_mean

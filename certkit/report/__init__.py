@@ -15,6 +15,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..certificate import from_json_float
+
 __all__ = ["render_report", "write_report"]
 
 STATUS_ORDER = ("error", "not certified", "inconclusive", "certified")
@@ -27,10 +29,9 @@ _HEX = re.compile(r"^[0-9a-f]{12}$")
 def _fmt(x, digits=4):
     if x is None:
         return "–"
+    x = from_json_float(x)
     if isinstance(x, str):
-        x = {"inf": math.inf, "-inf": -math.inf}.get(x, x)
-        if isinstance(x, str):
-            return x
+        return x
     if x == math.inf:
         return "∞"
     if x == -math.inf:
@@ -40,17 +41,13 @@ def _fmt(x, digits=4):
     return str(x)
 
 
-def _radius(x):
-    return {"inf": math.inf, "-inf": -math.inf}.get(x, x) if isinstance(x, str) else x
-
-
 def _case_chart(certs: list[dict]) -> str:
     """SVG: requirements as points in the (d, eps) plane, coloured by status; report-mode frontiers as steps."""
     w, h, pad = 260, 150, 30
     max_d = max([c["edits"] for c in certs] + [len(c.get("frontier") or ()) - 1 for c in certs] + [1])
     radii = [c["radius"] for c in certs if c.get("mode") == "certify"]
     for c in certs:
-        radii += [r for r in map(_radius, c.get("frontier") or ()) if math.isfinite(r)]
+        radii += [r for r in map(from_json_float, c.get("frontier") or ()) if math.isfinite(r)]
     max_r = max(radii + [0.1]) * 1.15
 
     def x(d):
@@ -68,7 +65,7 @@ def _case_chart(certs: list[dict]) -> str:
     for d in range(max_d + 1):
         parts.append(f'<text x="{x(d)}" y="{y(0) + 13}" class="tick" text-anchor="middle">{d}</text>')
     for c in certs:
-        fr = [_radius(r) for r in (c.get("frontier") or ())]
+        fr = [from_json_float(r) for r in (c.get("frontier") or ())]
         # the certified region: a staircase over d = 0 .. last certified d, closed along the d axis
         steps = []
         for d, r in enumerate(fr):
@@ -99,7 +96,7 @@ def _accuracy_curves(frontier_certs: list[dict]) -> str | None:
         return None
     w, h, pad = 420, 220, 36
     max_d = min(4, max(len(c["frontier"]) for c in frontier_certs) - 1)
-    finite = [_radius(r) for c in frontier_certs for r in c["frontier"] if math.isfinite(_radius(r)) and _radius(r) > 0]
+    finite = [from_json_float(r) for c in frontier_certs for r in c["frontier"] if math.isfinite(from_json_float(r)) and from_json_float(r) > 0]
     max_r = max(finite + [0.1]) * 1.05
     palette = ["#0969da", "#1a7f37", "#bf8700", "#cf222e", "#6e40c9"]
     parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="certified accuracy against radius">',
@@ -111,7 +108,7 @@ def _accuracy_curves(frontier_certs: list[dict]) -> str | None:
         pts = []
         for i in range(41):
             r = max_r * i / 40
-            share = sum(1 for c in frontier_certs if len(c["frontier"]) > d and _radius(c["frontier"][d]) >= r) / n
+            share = sum(1 for c in frontier_certs if len(c["frontier"]) > d and from_json_float(c["frontier"][d]) >= r) / n
             pts.append(f"{pad + (w - pad - 10) * i / 40:.1f},{h - pad - (h - pad - 10) * share:.1f}")
         parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{palette[d % 5]}" stroke-width="2"><title>d = {d}</title></polyline>')
         parts.append(f'<text x="{w - 60}" y="{20 + 13 * d}" class="tick" fill="{palette[d % 5]}">d = {d}</text>')
