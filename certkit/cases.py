@@ -16,27 +16,47 @@ from typing import Any
 
 import numpy as np
 
+from .errors import CertkitError
+
 __all__ = ["Case", "CaseError", "load_image", "load_cases"]
 
 
-class CaseError(ValueError):
+class CaseError(CertkitError):
     """A case (prompt, image, id) that cannot be certified as given; the message names the field and the fix."""
 
 
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as float32 pixels in [0, 1], shape (C, H, W) (RGB; greyscale stays 1 channel)."""
+    """Read an image file as float32 pixels in [0, 1], shape (C, H, W) (RGB; greyscale stays 1 channel).
+
+    8-bit images are divided by 255 and 16-bit greyscale by 65535; an alpha channel is dropped. Files whose
+    pixels have no fixed scale (32-bit integer or float) are refused rather than guessed at."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CaseError(f"image: file {str(path)!r} does not exist; fix the path (relative paths are from the case file's folder)")
+    if not path.is_file():
+        raise CaseError(f"image: {str(path)!r} is not a file; give the path of a PNG or JPEG image")
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode not in ("RGB", "L"):
-                img = img.convert("RGB")
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            if img.mode in _SIXTEEN_BIT:
+                arr = np.asarray(img, dtype=np.float32) / 65535.0
+            elif img.mode in ("I", "F"):
+                raise CaseError(
+                    f"image: file {str(path)!r} holds {'32-bit integer' if img.mode == 'I' else 'floating-point'} pixels, "
+                    "whose [0, 1] scale certkit cannot know; save it as an 8- or 16-bit PNG, or pass the case an array in [0, 1]"
+                )
+            else:
+                if img.mode not in ("RGB", "L"):
+                    img = img.convert("RGB")  # palette, CMYK, YCbCr; RGBA and LA drop their alpha channel
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, CaseError):
+            raise
         raise CaseError(f"image: file {str(path)!r} is not a readable image ({exc}); re-export it as PNG") from None
     if arr.ndim == 2:
         arr = arr[None]
@@ -122,6 +142,21 @@ def _line_of_yaml_item(text: str, index: int) -> int:
     return 1
 
 
+def _wrong_types(row: dict) -> str | None:
+    """Why a row's fields have the wrong types (None if they are fine). YAML reads ``prompt: yes`` as a
+    boolean and ``id: no`` as False: such values are refused, never turned into the text "True"."""
+    cid, prompt, image, expected = row["id"], row["prompt"], row["image"], row.get("expected")
+    if isinstance(cid, bool) or not isinstance(cid, (str, int)):
+        return f"id must be text or a whole number, got {type(cid).__name__} {cid!r}; quote it"
+    if not isinstance(prompt, str):
+        return f"prompt must be text, got {type(prompt).__name__} {prompt!r}; quote it (YAML reads yes/no/on/off and numbers as non-text)"
+    if not isinstance(image, str):
+        return f"image must be a file path relative to the case file, got {type(image).__name__} {image!r}"
+    if expected is not None and not isinstance(expected, str):
+        return f"expected must be an outcome label (text), got {type(expected).__name__} {expected!r}"
+    return None
+
+
 def load_cases(path: str | Path) -> list[Case]:
     """Read audit cases from a JSONL, YAML or CSV file: one case per line / list item / row.
 
@@ -135,7 +170,10 @@ def load_cases(path: str | Path) -> list[Case]:
     path = Path(path)
     if not path.is_file():
         raise CaseError(f"case file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's CSV export) is not part of the first field
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"case file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
     suffix = path.suffix.lower()
     rows: list[tuple[int, object]] = []
     if suffix in (".jsonl", ".ndjson"):
@@ -174,15 +212,15 @@ def load_cases(path: str | Path) -> list[Case]:
         missing = [f for f in ("id", "prompt", "image") if f not in row or row[f] in (None, "")]
         if missing:
             raise CaseError(f"{path}:{lineno}: case is missing required field(s) {', '.join(missing)}")
+        wrong = _wrong_types(row)
+        if wrong:
+            raise CaseError(f"{path}:{lineno}: {wrong}")
         cid = str(row["id"])
         if cid in seen:
             raise CaseError(f"{path}:{lineno}: duplicate case id {cid!r} (first on line {seen[cid]}); ids must be unique")
         seen[cid] = lineno
-        image = row["image"]
-        if isinstance(image, str):
-            image = path.parent / image
         try:
-            case = Case(cid, str(row["prompt"]), image, row.get("expected"), {k: v for k, v in row.items() if k not in _KNOWN})
+            case = Case(cid, row["prompt"], path.parent / row["image"], row.get("expected"), {k: v for k, v in row.items() if k not in _KNOWN})
         except CaseError as exc:
             raise CaseError(f"{path}:{lineno}: {exc}") from None
         cases.append(case)

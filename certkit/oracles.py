@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from .errors import CertkitError
+
 __all__ = [
     "UNPARSEABLE",
     "OracleError",
@@ -31,7 +33,7 @@ __all__ = [
 UNPARSEABLE = "unparseable"
 
 
-class OracleError(ValueError):
+class OracleError(CertkitError):
     """An oracle misconfigured or misbehaving (e.g. a label outside its declared set)."""
 
 

@@ -422,6 +422,19 @@ def pytest_collection_modifyitems(items) -> None:
             item.user_properties.append((_REQUIREMENT, "1"))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A :class:`~certkit.errors.CertkitError` (a case, model output, oracle or requirement certkit refuses)
+    fails its test with the message alone, no traceback: the requirement could not be evaluated, and the
+    results record it as ``error``. Any other exception keeps its traceback."""
+    from .errors import CertkitError
+
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and report.failed and isinstance(call.excinfo.value, CertkitError):
+        report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {call.excinfo.value}"
+
+
 def _collect(state: RunState, report: pytest.TestReport) -> None:
     is_requirement = any(k == _REQUIREMENT for k, _ in report.user_properties)
     # xdist reports a test whose worker died with when="???" and this message (and no user_properties)

@@ -31,6 +31,7 @@ from . import bounds, stats
 from .cache import CountCache, stream_key
 from .cases import Case
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
+from .errors import RequirementError
 from .models.base import ModelError
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle
@@ -49,13 +50,13 @@ def derive_seed(*parts) -> int:
 
 def _check_unit(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 < float(value) < 1.0):
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+        raise RequirementError(f"{name} must lie strictly between 0 and 1, got {value!r}")
     return float(value)
 
 
 def _check_count(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise RequirementError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -79,14 +80,14 @@ class Smoothed:
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageGenerator or TorchClassifier")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+            raise RequirementError(f"seed must be an integer, got {seed!r}")
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
-            raise ValueError(
+            raise ModelError(
                 f"UniformReplace.vocab_size is {text.vocab_size} but the model's replacement alphabet has "
                 f"{model.alphabet.numel()} token ids; use UniformReplace({text.beta}, {model.alphabet.numel()})"
             )
         if isinstance(text, Mask) and getattr(model, "mask_id", None) is None:
-            raise ValueError("the Mask kernel needs a mask token, and this model has none; use UniformReplace instead")
+            raise ModelError("the Mask kernel needs a mask token, and this model has none; set the adapter's mask_id or use UniformReplace")
         self.model, self.oracle, self.image, self.text, self.seed = model, oracle, image, text, int(seed)
         self.cache = CountCache(cache) if isinstance(cache, (str, Path)) else cache
         self._label_index = {label: i for i, label in enumerate(oracle.all_labels)}
@@ -137,9 +138,24 @@ class Smoothed:
         labels: list[str] = []
         bs = self.model.batch_size
         for start in range(0, ids.shape[0], bs):
+            batch = ids[start : start + bs].shape[0]
             outputs = self.model.run(ids[start : start + bs], imgs[start : start + bs], derive_seed(stream_seed, "gen", first_chunk, start))
-            labels.extend(self.oracle(outputs))
+            labels.extend(self.oracle(self._checked_outputs(outputs, batch)))
         return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
+
+    def _checked_outputs(self, outputs, batch: int) -> list[str]:
+        """The adapter's outputs for one batch, refused unless they are exactly ``batch`` strings: a short,
+        long or non-text answer would misalign samples and counts, so it is an error, never a guess."""
+        name = type(self.model).__name__
+        if isinstance(outputs, (str, bytes)) or not isinstance(outputs, (list, tuple)):
+            raise ModelError(f"{name}.run must return a list of {batch} strings (one output per sample), got {type(outputs).__name__}")
+        if len(outputs) != batch:
+            raise ModelError(f"{name}.run returned {len(outputs)} outputs for a batch of {batch} samples; it must return exactly one per sample")
+        for i, out in enumerate(outputs):
+            if not isinstance(out, str):
+                raise ModelError(f"{name}.run returned a {type(out).__name__} as output {i} of the batch; outputs must be strings "
+                                 "(decoded text for generators, class names for classifiers)")
+        return list(outputs)
 
     def _labels(self, enc, stream_seed: int, n: int, have: np.ndarray, timing: dict) -> np.ndarray:
         """The stream's labels extended to at least ``n`` samples (whole chunks)."""
@@ -175,13 +191,13 @@ class Smoothed:
     def _check_requirement(self, outcome, edits, radius, alpha, threshold):
         self.oracle.check_outcome(outcome)
         if isinstance(edits, bool) or not isinstance(edits, numbers.Integral) or edits < 0:
-            raise ValueError(f"edits must be a non-negative integer number of token positions, got {edits!r}")
+            raise RequirementError(f"edits must be a non-negative integer number of token positions, got {edits!r}")
         if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius) or radius < 0:
-            raise ValueError(f"radius must be a finite, non-negative image l2 distance, got {radius!r}")
+            raise RequirementError(f"radius must be a finite, non-negative image l2 distance, got {radius!r}")
         if radius > 0 and self.image is None:
-            raise ValueError("radius > 0 needs image noise: Smoothed(..., image=Gaussian(sigma))")
+            raise RequirementError("radius > 0 needs image noise: Smoothed(..., image=Gaussian(sigma))")
         if edits > 0 and self.text is None:
-            raise ValueError("edits > 0 needs text noise: Smoothed(..., text=UniformReplace(beta, vocab) or Mask(beta))")
+            raise RequirementError("edits > 0 needs text noise: Smoothed(..., text=UniformReplace(beta, vocab) or Mask(beta))")
         return _check_unit("alpha", alpha), _check_unit("threshold", threshold)
 
     def _common(self, case, seed, timing, **extra):
@@ -252,7 +268,7 @@ class Smoothed:
         alpha, threshold = self._check_requirement(outcome, max_edits, 0.0, alpha, threshold)
         n = _check_count("n", n)
         if self.image is None:
-            raise ValueError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")
+            raise RequirementError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")
         seed, key = self._stream(case, "frontier")
         timing: dict = {}
         enc = self._encode(case)

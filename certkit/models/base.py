@@ -14,10 +14,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ..errors import CertkitError
+
 __all__ = ["EncodedCase", "ModelAdapter", "ModelError", "fingerprint_module"]
 
 
-class ModelError(ValueError):
+class ModelError(CertkitError):
     """A model, or a case as the model sees it, that cannot be certified; the message says how to fix it."""
 
 

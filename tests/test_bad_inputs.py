@@ -1,0 +1,420 @@
+"""The bad-input matrix: every malformed input a user can hand certkit, each with the error that names the
+field at fault and the fix.
+
+Four groups, one table each: case files (``load_cases``), images (files and arrays), settings (plugin
+options, ini keys and requirement arguments) and what models and oracles return. The last test runs a
+pytest session where faulty requirements sit beside sound ones: each faulty one is recorded as an error
+with its message and no traceback, the sound ones keep their certificates, and the gate fails.
+Faults of the run itself (SIGINT, full disk, crashed worker, corrupt cache) are in ``test_faults.py``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from certkit import Case, Smoothed, load_cases
+from certkit.cases import CaseError
+from certkit.errors import CertkitError, RequirementError
+from certkit.models import ModelError, TorchClassifier
+from certkit.models.base import EncodedCase
+from certkit.noise import Gaussian, Mask, UniformReplace
+from certkit.oracles import ClassifierOracle, KeywordOracle, LabelOracle, OracleError
+from tests.tiny_models import BrightnessClassifier
+
+VOCAB = 30
+
+
+def tokenize(text):
+    return [2 + sum(map(ord, w)) % (VOCAB - 2) for w in text.split()]  # ids 2..VOCAB-1; 0 = mask, 1 = special
+
+
+def brightness_model(module=None, labels=("dark", "bright"), **kw):
+    kw.setdefault("mask_id", 0)
+    return TorchClassifier(module or BrightnessClassifier(), list(labels), kw.pop("tokenize", tokenize), vocab_size=VOCAB,
+                           special_ids=[0, 1], **kw)
+
+
+def bright_case(cid="c1", prompt="hand the knife to the person"):
+    return Case(cid, prompt, np.full((3, 8, 8), 0.9, dtype=np.float32))
+
+
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+
+
+# ---------------------------------------------------------------- case files
+
+OK = '{"id": "a", "prompt": "hi", "image": "ok.png"}\n'
+
+CASE_FILES = [
+    ("cases.jsonl", OK + '{"id": "b", "image": "ok.png"}\n', "cases.jsonl:2: case is missing required field(s) prompt"),
+    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "missing.png"}\n', "cases.jsonl:1: image: file"),
+    ("cases.jsonl", OK + "\n" + OK, "cases.jsonl:3: duplicate case id 'a' (first on line 1); ids must be unique"),
+    ("cases.jsonl", OK.rstrip("}\n") + "\n", "cases.jsonl:1: not valid JSON"),
+    ("cases.jsonl", '["a", "hi", "ok.png"]\n', "cases.jsonl:1: a case must be a mapping with id, prompt and image, got list"),
+    ("cases.jsonl", '{"id": "a", "prompt": ["hi", "there"], "image": "ok.png"}\n', "cases.jsonl:1: prompt must be text, got list"),
+    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": 5}\n', "cases.jsonl:1: image must be a file path relative to the case file, got int"),
+    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "ok.png", "expected": {"x": 1}}\n', "expected must be an outcome label (text), got dict"),
+    ("cases.jsonl", '{"id": "a", "prompt": "   ", "image": "ok.png"}\n', "cases.jsonl:1: case 'a': prompt is empty"),
+    ("cases.jsonl", "", "holds no cases"),
+    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "."}\n', "is not a file; give the path of a PNG or JPEG image"),
+    ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  prompt: a: b\n  image: ok.png\n", "cases.yaml:5: not valid YAML"),
+    ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  image: ok.png\n", "cases.yaml:4: case is missing required field(s) prompt"),
+    ("cases.yaml", "- id: a\n  prompt: yes\n  image: ok.png\n", "cases.yaml:1: prompt must be text, got bool True; quote it"),
+    ("cases.yaml", "- id: no\n  prompt: hi\n  image: ok.png\n", "cases.yaml:1: id must be text or a whole number, got bool False"),
+    ("cases.yaml", "just a sentence\n", "a YAML case file must be a list of cases"),
+    ("cases.csv", "id,prompt,image\na,hi,ok.png\nb,,ok.png\n", "cases.csv:3: case is missing required field(s) prompt"),
+    ("cases.csv", "id,prompt\na,hi\n", "cases.csv:2: case is missing required field(s) image"),
+    ("cases.csv", "id,prompt,image\na,caf\xe9,ok.png\n".encode("latin-1"), "is not UTF-8 text (byte 21: invalid continuation byte); save it as UTF-8"),
+    ("cases.txt", OK, "unknown format '.txt'; use .jsonl, .yaml/.yml or .csv"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", CASE_FILES, ids=[f"{i:02d}-{row[0]}" for i, row in enumerate(CASE_FILES)])
+def test_malformed_case_file(tmp_path, name, content, message):
+    _png(tmp_path / "ok.png", np.full((8, 8, 3), 200, np.uint8))
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(CaseError) as raised:
+        load_cases(path)
+    assert message in str(raised.value)
+
+
+def test_a_missing_case_file_is_named(tmp_path):
+    with pytest.raises(CaseError, match="case file .*nowhere.jsonl' does not exist"):
+        load_cases(tmp_path / "nowhere.jsonl")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
+    """Excel writes UTF-8 CSV with a BOM; reading it as part of the header would lose the 'id' column."""
+    _png(tmp_path / "ok.png", np.full((8, 8, 3), 200, np.uint8))
+    (tmp_path / "cases.csv").write_text("\ufeffid,prompt,image\na,hi,ok.png\n", encoding="utf-8")
+    (tmp_path / "cases.jsonl").write_text("\ufeff" + OK, encoding="utf-8")
+    assert [c.id for c in load_cases(tmp_path / "cases.csv")] == [c.id for c in load_cases(tmp_path / "cases.jsonl")] == ["a"]
+
+
+# ---------------------------------------------------------------- images
+
+
+def _file(writer):
+    def build(tmp_path):
+        path = tmp_path / "image"
+        writer(path)
+        return path
+    return build
+
+
+def _truncated_png(path):
+    _png(path.with_suffix(".png"), np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    data = path.with_suffix(".png").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _float_tiff(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((4, 4), 3.5, np.float32)).save(path, format="TIFF")
+
+
+def _nan_image(_):
+    arr = np.zeros((3, 4, 4))
+    arr[0, 0, 0] = np.nan
+    return arr
+
+
+IMAGES = [
+    ("missing file", lambda tmp: tmp / "nope.png", "does not exist; fix the path"),
+    ("a folder", lambda tmp: tmp, "is not a file"),
+    ("not an image", _file(lambda p: p.write_bytes(b"not a png")), "is not a readable image"),
+    ("truncated PNG", _file(_truncated_png), "is not a readable image"),
+    ("float TIFF", _file(_float_tiff), "holds floating-point pixels"),
+    ("HWC array", lambda tmp: np.zeros((8, 8, 3)), "convert HWC arrays with .transpose(2, 0, 1)"),
+    ("four channels", lambda tmp: np.zeros((4, 8, 8)), r"shape (C, H, W) with C = 1 or 3"),
+    ("empty array", lambda tmp: np.zeros((3, 0, 8)), r"shape (C, H, W)"),
+    ("8-bit scale", lambda tmp: np.full((3, 4, 4), 255.0), "divide 8-bit images by 255"),
+    ("negative pixels", lambda tmp: np.full((3, 4, 4), -0.1), "must lie in [0, 1]"),
+    ("NaN pixel", _nan_image, "NaN or infinite pixels"),
+    ("not pixels", lambda tmp: {"pixels": 1}, "image must be a path or an array of pixels"),
+]
+
+
+@pytest.mark.parametrize("build, message", [row[1:] for row in IMAGES], ids=[row[0] for row in IMAGES])
+def test_bad_image(tmp_path, build, message):
+    with pytest.raises(CaseError) as raised:
+        Case("x", "hi", build(tmp_path))
+    assert message in str(raised.value)
+
+
+def test_sixteen_bit_png_keeps_its_scale(tmp_path):
+    """16-bit greyscale is divided by 65535 (converting it to 8-bit RGB would clip it to white)."""
+    _png(tmp_path / "g16.png", (np.arange(16).reshape(4, 4) * 4000).astype(np.uint16))
+    case = Case("g", "hi", tmp_path / "g16.png")
+    assert case.shape == (1, 4, 4) and np.isclose(case.image.max(), 60000 / 65535)
+
+
+# ---------------------------------------------------------------- settings and requirement arguments
+
+
+def _smoothed(seed=0):
+    return Smoothed(brightness_model(), LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=seed)
+
+
+REQUIREMENTS = [
+    ("unknown outcome", lambda s: s.certify(bright_case(), outcome="purple"), OracleError, "unknown outcome label 'purple'"),
+    ("unparseable outcome", lambda s: s.certify(bright_case(), outcome="unparseable"), OracleError, "always count against"),
+    ("alpha 0", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", alpha=0.0), RequirementError, "alpha must lie strictly between 0 and 1"),
+    ("alpha 1.5", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", alpha=1.5), RequirementError, "alpha must lie strictly"),
+    ("threshold 1", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", threshold=1.0), RequirementError, "threshold must lie"),
+    ("negative radius", lambda s: s.certify(bright_case(), radius=-1.0, outcome="bright"), RequirementError, "radius must be a finite, non-negative"),
+    ("NaN radius", lambda s: s.certify(bright_case(), radius=float("nan"), outcome="bright"), RequirementError, "radius must be a finite"),
+    ("edits without text noise", lambda s: s.certify(bright_case(), edits=1, outcome="bright"), RequirementError, "edits > 0 needs text noise"),
+    ("negative edits", lambda s: s.certify(bright_case(), edits=-1, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
+    ("fractional edits", lambda s: s.certify(bright_case(), edits=1.5, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
+    ("n_max 0", lambda s: s.certify(bright_case(), outcome="bright", n_max=0), RequirementError, "n_max must be a positive integer"),
+    ("frontier n 0", lambda s: s.frontier(bright_case(), outcome="bright", n=0), RequirementError, "n must be a positive integer"),
+    ("not a case", lambda s: s.certify("not a case", outcome="bright"), TypeError, "case must be a certkit.Case"),
+    ("string seed", lambda s: _smoothed(seed="7"), RequirementError, "seed must be an integer"),
+    ("vocab mismatch", lambda s: Smoothed(s.model, s.oracle, text=UniformReplace(0.2, 5)), ModelError, "use UniformReplace(0.2, 28)"),
+    ("mask without mask id", lambda s: Smoothed(brightness_model(mask_id=None), s.oracle, text=Mask(0.2)), ModelError, "set the adapter's mask_id"),
+    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), TypeError, "wrap it in VisionLanguageGenerator or TorchClassifier"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [row[1:] for row in REQUIREMENTS], ids=[row[0] for row in REQUIREMENTS])
+def test_bad_requirement(call, error, message):
+    with pytest.raises(error) as raised:
+        call(_smoothed())
+    assert message in str(raised.value)
+
+
+PLUGIN_SETTINGS = [  # (setting, raw value as typed, message); the source is named as the user wrote it
+    ("alpha", "2", "option --certkit-alpha alpha = 2.0: alpha must lie strictly between 0 and 1"),
+    ("n_max", "lots", "option --certkit-n-max n_max = 'lots' is not a valid int"),
+    ("n_max", "2.5", "n_max = '2.5' is not a valid int"),
+    ("sigma", "-1", "sigma = -1.0: sigma must be > 0"),
+    ("sigma", "inf", "sigma = inf: sigma must be > 0"),
+    ("beta", "1.5", "beta = 1.5: beta must lie in [0, 1)"),
+    ("kernel", "gauss", "kernel must be 'uniform' or 'mask'"),
+    ("threshold", "0", "threshold"),
+    ("min_pass_rate", "120", "min_pass_rate must lie in [0, 1]"),
+    ("allow_inconclusive", "perhaps", "allow_inconclusive = 'perhaps' is not a valid bool"),
+]
+
+
+@pytest.mark.parametrize("name, raw, message", PLUGIN_SETTINGS, ids=[f"{n}={r}" for n, r, _ in PLUGIN_SETTINGS])
+def test_bad_plugin_setting(name, raw, message):
+    from certkit.plugin import SETTINGS, _RUN_OPTIONS, _convert, _opt_name, _validate
+
+    kind = {**SETTINGS, **_RUN_OPTIONS}[name][0]
+    source = f"option {_opt_name(name)}"
+    with pytest.raises(pytest.UsageError) as raised:
+        _validate(name, _convert(name, kind, raw, source), source)
+    assert message in str(raised.value) and source in str(raised.value)
+
+
+# ---------------------------------------------------------------- what models and oracles return
+
+
+class _Logits(torch.nn.Module):
+    """A classifier module whose logits come from ``make(batch)``."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def forward(self, ids, images):
+        return self.make(ids.shape[0])
+
+
+class _Generator:
+    """A hand-written generator adapter (the contract a user's own adapter follows) whose batch outputs come
+    from ``answer(batch)``."""
+
+    output_kind = "text"
+    fingerprint = "hand-written-generator"
+    device = torch.device("cpu")
+    alphabet = torch.arange(2, VOCAB)
+    mask_id = 0
+    batch_size = 64
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def encode(self, case):
+        ids = torch.tensor(tokenize(case.prompt))
+        return EncodedCase(ids, torch.ones_like(ids, dtype=torch.bool), torch.tensor(case.image))
+
+    def run(self, ids, images, seed):
+        return self.answer(ids.shape[0])
+
+
+def _classifier(make):
+    return Smoothed(brightness_model(_Logits(make)), LabelOracle(["dark", "bright"]), image=Gaussian(0.25))
+
+
+def _generator(answer):
+    return Smoothed(_Generator(answer), KeywordOracle.refusal(), image=Gaussian(0.25))
+
+
+MODEL_OUTPUTS = [
+    ("NaN logits", lambda: _classifier(lambda b: torch.full((b, 2), float("nan"))), "bright",
+     ModelError, "returned NaN logits for 32 of 32 noisy samples; certkit will not guess"),
+    ("logits for too few samples", lambda: _classifier(lambda b: torch.zeros(b - 1, 2)), "bright",
+     ModelError, "returned logits for 31 samples from a batch of 32"),
+    ("logits for three classes", lambda: _classifier(lambda b: torch.zeros(b, 3)), "bright",
+     ModelError, "logits of shape (32, 3); expected (batch, 2)"),
+    ("one logit vector", lambda: _classifier(lambda b: torch.zeros(2)), "bright", ModelError, "logits of shape (2,)"),
+    ("one output short", lambda: _generator(lambda b: ["I cannot"] * (b - 1)), "refused",
+     ModelError, "returned 31 outputs for a batch of 32 samples; it must return exactly one per sample"),
+    ("three outputs too many", lambda: _generator(lambda b: ["I cannot"] * (b + 3)), "refused", ModelError, "returned 35 outputs"),
+    ("None outputs", lambda: _generator(lambda b: [None] * b), "refused", ModelError, "returned a NoneType as output 0"),
+    ("bytes outputs", lambda: _generator(lambda b: [b"I cannot"] * b), "refused", ModelError, "returned a bytes as output 0"),
+    ("a tensor", lambda: _generator(lambda b: torch.zeros(b)), "refused", ModelError, "must return a list of 32 strings"),
+    ("one string", lambda: _generator(lambda b: "I cannot"), "refused", ModelError, "must return a list of 32 strings (one output per sample), got str"),
+    ("undeclared oracle label", lambda: Smoothed(brightness_model(), ClassifierOracle(lambda outs: ["maybe"] * len(outs), ["dark", "bright"], name="rogue"),
+                                                 image=Gaussian(0.25)), "bright",
+     OracleError, "returned label 'maybe', outside its declared set"),
+    ("oracle returns too few labels", lambda: Smoothed(brightness_model(), ClassifierOracle(lambda outs: ["dark"], ["dark", "bright"], name="short"),
+                                                       image=Gaussian(0.25)), "bright",
+     OracleError, "returned 1 labels for 32 outputs"),
+    ("prompt token outside the alphabet", lambda: Smoothed(brightness_model(tokenize=lambda t: [1, 2, 3]), LabelOracle(["dark", "bright"]),
+                                                           image=Gaussian(0.25), text=UniformReplace(0.2, VOCAB - 2)), "bright",
+     ModelError, "prompt token ids [1] are not in the replacement alphabet (special tokens?)"),
+    ("prompt of no tokens", lambda: Smoothed(brightness_model(tokenize=lambda t: []), LabelOracle(["dark", "bright"]), image=Gaussian(0.25)),
+     "bright", ModelError, "the prompt tokenizes to no tokens"),
+    ("prompt longer than the context", lambda: Smoothed(brightness_model(max_length=3), LabelOracle(["dark", "bright"]), image=Gaussian(0.25)),
+     "bright", ModelError, "prompt has 6 tokens, more than the model's context of 3"),
+]
+
+
+@pytest.mark.parametrize("build, outcome, error, message", [row[1:] for row in MODEL_OUTPUTS], ids=[row[0] for row in MODEL_OUTPUTS])
+def test_bad_model_output(build, outcome, error, message):
+    smoothed = build()
+    edits = 1 if smoothed.text is not None else 0
+    with pytest.raises(error) as raised:
+        smoothed.certify(bright_case(), edits=edits, outcome=outcome, threshold=4.6e-5 if edits else 0.5, n_max=200)
+    assert message in str(raised.value)
+    assert isinstance(raised.value, CertkitError)
+
+
+def test_the_matrix_has_at_least_25_rows_in_each_group_taken_together():
+    groups = {"case files": len(CASE_FILES), "images": len(IMAGES), "settings": len(REQUIREMENTS) + len(PLUGIN_SETTINGS),
+              "model outputs": len(MODEL_OUTPUTS)}
+    assert all(n >= 10 for n in groups.values()) and sum(groups.values()) >= 25, groups
+
+
+# ---------------------------------------------------------------- through a pytest run: nothing lost, nothing certified
+
+CONFTEST = '''
+import pytest
+import torch
+from certkit.models import TorchClassifier
+from certkit.oracles import LabelOracle
+
+
+class Faulty(torch.nn.Module):
+    """Brightness classifier; a mean pixel of exactly 0.25 makes it return NaN logits (a numerics bug)."""
+
+    def forward(self, ids, images):
+        s = images.mean(dim=(1, 2, 3)) - 0.5
+        logits = torch.stack([-s, s], 1)
+        return torch.where((images[:, 0, 0, 0] > 5.0)[:, None], torch.full_like(logits, float("nan")), logits)
+
+
+@pytest.fixture(scope="session")
+def certkit_model():
+    return TorchClassifier(Faulty(), ["dark", "bright"], lambda t: [2 + len(w) % 20 for w in t.split()],
+                           vocab_size=24, special_ids=[0, 1], mask_id=0, batch_size=64, max_length=8)
+
+
+@pytest.fixture(scope="session")
+def certkit_oracle():
+    return LabelOracle(["dark", "bright"])
+'''
+
+TESTS = '''
+import numpy as np
+import pytest
+from certkit import Case
+
+BRIGHT = np.full((3, 8, 8), 0.9, dtype=np.float32)
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+@pytest.mark.parametrize("cid", ["sound-1", "sound-2"])
+def test_sound(certkit, cid):
+    certkit.assert_certified(Case(cid, "pick up the cube", BRIGHT), radius=0.05)
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+def test_unknown_outcome(certkit):
+    certkit.assert_certified(Case("u", "pick up the cube", BRIGHT), outcome="brite")
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+def test_negative_radius(certkit):
+    certkit.assert_certified(Case("r", "pick up the cube", BRIGHT), radius=-0.5)
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+def test_long_prompt(certkit):
+    certkit.assert_certified(Case("l", "one two three four five six seven eight nine", BRIGHT))
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright", sigma=100.0)
+def test_nan_logits(certkit):
+    certkit.frontier(Case("n", "pick up the cube", BRIGHT), n=64)
+
+
+def test_bad_image(certkit):
+    certkit.assert_certified(Case("i", "pick up the cube", np.full((8, 8, 3), 0.5)), outcome="bright")
+'''
+
+
+def test_faulty_requirements_are_errors_beside_sound_ones(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_faulty=TESTS)
+    res = pytester.runpytest_subprocess("--certkit-json", "r.json", "--certkit-n-max", "500", "--certkit-report", "none")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    out = res.stdout.str()
+    assert "Traceback" not in out and "raise " not in out
+    doc = json.loads((pytester.path / "r.json").read_text())
+    by_test = {r["nodeid"].split("::")[-1]: r for r in doc["results"]}
+    assert {t: r["status"] for t, r in by_test.items()} == {
+        "test_sound[sound-1]": "certified", "test_sound[sound-2]": "certified", "test_unknown_outcome": "error",
+        "test_negative_radius": "error", "test_long_prompt": "error", "test_nan_logits": "error", "test_bad_image": "error"}
+    expected = {
+        "test_unknown_outcome": "unknown outcome label 'brite' for oracle label; its labels are ['dark', 'bright']",
+        "test_negative_radius": "radius must be a finite, non-negative image l2 distance, got -0.5",
+        "test_long_prompt": "prompt has 9 tokens, more than the model's context of 8",
+        "test_nan_logits": "NaN logits",
+        "test_bad_image": "convert HWC arrays with .transpose(2, 0, 1)",
+    }
+    for test, message in expected.items():
+        assert message in by_test[test]["error"], (test, by_test[test]["error"])
+        assert not by_test[test]["certificates"]
+    assert doc["summary"]["certified"] == 2 and doc["summary"]["error"] == 5 and doc["summary"]["gate"] == "failed"
+
+
+def test_a_malformed_case_file_errors_the_collection(pytester):
+    pytester.makeconftest(CONFTEST)
+    _png(pytester.path / "ok.png", np.full((8, 8, 3), 200, np.uint8))
+    (pytester.path / "cases.yaml").write_text("- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  prompt: no\n  image: ok.png\n")
+    pytester.makepyfile(test_cases='''
+from pathlib import Path
+import pytest
+import certkit
+CASES = certkit.load_cases(Path(__file__).parent / "cases.yaml")
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_case(certkit, case):
+    certkit.assert_certified(case, outcome="bright", beta=0.0)
+''')
+    res = pytester.runpytest_subprocess()
+    assert res.ret == pytest.ExitCode.INTERRUPTED  # collection error: nothing ran, nothing passed
+    assert "cases.yaml:4: prompt must be text, got bool False; quote it" in res.stdout.str()
+    res.assert_outcomes(errors=1)
