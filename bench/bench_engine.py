@@ -41,7 +41,7 @@ def _llava(tmp, hidden, layers, image):
     return path
 
 
-def throughput(adapter, oracle, kernels, n, repeats=5):
+def throughput(adapter, oracle, kernels, n, repeats=5, prompt="pick up the red cube please"):
     """Samples/s: raw ``adapter.run`` on pre-drawn noisy batches (noise drawn outside the timer) and on the
     clean batch, against ``Smoothed.frontier`` end to end, for each kernel pair. Best of ``repeats``,
     measurements interleaved so that drifts in machine speed hit both alike."""
@@ -50,7 +50,7 @@ def throughput(adapter, oracle, kernels, n, repeats=5):
     from certkit.sampling import noisy_images, noisy_token_ids
 
     shape = (3, 32, 32) if not hasattr(adapter, "processor") else (3, adapter._crop.get("height", 32), adapter._crop.get("width", 32))
-    case = Case("bench", "pick up the red cube please", np.full(shape, 0.5, dtype=np.float32))
+    case = Case("bench", prompt, np.full(shape, 0.5, dtype=np.float32))
     enc = adapter.encode(case)
     b = adapter.batch_size
     batches = n // b
@@ -59,7 +59,7 @@ def throughput(adapter, oracle, kernels, n, repeats=5):
     for label, (image, text) in kernels.items():
         if text == "uniform":
             text = UniformReplace(0.25, adapter.alphabet.numel())
-        gen = torch.Generator().manual_seed(1)
+        gen = torch.Generator(device=enc.ids.device).manual_seed(1)
         noisy = [(noisy_token_ids(enc.ids, enc.editable, text, b, gen, adapter.alphabet, adapter.mask_id), noisy_images(enc.image, image, b, gen))
                  for _ in range(batches)]
         smoothed = Smoothed(adapter, oracle, image=image, text=text, seed=0)
