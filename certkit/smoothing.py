@@ -29,12 +29,12 @@ import torch
 
 from . import bounds, stats
 from .cache import CountCache, stream_key
-from .cases import Case
+from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
 from .errors import RequirementError
 from .models.base import ModelError
 from .noise import Gaussian, Mask, UniformReplace
-from .oracles import Oracle
+from .oracles import Oracle, OracleError
 from .sampling import alphabet_index, noisy_images, noisy_token_ids
 
 __all__ = ["Smoothed", "derive_seed", "CHUNK"]
@@ -71,14 +71,14 @@ class Smoothed:
     def __init__(self, model, oracle: Oracle, image: Gaussian | None = None, text: UniformReplace | Mask | None = None,
                  seed: int = 0, cache: CountCache | str | Path | None = None):
         if image is not None and not isinstance(image, Gaussian):
-            raise TypeError(f"image must be certkit.noise.Gaussian(sigma) or None, got {type(image).__name__}")
+            raise RequirementError(f"image must be certkit.noise.Gaussian(sigma) or None, got {type(image).__name__}")
         if text is not None and not isinstance(text, (UniformReplace, Mask)):
-            raise TypeError(f"text must be certkit.noise.UniformReplace, Mask or None, got {type(text).__name__}")
+            raise RequirementError(f"text must be certkit.noise.UniformReplace, Mask or None, got {type(text).__name__}")
         if not isinstance(oracle, Oracle):
-            raise TypeError(f"oracle must be a certkit.oracles.Oracle, got {type(oracle).__name__}")
+            raise OracleError(f"oracle must be a certkit.oracles.Oracle, got {type(oracle).__name__}; wrap a function in ClassifierOracle")
         for attr in ("encode", "run", "fingerprint", "alphabet", "batch_size"):
             if not hasattr(model, attr):
-                raise TypeError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageGenerator or TorchClassifier")
+                raise ModelError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageGenerator or TorchClassifier")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
@@ -98,7 +98,7 @@ class Smoothed:
 
     def _stream(self, case: Case, requirement: str) -> tuple[int, str]:
         if not isinstance(case, Case):
-            raise TypeError(f"case must be a certkit.Case, got {type(case).__name__}")
+            raise CaseError(f"case must be a certkit.Case, got {type(case).__name__}; build one with Case(id, prompt, image) or load_cases(path)")
         seed = derive_seed(self.seed, case.id, requirement)
         key = stream_key(
             model=self.model.fingerprint,

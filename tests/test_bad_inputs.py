@@ -176,11 +176,13 @@ REQUIREMENTS = [
     ("fractional edits", lambda s: s.certify(bright_case(), edits=1.5, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
     ("n_max 0", lambda s: s.certify(bright_case(), outcome="bright", n_max=0), RequirementError, "n_max must be a positive integer"),
     ("frontier n 0", lambda s: s.frontier(bright_case(), outcome="bright", n=0), RequirementError, "n must be a positive integer"),
-    ("not a case", lambda s: s.certify("not a case", outcome="bright"), TypeError, "case must be a certkit.Case"),
+    ("not a case", lambda s: s.certify("not a case", outcome="bright"), CaseError, "case must be a certkit.Case, got str; build one with"),
     ("string seed", lambda s: _smoothed(seed="7"), RequirementError, "seed must be an integer"),
     ("vocab mismatch", lambda s: Smoothed(s.model, s.oracle, text=UniformReplace(0.2, 5)), ModelError, "use UniformReplace(0.2, 28)"),
     ("mask without mask id", lambda s: Smoothed(brightness_model(mask_id=None), s.oracle, text=Mask(0.2)), ModelError, "set the adapter's mask_id"),
-    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), TypeError, "wrap it in VisionLanguageGenerator or TorchClassifier"),
+    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), ModelError, "wrap it in VisionLanguageGenerator or TorchClassifier"),
+    ("not an oracle", lambda s: Smoothed(s.model, lambda outs: outs), OracleError, "oracle must be a certkit.oracles.Oracle, got function"),
+    ("not a kernel", lambda s: Smoothed(s.model, s.oracle, image=0.25), RequirementError, "image must be certkit.noise.Gaussian(sigma) or None, got float"),
 ]
 
 
