@@ -1,0 +1,26 @@
+"""The benchmark runner and the GPU benchmark's code path, run small on the CPU so they cannot rot unseen.
+The figures themselves come from ``python -m bench`` (BENCHMARKS.md), never from timed assertions here."""
+
+import subprocess
+import sys
+
+from bench import bench_llava7b
+
+
+def test_llava7b_shape_is_llava_1_5_7b():
+    vision, text = bench_llava7b.SHAPES["7b"]["v"], bench_llava7b.SHAPES["7b"]["t"]
+    assert vision == (1024, 24, 16, 4096, 336, 14) and (336 // 14) ** 2 == 576  # ViT-L/14 at 336 px: 576 image tokens
+    assert text == (4096, 32, 32, 11008)  # Llama-2-7B
+
+
+def test_llava7b_runs_its_code_path_on_a_tiny_model(capsys):
+    res = bench_llava7b.main(["--shape", "tiny", "--device", "cpu", "--batch", "8", "--n", "16", "--new-tokens", "2", "--repeats", "1"])
+    assert set(res) == {"image-only", "hybrid"}
+    for m in res.values():
+        assert m["raw"] > 0 and m["smoothed"] > 0 and 0 < m["model_share"] <= 1
+    assert "n=10,000" in capsys.readouterr().out
+
+
+def test_runner_refuses_unknown_benchmarks():
+    res = subprocess.run([sys.executable, "-m", "bench", "bounds", "nope"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown benchmark(s) ['nope']" in res.stderr
