@@ -19,7 +19,10 @@ STOP_AT = int(os.environ.get("STOP_AT", "-1"))
 @pytest.mark.parametrize("i", range(6))
 def test_req(certkit, i):
     if i == STOP_AT:
-        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C here
+        # the user presses Ctrl-C here. A shell starts background jobs with SIGINT ignored, and Python then
+        # installs no handler; restore the interactive one, so the test does not depend on how it was launched
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), signal.SIGINT)
     certkit.assert_certified(Case(f"c{i}", "hi", np.full((3, 8, 8), 0.6 + 0.05 * i, dtype=np.float32)), radius=0.1, n_max=2000)
 '''
 
