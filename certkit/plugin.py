@@ -435,6 +435,22 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {call.excinfo.value}"
 
 
+_CERTKIT_ERRORS = ("certkit.errors.CertkitError", "certkit.errors.RequirementError", "certkit.cases.CaseError",
+                   "certkit.models.base.ModelError", "certkit.oracles.OracleError")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A case file that ``load_cases`` refuses while a test module is imported stops the collection with the
+    message (file, line, field and fix) alone, not the import traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    message = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") if report.failed else ""
+    cls, _, text = message.partition(": ")
+    if cls in _CERTKIT_ERRORS:
+        report.longrepr = f"ERROR: certkit could not collect {collector.nodeid}: {text}"
+
+
 def _collect(state: RunState, report: pytest.TestReport) -> None:
     is_requirement = any(k == _REQUIREMENT for k, _ in report.user_properties)
     # xdist reports a test whose worker died with when="???" and this message (and no user_properties)
