@@ -56,6 +56,27 @@ def test_hostile_text_is_escaped_everywhere():
     assert "alert(3)" not in html  # a thumbnail that is not a plain base64 PNG is not embedded
 
 
+def test_table_rows_show_the_prompt():
+    doc = _doc()
+    doc["cases"]["ab" * 32]["prompt"] = "hand the knife to the person standing by the red door"
+    page = render_report(doc)
+    table = page[page.index('<div id="requirements">'):]
+    assert ">hand the knife to the person standing b…<" in table  # 40 characters shown, the ellipsis included
+    assert 'title="hand the knife to the person standing by the red door"' in table  # the rest on hover
+    doc["cases"]["ab" * 32]["prompt"] = EVIL
+
+    class Titles(HTMLParser):
+        titles: list = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "td" and dict(attrs).get("title"):
+                self.titles.append(dict(attrs)["title"])
+
+    parser = Titles()
+    parser.feed(render_report(doc))
+    assert EVIL in parser.titles  # a hostile prompt reaches the tooltip as text, attribute quotes and all escaped
+
+
 def test_every_status_and_the_frontier_region_are_rendered():
     html = render_report(_doc())
     for status in ("certified", "not certified", "inconclusive", "error"):
@@ -135,3 +156,11 @@ def test_demo_report_in_headless_chromium(demo_report):
     logs = shot.stderr + dom.stderr
     assert "CONSOLE" not in logs and "Uncaught" not in logs and "Refused to" not in logs, logs[-2000:]
     assert "net::ERR" not in logs and "Failed to load resource" not in logs, logs[-2000:]
+
+
+def test_overlapping_requirements_show_the_worst_status_on_top():
+    from certkit.report import COLOURS, _case_chart
+
+    svg = _case_chart([_cert("not certified", outcome="throw"), _cert("certified", outcome="safe")])
+    assert svg.index(COLOURS["certified"]) < svg.index(COLOURS["not certified"])  # drawn later = on top
+    assert "throw not certified: d=1" in svg and "safe certified: d=1" in svg

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import escape
 
 from ..certificate import from_json_float
 
@@ -81,11 +82,13 @@ def _case_chart(certs: list[dict]) -> str:
             last = steps[-1][0]
             pts += [f"{x(last)},{y(0)}", f"{x(0)},{y(0)}"]
             parts.append(f'<polygon points="{" ".join(pts)}" class="region"/>')
-    for c in certs:
-        if c.get("mode") == "certify":
-            col = COLOURS.get(c["status"], "#888")
-            parts.append(f'<circle cx="{x(c["edits"]):.1f}" cy="{y(c["radius"]):.1f}" r="4.5" fill="{col}"><title>'
-                         f'{c["status"]}: d={c["edits"]}, eps={c["radius"]:g}, tau={c["threshold"]:g}</title></circle>')
+    # requirements at the same (d, eps) overlap: the worst status is drawn last, on top
+    points = sorted((c for c in certs if c.get("mode") == "certify"),
+                    key=lambda c: -(STATUS_ORDER.index(c["status"]) if c["status"] in STATUS_ORDER else len(STATUS_ORDER)))
+    for c in points:
+        col = COLOURS.get(c["status"], "#888")
+        parts.append(f'<circle cx="{x(c["edits"]):.1f}" cy="{y(c["radius"]):.1f}" r="4.5" fill="{col}"><title>'
+                     f'{escape(str(c.get("outcome", "")))} {escape(str(c["status"]))}: d={c["edits"]}, eps={c["radius"]:g}, tau={c["threshold"]:g}</title></circle>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -184,6 +187,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "groups": group_list,
         "case_cards": charted,
         "charted_keys": {card["key"] for card in charted},
+        "prompts": {key: info.get("prompt") for key, info in cases.items() if isinstance(info, dict)},
         "cases_not_charted": max(0, len(case_cards) - len(charted)),
         # thumbnails of the charted cases only (worst first, at most MAX_CASE_CHARTS): the page stays small
         "thumbs": {card["key"]: card["info"]["thumbnail"] for card in charted
