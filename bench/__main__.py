@@ -33,7 +33,7 @@ def main(argv=None) -> None:
         print(f"\n== bench_{name} ==", flush=True)
         t0 = time.perf_counter()
         module = importlib.import_module(f"bench.bench_{name}")
-        module.main([]) if name != "report" else module.main()
+        module.main([])
         print(f"== bench_{name}: {time.perf_counter() - t0:.0f} s ==", flush=True)
 
 

@@ -6,6 +6,7 @@ not certified, rendered by ``certkit.report.render_report``; best of 3.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import io
@@ -44,7 +45,8 @@ def synthetic(n_cases: int = 1250, per_case: int = 4, seed: int = 0) -> dict:
             "results": results, "cases": cases}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
     doc = synthetic()
     times = []
     for _ in range(3):

@@ -54,9 +54,9 @@ def load_image(path: str | Path) -> np.ndarray:
                 if img.mode not in ("RGB", "L"):
                     img = img.convert("RGB")  # palette, CMYK, YCbCr; RGBA and LA drop their alpha channel
                 arr = np.asarray(img, dtype=np.float32) / 255.0
+    except CaseError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, CaseError):
-            raise
         raise CaseError(f"image: file {str(path)!r} is not a readable image ({exc}); re-export it as PNG") from None
     if arr.ndim == 2:
         arr = arr[None]

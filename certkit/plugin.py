@@ -435,19 +435,28 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {call.excinfo.value}"
 
 
-_CERTKIT_ERRORS = ("certkit.errors.CertkitError", "certkit.errors.RequirementError", "certkit.cases.CaseError",
-                   "certkit.models.base.ModelError", "certkit.oracles.OracleError")
+def _certkit_error_names() -> set[str]:
+    """Qualified names of CertkitError and every subclass loaded so far (an error raised was loaded)."""
+    from .errors import CertkitError
+
+    names, todo = set(), [CertkitError]
+    while todo:
+        cls = todo.pop()
+        names.add(f"{cls.__module__}.{cls.__qualname__}")
+        todo += cls.__subclasses__()
+    return names
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     """A case file that ``load_cases`` refuses while a test module is imported stops the collection with the
-    message (file, line, field and fix) alone, not the import traceback."""
+    message (file, line, field and fix) alone, not the import traceback. The collect report keeps only the
+    exception's text, whose prefix is its qualified class name."""
     outcome = yield
     report = outcome.get_result()
     message = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") if report.failed else ""
     cls, _, text = message.partition(": ")
-    if cls in _CERTKIT_ERRORS:
+    if text and cls in _certkit_error_names():
         report.longrepr = f"ERROR: certkit could not collect {collector.nodeid}: {text}"
 
 

@@ -40,10 +40,10 @@ def bright_case(cid="c1", prompt="hand the knife to the person"):
     return Case(cid, prompt, np.full((3, 8, 8), 0.9, dtype=np.float32))
 
 
-def _png(path, array, mode=None):
+def _png(path, array):
     from PIL import Image
 
-    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+    Image.fromarray(array).save(path)
 
 
 # ---------------------------------------------------------------- case files

@@ -56,6 +56,17 @@ def _replace_tokens(ids: torch.Tensor, editable: torch.Tensor, alphabet: torch.T
     return torch.where(flip, alphabet[draw], ids)
 
 
+def _noisy_minibatches(ids, editable, images, alphabet, beta: float, sigma: float, batch: int, gen):
+    """One epoch of shuffled minibatches under the noise the audits certify at: yields the batch's row indices,
+    its ids with uniform token replacement (rate ``beta`` at ``editable`` positions) and its images plus
+    Gaussian noise (std ``sigma``), every draw from ``gen``."""
+    order = torch.randperm(len(ids), generator=gen)
+    for start in range(0, len(order), batch):
+        b = order[start : start + batch]
+        x_ids = _replace_tokens(ids[b], editable[b], alphabet, beta, gen)
+        yield b, x_ids, images[b] + sigma * torch.randn(images[b].shape, generator=gen)
+
+
 # ------------------------------------------------------------------ guard
 
 
@@ -81,17 +92,13 @@ def train_guard(recipe: Recipe, log=print) -> tuple[DemoGuard, dict]:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.guard_epochs)
     for epoch in range(recipe.guard_epochs):
         model.train()
-        order = torch.randperm(len(labels), generator=gen)
         total = 0.0
-        for start in range(0, len(order), 128):
-            b = order[start : start + 128]
-            x_ids = _replace_tokens(ids[b], ids[b] != 0, alphabet, GUARD_BETA, gen)
-            x_img = images[b] + GUARD_SIGMA * torch.randn(images[b].shape, generator=gen)
+        for b, x_ids, x_img in _noisy_minibatches(ids, ids != 0, images, alphabet, GUARD_BETA, GUARD_SIGMA, 128, gen):
             loss = torch.nn.functional.cross_entropy(model(x_ids, x_img), labels[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += loss.item() * len(b)
         sched.step()
         log(f"guard epoch {epoch + 1}/{recipe.guard_epochs}: loss {total / len(labels):.4f}")
     model.eval()
@@ -173,18 +180,14 @@ def train_assistant(recipe: Recipe, log=print):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     for epoch in range(recipe.assistant_epochs):
         model.train()
-        order = torch.randperm(len(ids), generator=gen)
         total = 0.0
-        for start in range(0, len(order), 64):
-            b = order[start : start + 64]
-            x_ids = _replace_tokens(ids[b], editable[b], alphabet, ASSISTANT_BETA, gen)
-            x_img = images[b] + ASSISTANT_SIGMA * torch.randn(images[b].shape, generator=gen)
+        for b, x_ids, x_img in _noisy_minibatches(ids, editable, images, alphabet, ASSISTANT_BETA, ASSISTANT_SIGMA, 64, gen):
             out = model(input_ids=x_ids, attention_mask=attn[b], pixel_values=adapter.pixel_values(x_img), labels=labels[b])
             opt.zero_grad()
             out.loss.backward()
             opt.step()
             sched.step()
-            total += float(out.loss) * len(b)
+            total += out.loss.item() * len(b)
         log(f"assistant epoch {epoch + 1}/{recipe.assistant_epochs}: loss {total / len(ids):.4f}")
     model.eval()
     return model, processor, evaluate_assistant(VisionLanguageGenerator(model, processor, max_new_tokens=6, batch_size=64, weights_fingerprint="eval"),
