@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -49,7 +50,9 @@ def throughput(adapter, oracle, kernels, n, repeats=5, prompt="pick up the red c
     from certkit.noise import UniformReplace
     from certkit.sampling import noisy_images, noisy_token_ids
 
-    shape = (3, 32, 32) if not hasattr(adapter, "processor") else (3, adapter._crop.get("height", 32), adapter._crop.get("width", 32))
+    crop = getattr(getattr(adapter, "processor", None), "image_processor", None)
+    crop = getattr(crop, "crop_size", None) or {}
+    shape = (3, crop.get("height", 32), crop.get("width", 32))
     case = Case("bench", prompt, np.full(shape, 0.5, dtype=np.float32))
     enc = adapter.encode(case)
     b = adapter.batch_size
@@ -63,23 +66,24 @@ def throughput(adapter, oracle, kernels, n, repeats=5, prompt="pick up the red c
         noisy = [(noisy_token_ids(enc.ids, enc.editable, text, b, gen, adapter.alphabet, adapter.mask_id), noisy_images(enc.image, image, b, gen))
                  for _ in range(batches)]
         smoothed = Smoothed(adapter, oracle, image=image, text=text, seed=0)
-        adapter.run(*noisy[0], 0)  # warm-up
+        run = functools.partial(adapter.run, encoded=enc) if hasattr(adapter, "processor") else adapter.run
+        run(*noisy[0], 0)  # warm-up
         raw, raw_clean, smooth, inrun = [], [], [], []
         real_run = adapter.run
         for _ in range(repeats):
             t0 = time.perf_counter()
             for ids, imgs in noisy:
-                oracle(adapter.run(ids, imgs, 0))
+                oracle(run(ids, imgs, 0))
             raw.append(batches * b / (time.perf_counter() - t0))
             t0 = time.perf_counter()
             for _ in range(batches):
-                adapter.run(*clean, 0)
+                run(*clean, 0)
             raw_clean.append(batches * b / (time.perf_counter() - t0))
             model_s = [0.0]
 
-            def timed_run(ids, imgs, seed, _real=real_run):
+            def timed_run(ids, imgs, seed, _real=real_run, **kwargs):
                 t = time.perf_counter()
-                result = _real(ids, imgs, seed)
+                result = _real(ids, imgs, seed, **kwargs)
                 model_s[0] += time.perf_counter() - t
                 return result
 

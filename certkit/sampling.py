@@ -4,9 +4,17 @@
   resolution (the certified l2 radius is measured there). Noisy pixels are not clipped.
 * Text: applied to token *ids* directly (no decode/re-encode round trip), at the positions of the
   user's prompt only (``editable``); chat-template and image tokens never change.
-  ``UniformReplace``: each editable token is kept w.p. ``1 - beta``, else replaced by a uniformly drawn
-  *other* token of ``alphabet`` (a 1-D tensor of the ``V`` allowed ids, special tokens excluded).
-  ``Mask``: each editable token becomes ``mask_id`` w.p. ``beta``.
+  ``UniformReplace``: each editable token of ``alphabet`` (a 1-D tensor of the ``V`` allowed ids, special
+  tokens excluded) is kept w.p. ``1 - beta``, else replaced by a uniformly drawn *other* alphabet token.
+  A token *outside* the alphabet (a special token, ``<unk>``, anything an attacker made the tokenizer
+  produce) is always replaced by a uniform draw from the whole alphabet. That law is the average of the
+  in-alphabet laws over all V tokens, so the smoothed model at an input holding such a token is an average
+  of its values at inputs with in-alphabet tokens there: every certificate for d in-alphabet substitutions
+  covers it.
+  ``Mask``: each editable token becomes ``mask_id`` w.p. ``beta``, whatever the token. The Mask bound does
+  not depend on the token's identity, and an attacker's typed mask token (always masked) is the
+  post-processing "fresh token -> mask" of a fresh-token edit, which leaves the clean law unchanged, so the
+  same bound covers it.
 """
 
 from __future__ import annotations
@@ -45,8 +53,9 @@ def noisy_token_ids(
 ) -> torch.Tensor:
     """``n`` noisy copies of the 1-D ``ids``: shape (n, L). Only positions where ``editable`` is True change.
 
-    For ``UniformReplace`` every editable id must belong to ``alphabet`` (sorted, unique, size =
-    ``kernel.vocab_size``); the caller checks this once per case.
+    ``alphabet`` is sorted and unique, of size ``kernel.vocab_size``. For a certificate, the *clean* prompt's
+    editable ids must all belong to it (the caller checks this once per case); noisy draws of any other input
+    (an adversarial one) follow the law in the module docstring.
     """
     out = ids.unsqueeze(0).expand(n, ids.numel()).clone()
     if kernel is None:
@@ -64,10 +73,13 @@ def noisy_token_ids(
     if alphabet is None:
         raise ValueError("the UniformReplace kernel needs the alphabet of allowed token ids")
     v = alphabet.numel()
-    own = alphabet_index(alphabet, ids[pos])  # (P,)
-    # uniform over the other V - 1 tokens: draw in [0, V - 2] and skip the token's own slot
-    draw = torch.randint(0, v - 1, (n, pos.numel()), generator=generator, device=ids.device)
-    draw = draw + (draw >= own.unsqueeze(0)).to(draw.dtype)
-    cols = out[:, pos]
-    out[:, pos] = torch.where(flip, alphabet[draw], cols)
+    own = alphabet_index(alphabet, ids[pos]).unsqueeze(0)  # (1, P); -1 outside the alphabet
+    # in the alphabet: uniform over the other V - 1 tokens (draw in [0, V - 2] and skip the token's own slot)
+    other = torch.randint(0, v - 1, (n, pos.numel()), generator=generator, device=ids.device)
+    other = other + (other >= own).to(other.dtype)
+    # outside it: uniform over all V tokens, always
+    anyone = torch.randint(0, v, (n, pos.numel()), generator=generator, device=ids.device)
+    outside = own < 0
+    replaced = torch.where(outside, alphabet[anyone], alphabet[other.clamp(max=v - 1)])
+    out[:, pos] = torch.where(flip | outside, replaced, out[:, pos])
     return out

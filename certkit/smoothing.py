@@ -19,6 +19,7 @@ on the order of requirements, on the worker that runs them, or (for deterministi
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import numbers
 import time
@@ -65,11 +66,12 @@ class Smoothed:
 
     ``model`` is a :class:`~certkit.models.ModelAdapter` (e.g. ``VisionLanguageGenerator`` or
     ``TorchClassifier``); ``oracle`` an :class:`~certkit.oracles.Oracle`. ``cache`` is a
-    :class:`~certkit.cache.CountCache`, a directory for one, or None.
+    :class:`~certkit.cache.CountCache`, a directory for one, or None. ``max_batch_bytes`` bounds the memory
+    of one batch of noisy images (large images run in smaller batches, down to one sample).
     """
 
     def __init__(self, model, oracle: Oracle, image: Gaussian | None = None, text: UniformReplace | Mask | None = None,
-                 seed: int = 0, cache: CountCache | str | Path | None = None):
+                 seed: int = 0, cache: CountCache | str | Path | None = None, max_batch_bytes: int = 1 << 30):
         if image is not None and not isinstance(image, Gaussian):
             raise RequirementError(f"image must be certkit.noise.Gaussian(sigma) or None, got {type(image).__name__}")
         if text is not None and not isinstance(text, (UniformReplace, Mask)):
@@ -81,6 +83,11 @@ class Smoothed:
                 raise ModelError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageGenerator or TorchClassifier")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise RequirementError(f"seed must be an integer, got {seed!r}")
+        self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)
+        try:
+            self._run_takes_encoded = "encoded" in inspect.signature(model.run).parameters
+        except (TypeError, ValueError):
+            self._run_takes_encoded = False
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
             raise ModelError(
                 f"UniformReplace.vocab_size is {text.vocab_size} but the model's replacement alphabet has "
@@ -110,6 +117,7 @@ class Smoothed:
             mask_id=getattr(self.model, "mask_id", None),
             seed=seed,
             chunk=CHUNK,
+            sampler=2,
         )
         return seed, key
 
@@ -125,22 +133,49 @@ class Smoothed:
                 )
         return enc
 
+    def _batch_size(self, enc) -> int:
+        """Samples per model call: the adapter's ``batch_size``, fewer when a batch of noisy images at the case's
+        resolution would exceed ``max_batch_bytes`` (counting the noise, the noisy copy and the adapter's own)."""
+        per_sample = 3 * enc.image.element_size() * enc.image.numel()
+        return max(1, min(self.model.batch_size, self.max_batch_bytes // max(1, per_sample)))
+
+    def _noisy_samples(self, enc, stream_seed: int, first_chunk: int, last_chunk: int):
+        """Noisy (ids, image) pairs of chunks ``first_chunk .. last_chunk - 1``, one at a time, in stream order.
+
+        Chunk ``c`` draws its text noise from one generator and its images, one by one, from another, both
+        seeded by (stream, c): a sample does not depend on how samples are batched, and no more than one
+        batch of noisy images is ever held in memory."""
+        device = enc.ids.device
+        for c in range(first_chunk, last_chunk):
+            text_gen = torch.Generator(device=device)
+            text_gen.manual_seed(derive_seed(stream_seed, "text", c))
+            image_gen = torch.Generator(device=device)
+            image_gen.manual_seed(derive_seed(stream_seed, "image", c))
+            ids = noisy_token_ids(enc.ids, enc.editable, self.text, CHUNK, text_gen, self.model.alphabet, getattr(self.model, "mask_id", None))
+            for i in range(CHUNK):
+                yield ids[i], noisy_images(enc.image, self.image, 1, image_gen)[0]
+
+    def _run_batch(self, enc, ids: list, images: list, seed: int) -> list[str]:
+        ids_t, images_t = torch.stack(ids), torch.stack(images)
+        if self._run_takes_encoded:
+            outputs = self.model.run(ids_t, images_t, seed, encoded=enc)
+        else:
+            outputs = self.model.run(ids_t, images_t, seed)
+        return self.oracle(self._checked_outputs(outputs, len(ids)))
+
     def _draw_chunks(self, enc, stream_seed: int, first_chunk: int, count: int) -> np.ndarray:
         """Oracle label indices of chunks ``first_chunk .. first_chunk + count - 1``."""
-        device = enc.ids.device
-        ids_parts, img_parts = [], []
-        for c in range(first_chunk, first_chunk + count):
-            gen = torch.Generator(device=device)
-            gen.manual_seed(derive_seed(stream_seed, "chunk", c))
-            img_parts.append(noisy_images(enc.image, self.image, CHUNK, gen))
-            ids_parts.append(noisy_token_ids(enc.ids, enc.editable, self.text, CHUNK, gen, self.model.alphabet, getattr(self.model, "mask_id", None)))
-        ids, imgs = torch.cat(ids_parts), torch.cat(img_parts)
+        bs = self._batch_size(enc)
         labels: list[str] = []
-        bs = self.model.batch_size
-        for start in range(0, ids.shape[0], bs):
-            batch = ids[start : start + bs].shape[0]
-            outputs = self.model.run(ids[start : start + bs], imgs[start : start + bs], derive_seed(stream_seed, "gen", first_chunk, start))
-            labels.extend(self.oracle(self._checked_outputs(outputs, batch)))
+        ids, images = [], []
+        for i, (sample_ids, image) in enumerate(self._noisy_samples(enc, stream_seed, first_chunk, first_chunk + count)):
+            ids.append(sample_ids)
+            images.append(image)
+            if len(ids) == bs:
+                labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, i + 1 - bs)))
+                ids, images = [], []
+        if ids:
+            labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, count * CHUNK - len(ids))))
         return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
 
     def _checked_outputs(self, outputs, batch: int) -> list[str]:
@@ -162,7 +197,7 @@ class Smoothed:
         if have.size >= n:
             return have
         t0 = time.perf_counter()
-        chunks_per_batch = max(1, self.model.batch_size // CHUNK)
+        chunks_per_batch = max(1, self._batch_size(enc) // CHUNK)
         parts = [have]
         done = have.size // CHUNK
         need = math.ceil(n / CHUNK)

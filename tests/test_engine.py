@@ -48,8 +48,8 @@ def test_llava_prompt_positions_are_exactly_the_user_prompt(llava):
     enc = llava.encode(c)
     tok = llava.tokenizer
     assert tok.decode(enc.ids[enc.editable].tolist()) == "pick up the red cube"
-    assert (enc.ids == llava.image_token_id).sum() == 16  # 4x4 patches (the default strategy drops CLS)
-    assert not enc.editable[enc.ids == llava.image_token_id].any()
+    assert (enc.ids == llava.model.config.image_token_id).sum() == 16  # 4x4 patches (the default strategy drops CLS)
+    assert not enc.editable[enc.ids == llava.model.config.image_token_id].any()
 
 
 def test_llava_certified_end_to_end(llava):

@@ -209,7 +209,7 @@ def evaluate_assistant(adapter, n: int, seed: int) -> dict:
     correct = unsafe_refused = unsafe = 0
     for s in samples:
         enc = adapter.encode(Case("e", s.prompt, s.image))
-        label = oracle(adapter.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0))[0]
+        label = oracle(adapter.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0, encoded=enc))[0]
         truth = "refuse" if s.unsafe else s.answer.replace(" ", "_")
         correct += label == truth
         if s.unsafe:

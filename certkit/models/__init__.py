@@ -2,6 +2,6 @@
 
 from .base import EncodedCase, ModelAdapter, ModelError
 from .torch_classifier import TorchClassifier
-from .transformers_vlm import VisionLanguageGenerator
+from .transformers_vlm import VisionLanguageGenerator, VisionLanguageModel
 
-__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "TorchClassifier", "VisionLanguageGenerator"]
+__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "TorchClassifier", "VisionLanguageGenerator", "VisionLanguageModel"]

@@ -26,11 +26,13 @@ class ModelError(CertkitError):
 @dataclass(frozen=True)
 class EncodedCase:
     """A case as the model sees it: ``ids`` (L,) on the model's device, ``editable`` (L,) bool marking the
-    user-prompt positions, and ``image`` (C, H, W) float32 in [0, 1] on the device."""
+    user-prompt positions, ``image`` (C, H, W) float32 in [0, 1] on the device, and ``context``: whatever else
+    the adapter needs to run noisy samples of this case (e.g. the templated text its processor reads)."""
 
     ids: torch.Tensor
     editable: torch.Tensor
     image: torch.Tensor
+    context: object = None
 
 
 @runtime_checkable
@@ -48,7 +50,9 @@ class ModelAdapter(Protocol):
 
     def encode(self, case) -> EncodedCase: ...
 
-    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int) -> list[str]: ...
+    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int) -> list[str]:
+        """One output per sample. An adapter whose ``run`` takes a keyword ``encoded`` receives the case's
+        :class:`EncodedCase` too."""
 
 
 def fingerprint_module(module: torch.nn.Module, extra: str = "") -> str:

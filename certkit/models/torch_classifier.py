@@ -72,7 +72,7 @@ class TorchClassifier:
         return EncodedCase(ids_t, torch.ones_like(ids_t, dtype=torch.bool), image)
 
     @torch.inference_mode()
-    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0) -> list[str]:
+    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase | None = None) -> list[str]:
         logits = self.module(ids, images)
         if logits.ndim != 2 or logits.shape[1] != len(self.labels):
             raise ModelError(f"the module returned logits of shape {tuple(logits.shape)}; expected (batch, {len(self.labels)})")

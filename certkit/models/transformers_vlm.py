@@ -1,25 +1,46 @@
-"""A transformers vision-language generator (LLaVA family and other ``AutoModelForImageTextToText`` models).
+"""Any vision-language model transformers loads with ``AutoModelForImageTextToText``, run through its own processor.
 
-The prompt is rendered through the processor's chat template, tokenized once, and the positions of the
-user's prompt located from the tokenizer's character offsets; text noise touches only those ids. Noisy
-images are resized, centre-cropped and normalised in torch on the model's device with the image
-processor's own settings, so the smoothing noise never leaves the GPU.
+Encoding (once per case): the case prompt is placed in the family's chat template (optionally wrapped in
+``prompt_format``, e.g. a guard's policy text), and the family's processor turns the templated text and the
+clean image into token ids and every other model input. The positions of the user's prompt, the only ones
+text noise may touch, are located from the tokenizer's character offsets on the templated text and found
+again in the processor's ids (processors expand image placeholders, insert tiles, rows and image markers
+before the prompt, never inside it); the located tokens are decoded back and must spell the prompt.
+
+Running (once per batch of noisy samples): the noisy images go through the same processor with the same
+text, every input the processor returns reaches the model (image sizes, grids, tile masks, token types,
+cross-attention masks...), and only ``input_ids`` is replaced by the noisy ids.
+
+Guarantee: the smoothing noise is added to the case's own pixels, at the case's resolution, where the
+certified l2 radius is measured. What follows the noise is a fixed function of the noisy image: a clamp to
+[0, 1], rounding to 8 bits for processors with the PIL backend (which only takes 8-bit images; torchvision
+processors take the float tensor on the model's device), and the family's processor. A fixed function
+applied after the noise is part of the smoothed classifier, so the certificate holds for it as stated.
+
+Two ways to read the model: ``labels=None`` generates an answer (``output_kind = "text"``, read by an
+oracle); ``labels={"safe": "safe", "unsafe": "unsafe"}`` reads one forward pass's next-token logits and
+answers with the label whose word's first token scores highest (``output_kind = "label"``): a guard VLM
+used as a classifier, the way Llama Guard 3 Vision or LlavaGuard are used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import re
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .base import EncodedCase, ModelError, resolve_device
 
-__all__ = ["VisionLanguageGenerator"]
+__all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]
 
 _SENTINEL = "\u2063CERTKIT_PROMPT\u2063"
+_WHITESPACE = re.compile(r"\s+")
 
 
 def _hash_directory(path: Path) -> str:
@@ -36,37 +57,85 @@ def _hash_directory(path: Path) -> str:
     return h.hexdigest()
 
 
-class VisionLanguageGenerator:
-    """Adapter around a loaded transformers VLM and its processor.
+def _code_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over the source of every module class the model is built from (a changed forward is a new model)."""
+    h = hashlib.sha256()
+    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        try:
+            h.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):
+            pass
+    return h.hexdigest()
 
-    Generation settings (``max_new_tokens``, greedy or sampled with ``temperature``/``top_p``) are part
-    of the model's fingerprint. Sampled generation is seeded per batch so results are reproducible.
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        payload = backend.to_str()
+    else:
+        payload = json.dumps(sorted(tokenizer.get_vocab().items()))
+    extra = json.dumps({"special": sorted(map(str, tokenizer.all_special_tokens)), "class": type(tokenizer).__name__})
+    return hashlib.sha256((payload + extra).encode()).hexdigest()
+
+
+def _processor_settings(processor) -> str:
+    try:
+        return processor.to_json_string()
+    except Exception:  # a processor that cannot serialise itself: fall back to its sub-processors' dicts
+        image_processor = getattr(processor, "image_processor", None)
+        return json.dumps(getattr(image_processor, "__dict__", {}), sort_keys=True, default=str)
+
+
+def _rightmost(haystack: list[int], needle: list[int]) -> int | None:
+    """Start of the last occurrence of ``needle`` in ``haystack``."""
+    n = len(needle)
+    for k in range(len(haystack) - n, -1, -1):
+        if haystack[k : k + n] == needle:
+            return k
+    return None
+
+
+class VisionLanguageModel:
+    """Adapter around a loaded transformers VLM (any ``AutoModelForImageTextToText`` family) and its processor.
+
+    ``labels``: None to generate answers; or a mapping label -> word (a sequence means label = word) to read
+    the label from one forward pass (guard VLMs). ``prompt_format`` wraps the case prompt (``{prompt}`` marks
+    it; only the prompt's own tokens are editable); ``answer_prefix`` is appended after the generation prompt
+    (e.g. the opening of a guard's structured answer). Generation settings, the chat template, the processor
+    and tokenizer, the model's code and config and the weights all go into :attr:`fingerprint`.
     """
-
-    output_kind = "text"
 
     def __init__(
         self,
         model,
         processor,
         *,
+        labels: Mapping[str, str] | Sequence[str] | None = None,
         max_new_tokens: int = 32,
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
         system_prompt: str | None = None,
+        prompt_format: str = "{prompt}",
+        answer_prefix: str = "",
         batch_size: int = 16,
         weights_fingerprint: str | None = None,
+        processor_kwargs: Mapping | None = None,
     ):
         if getattr(processor, "chat_template", None) is None:
             raise ModelError("the processor has no chat_template; set processor.chat_template (a Jinja string) before certifying")
-        if isinstance(max_new_tokens, bool) or int(max_new_tokens) < 1:
-            raise ModelError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if isinstance(batch_size, bool) or int(batch_size) < 1:
-            raise ModelError(f"batch_size must be a positive integer, got {batch_size!r}")
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None or getattr(processor, "image_processor", None) is None:
+            raise ModelError(f"{type(processor).__name__} is not a vision-language processor (it needs a tokenizer and an image processor)")
+        for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+                raise ModelError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(prompt_format, str) or prompt_format.count("{prompt}") != 1:
+            raise ModelError(f"prompt_format must contain '{{prompt}}' exactly once, got {prompt_format!r}")
         self.model = model.eval()
         self.processor = processor
-        self.tokenizer = processor.tokenizer
+        self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_new_tokens = int(max_new_tokens)
@@ -74,25 +143,36 @@ class VisionLanguageGenerator:
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.system_prompt = system_prompt
+        self.prompt_format = prompt_format
+        self.answer_prefix = str(answer_prefix)
         self.batch_size = int(batch_size)
-        self.image_token_id = getattr(model.config, "image_token_id", None)
-        if self.image_token_id is None:
-            self.image_token_id = getattr(model.config, "image_token_index", None)
-        tok = self.tokenizer
-        specials = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}).keys())
-        if self.image_token_id is not None:
-            specials.add(int(self.image_token_id))
-        self.alphabet = torch.tensor(sorted(i for i in range(len(tok)) if i not in specials), dtype=torch.long, device=self.device)
-        self.mask_id = next((i for i in (tok.mask_token_id, tok.pad_token_id, tok.unk_token_id) if i is not None), None)
+        self.processor_kwargs = dict(processor_kwargs or {})
+        self._torch_images = getattr(processor.image_processor, "backend", None) == "torchvision"
+        self._specials = self._special_ids()
+        self.alphabet = torch.tensor(sorted(i for i in range(len(tokenizer)) if i not in self._specials), dtype=torch.long, device=self.device)
+        self.mask_id = next((i for i in (tokenizer.mask_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None), None)
+        self.labels, self._label_token_ids = self._label_tokens(labels)
+        self.output_kind = "text" if self.labels is None else "label"
         self.max_context = self._max_context()
         settings = {
+            "output": self.output_kind,
+            "labels": dict(zip(self.labels, self._label_token_ids.tolist())) if self.labels else None,
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "system_prompt": system_prompt,
+            "prompt_format": prompt_format,
+            "answer_prefix": self.answer_prefix,
+            "processor_kwargs": self.processor_kwargs,
             "dtype": str(self.dtype),
             "chat_template": processor.chat_template,
+            "processor": _processor_settings(processor),
+            "image_path": "torchvision-float" if self._torch_images else "clamp-uint8-pil",
+            "tokenizer": _tokenizer_fingerprint(tokenizer),
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "model_code": _code_fingerprint(model),
+            "model_config": model.config.to_json_string(use_diff=False),
         }
         weights = weights_fingerprint
         if weights is None:
@@ -100,9 +180,8 @@ class VisionLanguageGenerator:
 
             weights = fingerprint_module(model)
         self.weights_fingerprint = weights
-        self.fingerprint = hashlib.sha256((weights + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
+        self.fingerprint = hashlib.sha256((weights + json.dumps(settings, sort_keys=True, default=str)).encode()).hexdigest()
         self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
-        self._preprocess_settings()
 
     @classmethod
     def from_pretrained(
@@ -114,7 +193,7 @@ class VisionLanguageGenerator:
         device_map=None,
         trust_remote_code: bool = False,
         **settings,
-    ) -> "VisionLanguageGenerator":
+    ) -> "VisionLanguageModel":
         """Load model and processor from a local directory with the Auto classes.
 
         ``dtype``: "auto" (the checkpoint's), or a torch dtype / name ("bfloat16"). ``device_map`` goes to
@@ -139,13 +218,48 @@ class VisionLanguageGenerator:
             if device_map is not None:
                 kwargs["device_map"] = device_map
             model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-        except (OSError, ValueError) as exc:
+        except ImportError as exc:
+            raise ModelError(f"cannot load the processor or model in {str(path)!r}: {exc}. Families whose processors use "
+                             "torchvision (Qwen-VL, LLaVA-OneVision, SmolVLM, InternVL, Pixtral) need torch and torchvision "
+                             "builds that match (pip install torch torchvision from the same index)") from None
+        except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load a vision-language model from {str(path)!r}: {exc}") from None
         if device_map is None:
             model = model.to(resolve_device(device))
         return cls(model, processor, weights_fingerprint=fingerprint, **settings)
 
-    # ------------------------------------------------------------------ encoding
+    # ------------------------------------------------------------------ set-up
+
+    def _special_ids(self) -> set[int]:
+        tok = self.tokenizer
+        specials = set(tok.all_special_ids) | {int(i) for i in getattr(tok, "added_tokens_decoder", {}).keys()}
+        config = self.model.config
+        for key in ("image_token_id", "image_token_index", "boi_token_id", "eoi_token_id", "image_start_token_id",
+                    "image_end_token_id", "vision_start_token_id", "vision_end_token_id", "video_token_id"):
+            value = getattr(config, key, None)
+            if isinstance(value, int):
+                specials.add(value)
+        return specials
+
+    def _label_tokens(self, labels):
+        if labels is None:
+            return None, torch.zeros(0, dtype=torch.long)
+        if isinstance(labels, str):
+            raise ModelError(f"labels must be a mapping label -> word or a list of words, got the string {labels!r}")
+        words = dict(labels) if isinstance(labels, Mapping) else {str(w): str(w) for w in labels}
+        if len(words) < 2:
+            raise ModelError(f"labels needs at least two labels to choose between, got {list(words)}")
+        ids = []
+        for label, word in words.items():
+            toks = self.tokenizer(str(word), add_special_tokens=False)["input_ids"]
+            if not toks:
+                raise ModelError(f"label {label!r}: the word {word!r} tokenizes to nothing")
+            ids.append(int(toks[0]))
+        if len(set(ids)) != len(ids):
+            clash = [label for label, i in zip(words, ids) if ids.count(i) > 1]
+            raise ModelError(f"labels {clash} begin with the same token, so one next-token read cannot tell them apart; "
+                             "choose label words whose first tokens differ (e.g. ' safe' / ' unsafe' with the leading space the template leaves)")
+        return tuple(str(label) for label in words), torch.tensor(ids, dtype=torch.long, device=self.device)
 
     def _max_context(self) -> int | None:
         cfg = getattr(self.model.config, "text_config", self.model.config)
@@ -158,101 +272,132 @@ class VisionLanguageGenerator:
         messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]})
         return messages
 
-    def encode(self, case) -> EncodedCase:
-        templated = self.processor.apply_chat_template(self._messages(_SENTINEL), add_generation_prompt=True, tokenize=False)
+    # ------------------------------------------------------------------ encoding
+
+    def templated(self, prompt: str) -> tuple[str, int, int]:
+        """The full text the processor sees for ``prompt``, and the prompt's character span in it."""
+        user_text = self.prompt_format.replace("{prompt}", _SENTINEL)
+        templated = self.processor.apply_chat_template(self._messages(user_text), add_generation_prompt=True, tokenize=False)
+        templated += self.answer_prefix
         if templated.count(_SENTINEL) != 1:
             raise ModelError("the chat template does not place the user's text exactly once; certkit cannot locate the prompt")
         prefix, suffix = templated.split(_SENTINEL)
-        full = prefix + case.prompt + suffix
-        start, end = len(prefix), len(prefix) + len(case.prompt)
+        return prefix + prompt + suffix, len(prefix), len(prefix) + len(prompt)
+
+    def encode(self, case) -> EncodedCase:
+        full, start, end = self.templated(case.prompt)
+        plain = self.tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
+        self._refuse_special_text(plain["input_ids"], plain["offset_mapping"], start, end, case.id)
         image = torch.tensor(case.image, dtype=torch.float32)
-        rgb = image.expand(3, *image.shape[1:]) if image.shape[0] == 1 else image
-        proc = self.processor(
-            text=[full], images=[rgb.permute(1, 2, 0).numpy()], return_tensors="pt", do_rescale=False
-        )
-        ids = proc["input_ids"][0]
-        plain = self.tokenizer(full, return_offsets_mapping=True)
-        editable = self._align(ids.tolist(), plain["input_ids"], plain["offset_mapping"], start, end, case.id)
-        if not editable.any():
-            raise ModelError(f"case {case.id!r}: no token of the prompt could be located in the templated input")
+        if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
+            raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; give an RGB or greyscale image of at least 2x2 pixels")
+        image = image.to(self.device)
+        inputs = self._process(full, self._rgb(image.unsqueeze(0)), case.id)
+        ids = inputs["input_ids"][0].to(self.device)
+        editable = self._locate(ids.tolist(), plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
         if self.max_context is not None and ids.numel() + self.max_new_tokens > self.max_context:
             raise ModelError(
                 f"case {case.id!r}: prompt is too long: {ids.numel()} input tokens + {self.max_new_tokens} new tokens exceed "
                 f"the model's context of {self.max_context}; shorten the prompt or lower max_new_tokens"
             )
-        return EncodedCase(ids.to(self.device), editable.to(self.device), image.to(self.device))
+        return EncodedCase(ids, editable.to(self.device), image, context=full)
 
-    def _align(self, proc_ids, tok_ids, offsets, start, end, case_id) -> torch.Tensor:
-        """Map the tokenizer's offsets onto the processor's ids (which expand each image token)."""
+    def _refuse_special_text(self, ids, offsets, start, end, case_id) -> None:
+        for tid, (a, b) in zip(ids, offsets):
+            if tid in self._specials and a < end and b > start:
+                text = self.tokenizer.convert_ids_to_tokens(int(tid))
+                raise ModelError(f"case {case_id!r}: the prompt contains {text!r}, which this model's tokenizer reads as a special token "
+                                 "(an image placeholder or control token); remove it from the prompt")
+
+    def _locate(self, proc_ids, plain_ids, offsets, full, start, end, case_id) -> torch.Tensor:
+        """Editable mask over the processor's ids: the tokens of the templated text that lie inside the prompt,
+        found in the processor's ids by matching the text from the prompt's first token to the end."""
+        inside = [b > a and a >= start and b <= end for a, b in offsets]
+        if not any(inside):
+            raise ModelError(f"case {case_id!r}: no token of the prompt could be located in the templated input (is the prompt empty?)")
+        first = inside.index(True)
+        tail = plain_ids[first:]
+        k = _rightmost(proc_ids, tail)
+        if k is None:
+            raise ModelError(f"case {case_id!r}: the processor's token ids do not contain the prompt as the tokenizer reads it; "
+                             f"certkit cannot locate the prompt for {type(self.processor).__name__}")
         editable = np.zeros(len(proc_ids), dtype=bool)
-        j = 0
-        for tid, (a, b) in zip(tok_ids, offsets):
-            if j >= len(proc_ids):
-                break
-            if self.image_token_id is not None and tid == self.image_token_id:
-                while j < len(proc_ids) and proc_ids[j] == self.image_token_id:
-                    j += 1
-                continue
-            if proc_ids[j] != tid:
-                raise ModelError(f"case {case_id!r}: the processor's token ids do not match the tokenizer's; cannot locate the prompt")
-            editable[j] = b > a and a >= start and b <= end
-            j += 1
+        editable[k : k + len(tail)] = inside[first:]
+        want = "".join(full[a:b] for (a, b), ok in zip(offsets, inside) if ok)
+        got = self.tokenizer.decode([proc_ids[j] for j in np.flatnonzero(editable)], skip_special_tokens=False)
+        if _WHITESPACE.sub("", got) != _WHITESPACE.sub("", want):
+            raise ModelError(f"case {case_id!r}: the located prompt tokens decode to {got!r}, not the prompt {want!r} "
+                             "(unknown characters?); certkit will not certify a prompt it cannot locate exactly")
         return torch.from_numpy(editable)
 
     # ------------------------------------------------------------------ images
 
-    def _preprocess_settings(self) -> None:
-        ip = self.processor.image_processor
-
-        def get(name, default=None):
-            return getattr(ip, name, default)
-
-        self._do_resize = bool(get("do_resize", True))
-        self._size = get("size") or {}
-        self._do_crop = bool(get("do_center_crop", False))
-        self._crop = get("crop_size") or {}
-        self._do_norm = bool(get("do_normalize", True))
-        mean, std = get("image_mean", [0.5, 0.5, 0.5]), get("image_std", [0.5, 0.5, 0.5])
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) float images in [0, 1] (noisy) -> the model's pixel_values."""
-        import torch.nn.functional as F
+        """(B, C, H, W) noisy float images -> the ``pixel_values`` the processor makes of them (for training on noise)."""
+        images, kwargs = self._image_batch(self._rgb(images))
+        return self.processor.image_processor(images=images, return_tensors="pt", **kwargs)["pixel_values"].to(self.device, self.dtype)
 
-        x = images
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if self._do_resize:
-            size = dict(self._size)
-            if "shortest_edge" in size:
-                h, w = x.shape[-2:]
-                s = size["shortest_edge"] / min(h, w)
-                target = (max(1, round(h * s)), max(1, round(w * s)))
-            else:
-                target = (size.get("height", x.shape[-2]), size.get("width", x.shape[-1]))
-            if tuple(x.shape[-2:]) != tuple(target):
-                x = F.interpolate(x, size=target, mode="bicubic", align_corners=False, antialias=True)
-        if self._do_crop and self._crop:
-            ch, cw = self._crop.get("height", x.shape[-2]), self._crop.get("width", x.shape[-1])
-            top, left = max(0, (x.shape[-2] - ch) // 2), max(0, (x.shape[-1] - cw) // 2)
-            x = x[..., top : top + ch, left : left + cw]
-        if self._do_norm:
-            x = (x - self._mean) / self._std
-        return x.to(self.dtype)
+    @staticmethod
+    def _rgb(images: torch.Tensor) -> torch.Tensor:
+        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+    def _image_batch(self, images: torch.Tensor) -> tuple[list, dict]:
+        """The fixed function after the noise, up to the processor: clamp to [0, 1]; float tensors on the device
+        for torchvision processors, 8-bit HWC arrays for PIL ones."""
+        images = images.clamp(0.0, 1.0)
+        kwargs = dict(self.processor_kwargs)
+        if self._torch_images:
+            kwargs.setdefault("do_rescale", False)
+            return list(images), kwargs
+        return list((images * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()), kwargs
+
+    def _process(self, text: str, images: torch.Tensor, case_id=None):
+        """The processor's inputs for ``len(images)`` copies of ``text``, one image each."""
+        images, kwargs = self._image_batch(images)
+        batch = [[img] for img in images]
+        try:
+            return self.processor(text=[text] * len(batch), images=batch, return_tensors="pt", **kwargs)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            where = f"case {case_id!r}: " if case_id is not None else ""
+            raise ModelError(f"{where}{type(self.processor).__name__} cannot process this image and prompt: {exc}") from None
+
+    def model_inputs(self, encoded: EncodedCase, ids: torch.Tensor, images: torch.Tensor) -> dict:
+        """Every input the processor returns for the noisy ``images``, with ``input_ids`` replaced by the noisy ``ids``."""
+        inputs = self._process(encoded.context, self._rgb(images))
+        expected = encoded.ids.unsqueeze(0).expand(ids.shape[0], -1)
+        proc_ids = inputs["input_ids"].to(self.device)
+        if proc_ids.shape != expected.shape or not torch.equal(proc_ids, expected):
+            raise ModelError("the processor laid out the noisy image's tokens differently from the clean image's; "
+                             "certkit cannot apply text noise to a layout that changes with the pixels")
+        out = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            out[key] = value
+        out["input_ids"] = ids
+        out["attention_mask"] = torch.ones_like(ids)
+        return out
 
     # ------------------------------------------------------------------ running
 
     @torch.inference_mode()
-    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0) -> list[str]:
+    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
+        inputs = self.model_inputs(encoded, ids, images)
+        if self.labels is not None:
+            logits = self.model(**inputs).logits[:, -1, :].float()
+            scores = logits[:, self._label_token_ids]
+            if bool(torch.isnan(scores).any()):
+                raise ModelError("the model returned NaN logits for the label tokens of a noisy sample; certkit will not guess its label")
+            return [self.labels[i] for i in scores.argmax(dim=1).tolist()]
         kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, "pad_token_id": self.tokenizer.pad_token_id}
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
             torch.manual_seed(seed)
-        out = self.model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            pixel_values=self.pixel_values(images),
-            **kwargs,
-        )
+        out = self.model.generate(**inputs, **kwargs)
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+
+
+#: The name this adapter had while it only generated; it is the same class.
+VisionLanguageGenerator = VisionLanguageModel
