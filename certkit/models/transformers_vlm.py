@@ -41,6 +41,8 @@ __all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]
 
 _SENTINEL = "\u2063CERTKIT_PROMPT\u2063"
 _WHITESPACE = re.compile(r"\s+")
+#: what a processor may return that is a training target, not an input (PaliGemma's ``labels``)
+_NOT_MODEL_INPUTS = frozenset({"labels"})
 
 
 def _hash_directory(path: Path) -> str:
@@ -357,7 +359,7 @@ class VisionLanguageModel:
         batch = [[img] for img in images]
         try:
             return self.processor(text=[text] * len(batch), images=batch, return_tensors="pt", **kwargs)
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as exc:
             where = f"case {case_id!r}: " if case_id is not None else ""
             raise ModelError(f"{where}{type(self.processor).__name__} cannot process this image and prompt: {exc}") from None
 
@@ -371,6 +373,8 @@ class VisionLanguageModel:
                              "certkit cannot apply text noise to a layout that changes with the pixels")
         out = {}
         for key, value in inputs.items():
+            if key in _NOT_MODEL_INPUTS:
+                continue
             if isinstance(value, torch.Tensor):
                 value = value.to(self.device)
                 if value.is_floating_point():

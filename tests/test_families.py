@@ -1,0 +1,221 @@
+"""The family matrix: every major VLM family through the one generic adapter, on tiny random checkpoints built
+from each family's config with its real processor class (tests/vlm_families.py).
+
+For each family: the adapter's token ids are the processor's own, the located prompt decodes to the prompt, at
+zero noise its greedy answers equal plain transformers' ``generate`` on the processor's inputs, and certify and
+frontier run through the pytest plugin. Families whose processors need torchvision run where torchvision
+imports (CI runs them in a second environment, ``make test-families``); elsewhere they skip, unless
+``CERTKIT_REQUIRE_TORCHVISION=1`` makes a missing torchvision an error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import vlm_families as F
+from certkit import Case, Smoothed
+from certkit.models import VisionLanguageModel
+from certkit.noise import Gaussian, UniformReplace
+from certkit.oracles import KeywordOracle
+
+CPU_FAMILIES = ["llava", "llava_next", "gemma3", "paligemma", "mllama", "idefics3", "aria"]
+TORCHVISION_FAMILIES = ["pixtral", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "smolvlm", "internvl"]
+PROMPT = "pick up the red cube please"
+
+
+def _torchvision_ok() -> bool:
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401  (the CUDA build beside a CPU torch fails here)
+    except Exception:
+        return False
+    return True
+
+
+def _checkpoint(name, tmp_path_factory):
+    if name in TORCHVISION_FAMILIES and not _torchvision_ok():
+        if os.environ.get("CERTKIT_REQUIRE_TORCHVISION") == "1":
+            pytest.fail(f"{name}: torchvision does not import here, and CERTKIT_REQUIRE_TORCHVISION=1")
+        pytest.skip(f"{name}'s processor needs torchvision; `make test-families` runs it in an environment that has it")
+    directory = tmp_path_factory.mktemp(name)
+    getattr(F, f"build_{name}")(directory)
+    return directory
+
+
+@pytest.fixture(scope="module", params=CPU_FAMILIES + TORCHVISION_FAMILIES)
+def family(request, tmp_path_factory):
+    name = request.param
+    directory = _checkpoint(name, tmp_path_factory)
+    adapter = VisionLanguageModel.from_pretrained(directory, max_new_tokens=3, batch_size=8, **F.SETTINGS.get(name, {}))
+    return name, directory, adapter
+
+
+def _image(h=40, w=56, seed=0):
+    """A random image whose pixels are exact 8-bit values, so float and 8-bit processor paths see the same image."""
+    return (np.random.default_rng(seed).integers(0, 256, (3, h, w)) / 255.0).astype(np.float32)
+
+
+def _plain_inputs(adapter, prompt, image):
+    """What a user of plain transformers would feed: the templated text and the image, as an 8-bit array (PIL
+    processors) or a float tensor in [0, 1] (torchvision processors)."""
+    full, _, _ = adapter.templated(prompt)
+    if adapter.processor.image_processor.backend == "torchvision":
+        return adapter.processor(text=[full], images=[[torch.from_numpy(image)]], return_tensors="pt", do_rescale=False,
+                                 **adapter.processor_kwargs)
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    return adapter.processor(text=[full], images=[[pixels]], return_tensors="pt", **adapter.processor_kwargs)
+
+
+def test_ids_are_the_processors_and_the_prompt_is_located_exactly(family):
+    name, _, adapter = family
+    image = _image()
+    enc = adapter.encode(Case("c", PROMPT, image))
+    plain = _plain_inputs(adapter, PROMPT, image)
+    assert enc.ids.tolist() == plain["input_ids"][0].tolist(), name
+    located = adapter.tokenizer.decode(enc.ids[enc.editable].tolist())
+    assert located.split() == PROMPT.split(), (name, located)
+    assert not enc.editable[~torch.isin(enc.ids, adapter.alphabet)].any(), f"{name}: a special token is editable"
+
+
+def test_greedy_answers_at_zero_noise_equal_plain_transformers(family):
+    name, _, adapter = family
+    for seed in range(2):
+        image = _image(seed=seed)
+        enc = adapter.encode(Case("c", PROMPT, image))
+        ours = adapter.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0, encoded=enc)
+        plain = {k: v for k, v in _plain_inputs(adapter, PROMPT, image).items() if k != "labels"}
+        with torch.inference_mode():
+            out = adapter.model.generate(**plain, max_new_tokens=3, do_sample=False, pad_token_id=adapter.tokenizer.pad_token_id)
+        theirs = adapter.tokenizer.batch_decode(out[:, plain["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert ours == theirs, name
+
+
+def test_every_processor_input_reaches_the_model(family):
+    """The adapter hands the model every tensor the processor makes (image sizes, grids, masks, token types)."""
+    name, _, adapter = family
+    image = _image()
+    enc = adapter.encode(Case("c", PROMPT, image))
+    inputs = adapter.model_inputs(enc, enc.ids.unsqueeze(0), enc.image.unsqueeze(0))
+    plain = _plain_inputs(adapter, PROMPT, image)
+    assert set(plain) - {"labels"} <= set(inputs), name
+    for key in set(plain) - {"labels", "input_ids", "attention_mask"}:
+        if isinstance(plain[key], torch.Tensor):
+            assert torch.equal(inputs[key].cpu().to(plain[key].dtype), plain[key]), (name, key)
+
+
+def test_certify_and_frontier_are_deterministic(family):
+    name, _, adapter = family
+    oracle = KeywordOracle.refusal()
+    smoothed = Smoothed(adapter, oracle, image=Gaussian(0.25), text=UniformReplace(0.1, adapter.alphabet.numel()), seed=0)
+    case = Case("c", PROMPT, _image())
+    a = smoothed.certify(case, radius=0.1, edits=1, outcome="complied", n_max=64)
+    b = smoothed.certify(case, radius=0.1, edits=1, outcome="complied", n_max=64)
+    assert (a.status, a.n, a.successes) == (b.status, b.n, b.successes), name
+    assert sum(a.label_counts.values()) == a.n
+    f = smoothed.frontier(case, max_edits=1, outcome="complied", n=32)
+    assert f.n == 32 and len(f.frontier) == 2
+
+
+CONFTEST = """
+import pytest
+from certkit.oracles import KeywordOracle
+
+
+@pytest.fixture(scope="session")
+def certkit_oracle():
+    return KeywordOracle.refusal()
+"""
+
+# one test module per family; each module's own ``certkit_model`` fixture overrides the conftest's, so one
+# pytest run covers every family
+FAMILY_TESTS = """
+import numpy as np
+import pytest
+from certkit import Case
+from certkit.models import VisionLanguageModel
+
+CASE = Case("c", {prompt!r}, np.random.default_rng(0).random((3, 40, 56), dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def certkit_model():
+    return VisionLanguageModel.from_pretrained({directory!r}, max_new_tokens=3, batch_size=16, **{settings!r})
+
+
+@pytest.mark.certkit(sigma=0.25, beta=0.1, n_max=64, outcome="complied")
+def test_certify(certkit):
+    assert certkit.certify(CASE, edits=1, radius=0.1).n >= 32
+
+
+@pytest.mark.certkit(sigma=0.25, beta=0.1, outcome="complied")
+def test_frontier(certkit):
+    assert len(certkit.frontier(CASE, max_edits=1, n=32).frontier) == 2
+"""
+
+
+def test_every_family_certifies_through_pytest(pytester, tmp_path_factory):
+    names = [n for n in CPU_FAMILIES + TORCHVISION_FAMILIES if n in CPU_FAMILIES or _torchvision_ok()
+             or os.environ.get("CERTKIT_REQUIRE_TORCHVISION") == "1"]
+    pytester.makeconftest(CONFTEST)
+    for name in names:
+        directory = _checkpoint(name, tmp_path_factory)
+        pytester.makepyfile(**{f"test_{name}": FAMILY_TESTS.format(prompt=PROMPT, directory=str(directory), settings=F.SETTINGS.get(name, {}))})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "r.json", "--certkit-cache-dir", "none",
+                                           "--certkit-min-pass-rate", "0")
+    result.assert_outcomes(passed=2 * len(names))
+    doc = json.loads((pytester.path / "r.json").read_text())
+    modes = {}
+    for r in doc["results"]:
+        for c in r["certificates"]:
+            modes.setdefault(r["nodeid"].split(".py")[0].removeprefix("test_"), []).append(c["mode"])
+    assert {k: sorted(v) for k, v in modes.items()} == {n: ["certify", "frontier"] for n in names}
+    fingerprints = {c["model_fingerprint"] for r in doc["results"] for c in r["certificates"]}
+    assert len(fingerprints) == len(names), "each family's module must certify its own model"
+
+
+def test_a_prompt_with_the_image_token_is_refused_with_its_name(family):
+    name, _, adapter = family
+    placeholder = adapter.processor.image_token if isinstance(getattr(adapter.processor, "image_token", None), str) else None
+    if placeholder is None:
+        pytest.skip(f"{name}'s processor names no image token")
+    from certkit.models import ModelError
+
+    with pytest.raises(ModelError, match="special token"):
+        adapter.encode(Case("c", f"look {placeholder} here", _image()))
+
+
+def test_guard_vlm_as_a_classifier_reads_the_label_logits(tmp_path):
+    """Label mode: one forward pass, the label whose word's first token has the highest next-token logit."""
+    directory = F.build_llava_next(tmp_path / "guard")
+    guard = VisionLanguageModel.from_pretrained(directory, labels={"safe": "safe", "unsafe": "unsafe"}, batch_size=8,
+                                                prompt_format="is this safe : {prompt}")
+    assert guard.output_kind == "label"
+    image = _image()
+    enc = guard.encode(Case("g", PROMPT, image))
+    assert guard.tokenizer.decode(enc.ids[enc.editable].tolist()).split() == PROMPT.split()
+    plain = _plain_inputs(guard, PROMPT, image)
+    with torch.inference_mode():
+        logits = guard.model(**plain).logits[0, -1]
+    ids = [guard.tokenizer.convert_tokens_to_ids(w) for w in ("safe", "unsafe")]
+    expected = ["safe", "unsafe"][int(logits[ids].argmax())]
+    assert guard.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0, encoded=enc) == [expected]
+    from certkit.oracles import LabelOracle
+
+    cert = Smoothed(guard, LabelOracle(["safe", "unsafe"]), image=Gaussian(0.25), seed=0).certify(
+        Case("g", PROMPT, image), radius=0.1, outcome=expected, n_max=64)
+    assert cert.n >= 32 and set(cert.label_counts) <= {"safe", "unsafe"}
+
+
+def test_label_words_that_share_a_first_token_are_refused(tmp_path):
+    from certkit.models import ModelError
+
+    directory = F.build_llava_next(tmp_path / "guard")
+    with pytest.raises(ModelError, match="begin with the same token"):
+        VisionLanguageModel.from_pretrained(directory, labels={"a": "safe", "b": "safe please"})
