@@ -28,6 +28,7 @@ __all__ = [
     "ActionOracle",
     "SemanticOracle",
     "ClassifierOracle",
+    "JudgeOracle",
 ]
 
 UNPARSEABLE = "unparseable"
@@ -77,8 +78,16 @@ class Oracle:
     def classify(self, outputs: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
-    def __call__(self, outputs: Sequence[str]) -> list[str]:
-        labels = list(self.classify(list(outputs)))
+    #: True for oracles that judge each output together with the request it answers (see :class:`JudgeOracle`)
+    needs_request: bool = False
+
+    def __call__(self, outputs: Sequence[str], request=None) -> list[str]:
+        if self.needs_request:
+            if request is None:
+                raise OracleError(f"oracle {self.name} judges answers together with their request; call it with request=case")
+            labels = list(self.classify(list(outputs), request))
+        else:
+            labels = list(self.classify(list(outputs)))
         if len(labels) != len(outputs):
             raise OracleError(f"oracle {self.name} returned {len(labels)} labels for {len(outputs)} outputs")
         allowed = set(self.all_labels)
@@ -270,3 +279,67 @@ class ClassifierOracle(Oracle):
 
     def classify(self, outputs):
         return list(self._classify(list(outputs)))
+
+
+class JudgeOracle(Oracle):
+    """Judges each answer together with the request it answers, the way a guard model classifies a conversation.
+
+    ``judge`` is any certkit model adapter in label mode: a guard VLM (``VisionLanguageModel(..., labels=...)``,
+    e.g. Llama Guard 3 Vision or LlavaGuard with its policy in ``prompt_format``) or a ``TorchClassifier``. For
+    each answer it reads ``template`` with ``{prompt}`` and ``{answer}`` filled in, and the case's image; the
+    label it returns is the oracle's label. Its declared ``error`` is subtracted from p_A's lower bound as for
+    any oracle.
+
+    Threat model: the judge sees the *audited* request, the case's clean prompt and image, never the noisy or
+    adversarial one. For one requirement it is therefore a fixed function of the answer, so the certificate of
+    ``judge ∘ model`` holds as for any other oracle. Identical answers to one case are judged once.
+    """
+
+    name = "judge"
+    needs_request = True
+
+    def __init__(self, judge, template: str = "User: {prompt}\nAssistant: {answer}", error: float = 0.0, version: str = "1",
+                 memo_size: int = 65_536):
+        if getattr(judge, "output_kind", None) != "label" or not hasattr(judge, "encode") or not hasattr(judge, "run"):
+            raise OracleError("judge must be a certkit model adapter that outputs labels: VisionLanguageModel(..., labels={...}) "
+                              "or TorchClassifier")
+        if not isinstance(template, str) or "{answer}" not in template:
+            raise OracleError(f"template must contain '{{answer}}' (and usually '{{prompt}}'), got {template!r}")
+        self.version = version
+        super().__init__(judge.labels, error)
+        self.judge = judge
+        self.template = template
+        self._memo: dict = {}
+        self._memo_size = int(memo_size)
+        try:
+            import inspect
+
+            self._run_takes_encoded = "encoded" in inspect.signature(judge.run).parameters
+        except (TypeError, ValueError):
+            self._run_takes_encoded = False
+
+    def config(self):
+        return {"judge": self.judge.fingerprint, "template": self.template}
+
+    def _judge(self, request, answer: str) -> str:
+        from .cases import Case
+
+        text = self.template.replace("{prompt}", request.prompt).replace("{answer}", answer)
+        enc = self.judge.encode(Case(f"{request.id}/judge", text, request.image))
+        args = (enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0)
+        out = self.judge.run(*args, encoded=enc) if self._run_takes_encoded else self.judge.run(*args)
+        if not isinstance(out, (list, tuple)) or len(out) != 1 or not isinstance(out[0], str):
+            raise OracleError(f"the judge {type(self.judge).__name__} returned {out!r} for one conversation; it must return one label")
+        return out[0]
+
+    def classify(self, outputs, request):
+        labels = []
+        for answer in outputs:
+            key = (request.content_hash, answer)
+            if key not in self._memo:
+                if len(self._memo) >= self._memo_size:
+                    self._memo.clear()
+                self._memo[key] = self._judge(request, answer)
+            label = self._memo[key]
+            labels.append(label if label in self.labels else UNPARSEABLE)
+        return labels

@@ -155,15 +155,16 @@ class Smoothed:
             for i in range(CHUNK):
                 yield ids[i], noisy_images(enc.image, self.image, 1, image_gen)[0]
 
-    def _run_batch(self, enc, ids: list, images: list, seed: int) -> list[str]:
+    def _run_batch(self, enc, ids: list, images: list, seed: int, case: Case) -> list[str]:
         ids_t, images_t = torch.stack(ids), torch.stack(images)
         if self._run_takes_encoded:
             outputs = self.model.run(ids_t, images_t, seed, encoded=enc)
         else:
             outputs = self.model.run(ids_t, images_t, seed)
-        return self.oracle(self._checked_outputs(outputs, len(ids)))
+        outputs = self._checked_outputs(outputs, len(ids))
+        return self.oracle(outputs, request=case) if self.oracle.needs_request else self.oracle(outputs)
 
-    def _draw_chunks(self, enc, stream_seed: int, first_chunk: int, count: int) -> np.ndarray:
+    def _draw_chunks(self, enc, stream_seed: int, first_chunk: int, count: int, case: Case) -> np.ndarray:
         """Oracle label indices of chunks ``first_chunk .. first_chunk + count - 1``."""
         bs = self._batch_size(enc)
         labels: list[str] = []
@@ -172,10 +173,10 @@ class Smoothed:
             ids.append(sample_ids)
             images.append(image)
             if len(ids) == bs:
-                labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, i + 1 - bs)))
+                labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, i + 1 - bs), case))
                 ids, images = [], []
         if ids:
-            labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, count * CHUNK - len(ids))))
+            labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, count * CHUNK - len(ids)), case))
         return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
 
     def _checked_outputs(self, outputs, batch: int) -> list[str]:
@@ -192,7 +193,7 @@ class Smoothed:
                                  "(decoded text for generators, class names for classifiers)")
         return list(outputs)
 
-    def _labels(self, enc, stream_seed: int, n: int, have: np.ndarray, timing: dict) -> np.ndarray:
+    def _labels(self, enc, stream_seed: int, n: int, have: np.ndarray, timing: dict, case: Case) -> np.ndarray:
         """The stream's labels extended to at least ``n`` samples (whole chunks)."""
         if have.size >= n:
             return have
@@ -203,7 +204,7 @@ class Smoothed:
         need = math.ceil(n / CHUNK)
         while done < need:
             count = min(chunks_per_batch, need - done)
-            parts.append(self._draw_chunks(enc, stream_seed, done, count))
+            parts.append(self._draw_chunks(enc, stream_seed, done, count, case))
             done += count
         labels = np.concatenate(parts)
         timing["sampling_s"] = timing.get("sampling_s", 0.0) + time.perf_counter() - t0
@@ -278,7 +279,7 @@ class Smoothed:
         test = stats.SequentialTest(min(p_star + self.oracle.error, 1.0), alpha, n_max, n_min=min(CHUNK, n_max), strict=threshold == 0.5)
         labels = have
         for look in test.looks:
-            labels = self._labels(enc, seed, look, labels, timing)
+            labels = self._labels(enc, seed, look, labels, timing, case)
             k = int((labels[:look] == target).sum())
             decision = test.decide(k, look)
             if decision is not stats.Decision.CONTINUE:
@@ -308,7 +309,7 @@ class Smoothed:
         timing: dict = {}
         enc = self._encode(case)
         have = self._cached(key)
-        labels = self._labels(enc, seed, n, have, timing)
+        labels = self._labels(enc, seed, n, have, timing, case)
         self._store(key, labels, have.size)
         k = int((labels[:n] == self._label_index[outcome]).sum())
         lower, upper = stats.clopper_pearson(k, n, alpha)

@@ -61,3 +61,67 @@ def test_semantic_oracle_bad_settings():
         SemanticOracle("  ")
     with pytest.raises(OracleError, match="threshold"):
         SemanticOracle("x", threshold=1.5)
+
+
+class _Recorder:
+    """A judge: 'unsafe' iff the conversation holds the word "knife" (token 7); records every image it is shown."""
+
+    def __init__(self):
+        import torch
+
+        from certkit.models import TorchClassifier
+
+        self.seen = []
+        recorder = self
+
+        class Module(torch.nn.Module):
+            def forward(self, ids, images):
+                recorder.seen.append(images.clone())
+                s = (ids == 7).any(dim=1).float() - 0.5
+                return torch.stack([-s, s], dim=1)
+
+        words = {"knife": 7}
+        self.adapter = TorchClassifier(Module(), ["safe", "unsafe"], lambda t: [words.get(w, 2 + len(w) % 5) for w in t.split()],
+                                       vocab_size=10, special_ids=[0, 1], batch_size=8, name="recorder")
+
+
+def test_judge_oracle_reads_the_clean_request_with_each_answer():
+    import numpy as np
+    import torch
+
+    from certkit import Case, Smoothed
+    from certkit.models import TorchClassifier
+    from certkit.noise import Gaussian
+    from certkit.oracles import JudgeOracle
+
+    judge = _Recorder()
+    oracle = JudgeOracle(judge.adapter, template="{prompt} ANSWER {answer}")
+    case = Case("j", "hand it over", np.full((3, 8, 8), 0.4, dtype=np.float32))
+    assert oracle(["here is the knife", "no", "no"], request=case) == ["unsafe", "safe", "safe"]
+    assert len(judge.seen) == 2  # identical answers are judged once
+    with pytest.raises(OracleError, match="request=case"):
+        oracle(["x"])
+    # through Smoothed: the answers come from a noisy model, the judge always sees the clean image
+    answers = TorchClassifier(torch.nn.Identity(), ["a", "b"], lambda t: [2], vocab_size=4)
+
+    class Answerer:
+        fingerprint, output_kind, device, batch_size, mask_id = "answerer", "text", torch.device("cpu"), 16, None
+        alphabet = torch.arange(2, 6)
+        encode = answers.encode
+
+        def run(self, ids, images, seed):
+            return ["the knife" if float(img.mean()) > 0.4 else "no" for img in images]
+
+    cert = Smoothed(Answerer(), oracle, image=Gaussian(0.1), seed=0).certify(case, radius=0.01, outcome="safe", n_max=64)
+    assert set(cert.label_counts) == {"safe", "unsafe"}
+    assert all(torch.equal(img, torch.tensor(case.image).unsqueeze(0)) for img in judge.seen)
+    assert JudgeOracle(judge.adapter, template="{answer}").fingerprint != oracle.fingerprint
+
+
+def test_judge_oracle_refuses_a_generator_or_a_template_without_the_answer():
+    from certkit.oracles import JudgeOracle
+
+    with pytest.raises(OracleError, match="outputs labels"):
+        JudgeOracle(object())
+    with pytest.raises(OracleError, match="answer"):
+        JudgeOracle(_Recorder().adapter, template="{prompt}")

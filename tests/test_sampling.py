@@ -69,3 +69,62 @@ def test_mask_needs_a_mask_id_and_uniform_needs_an_alphabet():
         noisy_token_ids(ids, editable, Mask(0.3), 2, _gen())
     with pytest.raises(ValueError, match="alphabet"):
         noisy_token_ids(ids, editable, UniformReplace(0.3, 4), 2, _gen())
+
+
+# --------------------------------------------------------------------------- tokens an attacker may place
+# A tiny world: token ids 0..6, the replacement alphabet 2..5 (V = 4); 0 and 1 are special tokens, 6 is the mask
+# token. The clean prompt (3, 4) is in the alphabet; an attacker may put ANY id 0..6 at an edited position.
+VOCAB, ALPHABET, MASK_ID, CLEAN = 7, torch.arange(2, 6), 6, (3, 4)
+
+
+def _sampler_law(kernel, token: int, n: int = 100_000) -> np.ndarray:
+    """The sampler's empirical law of the noisy token at one editable position holding ``token``."""
+    out = noisy_token_ids(torch.tensor([token]), torch.tensor([True]), kernel, n, _gen(token), ALPHABET, MASK_ID)
+    return np.bincount(out[:, 0].numpy(), minlength=VOCAB) / n
+
+
+def _law(kernel, token: int) -> np.ndarray:
+    """The law the certificate's bound assumes, extended to every token (sampling.py's docstring)."""
+    law = np.zeros(VOCAB)
+    if isinstance(kernel, Mask):
+        law[MASK_ID] += kernel.beta if token != MASK_ID else 1.0
+        law[token] += 1 - kernel.beta if token != MASK_ID else 0.0
+        return law
+    alphabet = ALPHABET.numpy()
+    if token in alphabet:
+        law[alphabet] = kernel.beta / (len(alphabet) - 1)
+        law[token] = 1 - kernel.beta
+    else:
+        law[alphabet] = 1 / len(alphabet)  # outside the alphabet: always resampled, uniformly
+    return law
+
+
+@pytest.mark.parametrize("kernel", [UniformReplace(0.3, 4), Mask(0.3)], ids=["uniform", "mask"])
+def test_the_sampler_follows_the_law_for_every_token_an_attacker_can_place(kernel):
+    for token in range(VOCAB):
+        assert np.abs(_sampler_law(kernel, token) - _law(kernel, token)).max() < 0.006, token
+
+
+@pytest.mark.parametrize("kernel", [UniformReplace(0.3, 4), Mask(0.3)], ids=["uniform", "mask"])
+def test_no_model_falls_below_the_bound_at_any_one_token_edit(kernel):
+    """Exact smoothed probabilities: for EVERY model on the noisy inputs' support and every input one edit away
+    (any of the 7 ids, specials and the mask token included), P_adv[A] >= worst_case(p_A, d=1)."""
+    from certkit.bounds import worst_case
+
+    def joint(x):  # law of the noisy pair, as a (VOCAB * VOCAB,) vector
+        return np.outer(_law(kernel, x[0]), _law(kernel, x[1])).reshape(-1)
+
+    clean = joint(CLEAN)
+    for pos in range(2):
+        for t in range(VOCAB):
+            adv_input = list(CLEAN)
+            adv_input[pos] = t
+            adv = joint(adv_input)
+            support = np.flatnonzero((clean > 0) | (adv > 0))
+            assert support.size <= 16
+            # every labelling of the support: 2^|support| models, as rows of 0/1
+            models = ((np.arange(2 ** support.size)[:, None] >> np.arange(support.size)) & 1).astype(float)
+            p_a = models @ clean[support]
+            p_adv = models @ adv[support]
+            bound = worst_case(np.clip(p_a, 0, 1), text=kernel, edits=1)
+            assert np.all(p_adv >= bound - 1e-12), (pos, t, float((bound - p_adv).max()))
