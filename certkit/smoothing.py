@@ -49,9 +49,10 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _check_unit(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 < float(value) < 1.0):
-        raise RequirementError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+def _check_unit(name: str, value, smallest: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (smallest < float(value) < 1.0):
+        floor = f" (and be at least {smallest:g}, below which double precision cannot carry it)" if smallest else ""
+        raise RequirementError(f"{name} must lie strictly between 0 and 1{floor}, got {value!r}")
     return float(value)
 
 
@@ -234,7 +235,7 @@ class Smoothed:
             raise RequirementError("radius > 0 needs image noise: Smoothed(..., image=Gaussian(sigma))")
         if edits > 0 and self.text is None:
             raise RequirementError("edits > 0 needs text noise: Smoothed(..., text=UniformReplace(beta, vocab) or Mask(beta))")
-        return _check_unit("alpha", alpha), _check_unit("threshold", threshold)
+        return _check_unit("alpha", alpha, 1e-300), _check_unit("threshold", threshold, 1e-300)
 
     def _common(self, case, seed, timing, **extra):
         return dict(
@@ -254,6 +255,35 @@ class Smoothed:
         counts = np.bincount(labels, minlength=len(self.oracle.all_labels))
         return {label: int(c) for label, c in zip(self.oracle.all_labels, counts) if c}
 
+    def _required(self, radius: float, edits: int, threshold: float) -> tuple[float, float]:
+        """``p*`` for the requirement, and the level the test must show for ``p_A`` as the oracle sees it.
+
+        Both are moved up by the few ulps it takes for a certificate to satisfy its own threshold exactly: a
+        lower bound ``>= p_test`` gives ``lower - e >= p*`` and ``worst_case(p*) >= tau``. A requirement no
+        ``p_A <= 1`` can meet, or whose ``p*`` is not a number in (0, 1), is refused: it cannot be evaluated."""
+        where = f"{edits} token edit(s) and image l2 radius {radius!r} at threshold {threshold!r}"
+        p_star = float(bounds.required_p_a(self.image, radius, self.text, edits, threshold))
+        if not math.isfinite(p_star) or p_star + self.oracle.error >= 1.0:
+            extra = f" plus the oracle's error bound {self.oracle.error}" if self.oracle.error else ""
+            raise RequirementError(f"unreachable requirement: {where} needs p_A >= {p_star}{extra}, and no sample can show p_A >= 1; "
+                                   "ask for a smaller radius or fewer edits, a larger sigma or smaller beta, or a lower threshold")
+        if not p_star > 0.0:
+            raise RequirementError(f"threshold {threshold!r} is so small that the required p_A underflows to {p_star} in double "
+                                   "precision, which would certify with no evidence; use a threshold of at least 1e-300")
+        meets = lambda p: bool(bounds.is_certified(bounds.worst_case(p, self.image, radius, self.text, edits), threshold))  # noqa: E731
+        step = 0
+        while not meets(p_star):
+            step += 1
+            if step > 64 or p_star >= 1.0:
+                raise RequirementError(f"{where}: no p_A in (0, 1) meets the threshold in double precision; relax the requirement")
+            p_star = min(1.0, math.nextafter(p_star, 2.0) + p_star * 2.0 ** (step - 53))
+        p_test = p_star + self.oracle.error
+        while p_test - self.oracle.error < p_star:
+            p_test = math.nextafter(p_test, 2.0)
+        if p_test >= 1.0:
+            raise RequirementError(f"unreachable requirement: {where} needs p_A >= {p_test}, and no sample can show p_A >= 1")
+        return p_star, p_test
+
     def certify(self, case: Case, radius: float = 0.0, edits: int = 0, *, outcome: str, alpha: float = 0.01,
                 threshold: float = bounds.DEFAULT_THRESHOLD, n_max: int = 10_000) -> Certificate:
         """Certify that ``outcome`` holds within ``edits`` token edits and image l2 ``radius``.
@@ -263,7 +293,7 @@ class Smoothed:
         t_start = time.perf_counter()
         alpha, threshold = self._check_requirement(outcome, edits, radius, alpha, threshold)
         n_max = _check_count("n_max", n_max)
-        p_star = float(bounds.required_p_a(self.image, radius, self.text, int(edits), threshold))
+        p_star, p_test = self._required(radius, int(edits), threshold)
         requirement = f"certify|{outcome}|{int(edits)}|{float(radius)!r}|{threshold!r}"
         seed, key = self._stream(case, requirement)
         timing: dict = {}
@@ -273,10 +303,7 @@ class Smoothed:
         cached_before = have.size
         common = self._common(case, seed, timing, outcome=outcome, edits=int(edits), radius=float(radius),
                               threshold=threshold, alpha=alpha, p_star=p_star, n_max=n_max, mode="certify")
-        if not math.isfinite(p_star) or p_star + self.oracle.error > 1.0:
-            timing["total_s"] = time.perf_counter() - t_start
-            return Certificate(status=NOT_CERTIFIED, p_a_lower=0.0, p_a_upper=1.0, p_adv=0.0, n=0, successes=0, **common)
-        test = stats.SequentialTest(min(p_star + self.oracle.error, 1.0), alpha, n_max, n_min=min(CHUNK, n_max), strict=threshold == 0.5)
+        test = stats.SequentialTest(p_test, alpha, n_max, n_min=min(CHUNK, n_max), strict=threshold == 0.5)
         labels = have
         for look in test.looks:
             labels = self._labels(enc, seed, look, labels, timing, case)
@@ -290,6 +317,8 @@ class Smoothed:
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
         p_adv = float(bounds.worst_case(lower, self.image, radius, self.text, int(edits)))
         status = {stats.Decision.CERTIFIED: CERTIFIED, stats.Decision.NOT_CERTIFIED: NOT_CERTIFIED}.get(decision, INCONCLUSIVE)
+        if status == CERTIFIED and not bool(bounds.is_certified(p_adv, threshold)):
+            status = INCONCLUSIVE  # never record a certificate whose own numbers do not meet the threshold
         timing["total_s"] = time.perf_counter() - t_start
         return Certificate(status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=p_adv, n=n, successes=k,
                            label_counts=self._label_counts(labels[:n]), cached=cached_before >= n, **common)

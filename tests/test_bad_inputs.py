@@ -21,6 +21,7 @@ from certkit.models import ModelError, TorchClassifier
 from certkit.models.base import EncodedCase
 from certkit.noise import Gaussian, Mask, UniformReplace
 from certkit.oracles import ClassifierOracle, KeywordOracle, LabelOracle, OracleError
+from certkit.stats import adjust_for_oracle_error
 from tests.tiny_models import BrightnessClassifier
 
 VOCAB = 30
@@ -175,6 +176,11 @@ REQUIREMENTS = [
     ("negative edits", lambda s: s.certify(bright_case(), edits=-1, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
     ("fractional edits", lambda s: s.certify(bright_case(), edits=1.5, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
     ("n_max 0", lambda s: s.certify(bright_case(), outcome="bright", n_max=0), RequirementError, "n_max must be a positive integer"),
+    ("threshold that underflows p*", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", threshold=1e-320), RequirementError,
+     "threshold must lie strictly between 0 and 1 (and be at least 1e-300"),
+    ("unreachable radius", lambda s: s.certify(bright_case(), radius=50.0, outcome="bright"), RequirementError, "unreachable requirement"),
+    ("alpha that underflows", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", alpha=1e-310), RequirementError,
+     "alpha must lie strictly between 0 and 1 (and be at least 1e-300"),
     ("frontier n 0", lambda s: s.frontier(bright_case(), outcome="bright", n=0), RequirementError, "n must be a positive integer"),
     ("not a case", lambda s: s.certify("not a case", outcome="bright"), CaseError, "case must be a certkit.Case, got str; build one with"),
     ("string seed", lambda s: _smoothed(seed="7"), RequirementError, "seed must be an integer"),
@@ -422,3 +428,38 @@ def test_case(certkit, case):
     assert "ERROR: certkit could not collect test_cases.py: " in out and "cases.yaml:4: prompt must be text, got bool False; quote it" in out
     assert "Traceback" not in out and "raise " not in out
     res.assert_outcomes(errors=1)
+
+
+def test_a_certificate_meets_its_own_threshold_at_its_own_lower_bound():
+    """Exact ties: for 3,000 random requirements, the level the test must show for p_A, less the oracle's error,
+    has a worst case that meets the threshold (raw p* misses it by ~1e-18 in about half of them)."""
+    from certkit import bounds
+    from certkit.oracles import LabelOracle
+
+    rng = np.random.default_rng(0)
+    for i in range(3000):
+        error = [0.0, 0.01, 0.037][i % 3]
+        text = UniformReplace(0.2, 28) if i % 2 else None
+        image = Gaussian(float(rng.uniform(0.1, 1.0)))
+        s = Smoothed(brightness_model(), LabelOracle(["dark", "bright"], error=error), image=image, text=text)
+        radius, edits = float(rng.uniform(0, 0.5)), int(rng.integers(0, 3)) if text else 0
+        tau = 0.5 if i % 4 == 0 else float(rng.uniform(1e-6, 0.9))
+        try:
+            p_star, p_test = s._required(radius, edits, tau)
+        except RequirementError:
+            continue
+        lower = adjust_for_oracle_error(p_test, error)
+        assert lower >= p_star
+        assert bounds.is_certified(bounds.worst_case(lower, image, radius, text, edits), tau), (radius, edits, tau, error)
+
+
+def test_a_certificate_never_records_numbers_that_miss_its_threshold():
+    """Every certified record from the engine satisfies p_adv >= tau (strictly above 1/2) at its own lower bound."""
+    from certkit import bounds
+
+    s = _smoothed()
+    for radius in (0.0, 0.05, 0.1, 0.2):
+        for tau in (0.5, 0.3, 4.6e-5):
+            cert = s.certify(bright_case(), radius=radius, outcome="bright", threshold=tau, n_max=2000)
+            if cert.certified:
+                assert bounds.is_certified(cert.p_adv, tau) and cert.p_a_lower >= cert.p_star
