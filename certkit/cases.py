@@ -32,8 +32,10 @@ def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as float32 pixels in [0, 1], shape (C, H, W) (RGB; greyscale stays 1 channel).
 
     8-bit images are divided by 255 and 16-bit greyscale by 65535; an alpha channel is dropped. Files whose
-    pixels have no fixed scale (32-bit integer or float) are refused rather than guessed at."""
-    from PIL import Image, UnidentifiedImageError
+    pixels have no fixed scale (32-bit integer or float) are refused rather than guessed at. An EXIF
+    orientation tag is applied (the pixels are those a viewer shows). Animated images (GIF, APNG, WebP with
+    more than one frame) are refused: a certificate is about one still image, so save the frame you mean."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
@@ -41,8 +43,12 @@ def load_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise CaseError(f"image: {str(path)!r} is not a file; give the path of a PNG or JPEG image")
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            if getattr(opened, "n_frames", 1) > 1:
+                raise CaseError(f"image: file {str(path)!r} is animated ({opened.n_frames} frames); certkit certifies one still "
+                                "image: save the frame you mean as a PNG (PIL: ImageSequence, or img.seek(k))")
+            opened.load()
+            img = ImageOps.exif_transpose(opened)
             if img.mode in _SIXTEEN_BIT:
                 arr = np.asarray(img, dtype=np.float32) / 65535.0
             elif img.mode in ("I", "F"):
@@ -56,6 +62,8 @@ def load_image(path: str | Path) -> np.ndarray:
                 arr = np.asarray(img, dtype=np.float32) / 255.0
     except CaseError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise CaseError(f"image: file {str(path)!r} is too large to decode safely ({exc}); downscale it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CaseError(f"image: file {str(path)!r} is not a readable image ({exc}); re-export it as PNG") from None
     if arr.ndim == 2:

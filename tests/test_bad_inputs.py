@@ -121,6 +121,13 @@ def _float_tiff(path):
     Image.fromarray(np.full((4, 4), 3.5, np.float32)).save(path, format="TIFF")
 
 
+def _animated_gif(path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (4, 4), c) for c in ("red", "blue")]
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:])
+
+
 def _nan_image(_):
     arr = np.zeros((3, 4, 4))
     arr[0, 0, 0] = np.nan
@@ -133,6 +140,7 @@ IMAGES = [
     ("not an image", _file(lambda p: p.write_bytes(b"not a png")), "is not a readable image"),
     ("truncated PNG", _file(_truncated_png), "is not a readable image"),
     ("float TIFF", _file(_float_tiff), "holds floating-point pixels"),
+    ("animated GIF", _file(_animated_gif), "is animated (2 frames); certkit certifies one still image"),
     ("HWC array", lambda tmp: np.zeros((8, 8, 3)), "convert HWC arrays with .transpose(2, 0, 1)"),
     ("four channels", lambda tmp: np.zeros((4, 8, 8)), r"shape (C, H, W) with C = 1 or 3"),
     ("empty array", lambda tmp: np.zeros((3, 0, 8)), r"shape (C, H, W)"),
@@ -148,6 +156,20 @@ def test_bad_image(tmp_path, build, message):
     with pytest.raises(CaseError) as raised:
         Case("x", "hi", build(tmp_path))
     assert message in str(raised.value)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored sideways with an orientation tag is read as a viewer shows it."""
+    from PIL import Image
+
+    pixels = np.zeros((2, 3, 3), dtype=np.uint8)
+    pixels[0, 0] = 255  # top-left red as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "turned.png", exif=exif)
+    case = Case("t", "hi", tmp_path / "turned.png")
+    assert case.shape == (3, 3, 2)
+    assert case.image[0, 0, 1] == 1.0  # the stored top-left pixel is now top-right
 
 
 def test_sixteen_bit_png_keeps_its_scale(tmp_path):

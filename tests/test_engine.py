@@ -198,3 +198,26 @@ def test_png_loads_to_chw_in_unit_range(tmp_path):
     assert c.shape == (3, 5, 7) and np.allclose(c.image, arr.transpose(2, 0, 1) / 255.0)
 
 
+
+
+def test_large_images_run_in_batches_their_memory_allows_with_the_same_counts():
+    """A batch of noisy copies of a large image is bounded by max_batch_bytes (down to one sample); the samples
+    and so the counts do not depend on the batch size."""
+    sizes = []
+
+    class Recording(BrightnessClassifier):
+        def forward(self, ids, images):
+            sizes.append(images.shape[0])
+            return super().forward(ids, images)
+
+    big = Case("big", "hand the knife to the person", np.full((3, 256, 256), 0.52, dtype=np.float32))
+    per_sample = 3 * 4 * 3 * 256 * 256
+    model = TorchClassifier(Recording(), ["dark", "bright"], tokenize, vocab_size=VOCAB, special_ids=[0, 1], batch_size=64)
+    text = UniformReplace(0.2, VOCAB - 2)
+    small = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), text=text, max_batch_bytes=2 * per_sample)
+    a = small.frontier(big, max_edits=1, outcome="bright", n=96)
+    assert max(sizes) == 2
+    sizes.clear()
+    b = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), text=text).frontier(big, max_edits=1, outcome="bright", n=96)
+    assert max(sizes) == 64
+    assert (a.successes, a.label_counts) == (b.successes, b.label_counts)
