@@ -104,14 +104,18 @@ class Smoothed:
 
     # ------------------------------------------------------------------ sampling
 
-    def _stream(self, case: Case, requirement: str) -> tuple[int, str]:
-        if not isinstance(case, Case):
-            raise CaseError(f"case must be a certkit.Case, got {type(case).__name__}; build one with Case(id, prompt, image) or load_cases(path)")
+    def _stream(self, case: Case, requirement: str, enc) -> tuple[int, str]:
+        """The stream's seed and cache key. The key covers everything that decides its labels: the model's and
+        the oracle's fingerprints, the case, the case as the model encodes it (ids and editable positions),
+        the kernels, the alphabet, the mask token and the seed."""
         seed = derive_seed(self.seed, case.id, requirement)
+        encoded = hashlib.sha256(enc.ids.detach().cpu().numpy().astype(np.int64).tobytes()
+                                 + enc.editable.detach().cpu().numpy().astype(np.bool_).tobytes()).hexdigest()
         key = stream_key(
             model=self.model.fingerprint,
             oracle=self.oracle.fingerprint,
             case=case.content_hash,
+            encoded=encoded,
             image=self.image.params() if self.image else None,
             text=self.text.params() if self.text else None,
             alphabet=self._alphabet_hash,
@@ -123,6 +127,8 @@ class Smoothed:
         return seed, key
 
     def _encode(self, case: Case):
+        if not isinstance(case, Case):
+            raise CaseError(f"case must be a certkit.Case, got {type(case).__name__}; build one with Case(id, prompt, image) or load_cases(path)")
         enc = self.model.encode(case)
         if isinstance(self.text, UniformReplace):
             prompt_ids = enc.ids[enc.editable]
@@ -295,9 +301,9 @@ class Smoothed:
         n_max = _check_count("n_max", n_max)
         p_star, p_test = self._required(radius, int(edits), threshold)
         requirement = f"certify|{outcome}|{int(edits)}|{float(radius)!r}|{threshold!r}"
-        seed, key = self._stream(case, requirement)
-        timing: dict = {}
         enc = self._encode(case)
+        seed, key = self._stream(case, requirement, enc)
+        timing: dict = {}
         target = self._label_index[outcome]
         have = self._cached(key)
         cached_before = have.size
@@ -334,9 +340,9 @@ class Smoothed:
         n = _check_count("n", n)
         if self.image is None:
             raise RequirementError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")
-        seed, key = self._stream(case, "frontier")
-        timing: dict = {}
         enc = self._encode(case)
+        seed, key = self._stream(case, "frontier", enc)
+        timing: dict = {}
         have = self._cached(key)
         labels = self._labels(enc, seed, n, have, timing, case)
         self._store(key, labels, have.size)

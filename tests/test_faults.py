@@ -86,3 +86,86 @@ certkit.plugin.write_results = _full_disk_once
     res = pytester.runpytest_subprocess("--certkit-report", "none")
     assert res.ret == pytest.ExitCode.INTERNAL_ERROR
     res.stdout.fnmatch_lines(["*could not write reports/results.json: No space left on device; the results were saved to *"])
+
+
+# --------------------------------------------------------------------------- the cache never serves another model
+
+
+class _Threshold:
+    """Module factory: 'bright' iff the mean pixel exceeds ``cut``, as a behaviour flag or in the code."""
+
+    @staticmethod
+    def flag(cut):
+        import torch
+
+        class Flagged(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cut = cut
+
+            def forward(self, ids, images):
+                s = images.mean(dim=(1, 2, 3)) - self.cut
+                return torch.stack([-s, s], 1)
+
+        return Flagged()
+
+
+def _certify(tmp_path, module, tokenize=None, **kw):
+    import numpy as np
+
+    from certkit import Case, Smoothed
+    from certkit.models import TorchClassifier
+    from certkit.noise import Gaussian, UniformReplace
+    from certkit.oracles import LabelOracle
+
+    tokenize = tokenize or (lambda t: [2 + len(w) % 8 for w in t.split()])
+    model = TorchClassifier(module, ["dark", "bright"], tokenize, vocab_size=10, special_ids=[0, 1], mask_id=0, **kw)
+    s = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.25), text=UniformReplace(0.2, 8), cache=tmp_path / "cache")
+    return s.certify(Case("c", "pick it up", np.full((3, 8, 8), 0.56, dtype=np.float32)), radius=0.05, outcome="bright", n_max=500)
+
+
+def test_the_cache_serves_no_counts_of_a_changed_model(tmp_path):
+    """Same weights (none), different behaviour: a flag, the forward's code, the tokenizer. Each is a fresh stream."""
+    import torch
+
+    first = _certify(tmp_path, _Threshold.flag(0.5))
+    assert not first.cached and first.timings["forward_samples"] > 0
+    again = _certify(tmp_path, _Threshold.flag(0.5))
+    assert again.cached and again.timings.get("forward_samples", 0) == 0  # unchanged: served from the cache
+
+    flag = _certify(tmp_path, _Threshold.flag(0.6))  # a behaviour flag
+    assert not flag.cached and flag.timings["forward_samples"] > 0
+
+    class Other(torch.nn.Module):  # other code, same (empty) state_dict
+        def forward(self, ids, images):
+            s = images.amax(dim=(1, 2, 3)) - 0.9
+            return torch.stack([-s, s], 1)
+
+    code = _certify(tmp_path, Other())
+    assert not code.cached and code.timings["forward_samples"] > 0
+
+    tokenizer = _certify(tmp_path, _Threshold.flag(0.5), tokenize=lambda t: [3 for _ in t.split()])
+    assert not tokenizer.cached and tokenizer.timings["forward_samples"] > 0
+    assert len({c.model_fingerprint for c in (first, flag, code, tokenizer)}) == 4
+
+
+def test_a_vlm_fingerprint_covers_processor_template_and_tokenizer(tmp_path):
+    from transformers import AutoProcessor
+
+    from certkit.models import VisionLanguageModel
+    from tests.tiny_models import save_tiny_llava
+
+    directory = save_tiny_llava(tmp_path / "llava")
+    base = VisionLanguageModel.from_pretrained(directory)
+
+    def variant(change):
+        processor = AutoProcessor.from_pretrained(directory)
+        change(processor)
+        return VisionLanguageModel(base.model, processor, weights_fingerprint=base.weights_fingerprint).fingerprint
+
+    assert variant(lambda p: None) == base.fingerprint
+    assert variant(lambda p: setattr(p.image_processor, "image_mean", [0.4, 0.4, 0.4])) != base.fingerprint
+    assert variant(lambda p: setattr(p, "chat_template", p.chat_template + " ")) != base.fingerprint
+    assert variant(lambda p: p.tokenizer.add_tokens(["zebra"])) != base.fingerprint
+    assert VisionLanguageModel(base.model, AutoProcessor.from_pretrained(directory), weights_fingerprint=base.weights_fingerprint,
+                               system_prompt="be careful").fingerprint != base.fingerprint

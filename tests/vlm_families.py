@@ -252,7 +252,7 @@ def _qwen_ids(tok):
 
 
 def _qwen_text(cls, tok, **over):
-    return cls(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **{**TEXT, "num_key_value_heads": 2},
+    return cls(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id, **{**TEXT, "num_key_value_heads": 2},
                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}, **over)
 
 

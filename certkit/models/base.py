@@ -9,6 +9,8 @@ a class label for classifiers. The oracle then reads those outputs.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -16,7 +18,7 @@ import torch
 
 from ..errors import CertkitError
 
-__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "fingerprint_module"]
+__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "fingerprint_module", "code_fingerprint", "callable_fingerprint"]
 
 
 class ModelError(CertkitError):
@@ -71,3 +73,52 @@ def resolve_device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def _source(obj) -> bytes:
+    try:
+        return inspect.getsource(obj).encode()
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        return (code.co_code + repr(code.co_consts).encode()) if code is not None else _stable_repr(obj)
+
+
+def code_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over the source of every module class the model is built from, and each module's non-tensor
+    settings (a changed ``forward`` or behaviour flag is a different model, with the same weights)."""
+    h = hashlib.sha256()
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        h.update(_source(cls))
+    for name, m in module.named_modules():
+        flags = {k: v for k, v in vars(m).items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None), tuple))}
+        h.update(f"{name}={sorted(flags.items())!r}".encode())
+    return h.hexdigest()
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _stable_repr(value) -> bytes:
+    """``repr`` without memory addresses, so the same object state gives the same bytes in every process."""
+    return _ADDRESS.sub("", repr(value)).encode()
+
+
+def callable_fingerprint(fn) -> str:
+    """SHA-256 over a function's code, the values it closes over and, for a bound method or callable object,
+    its class's source and its attributes: what decides a tokenize function's output."""
+    h = hashlib.sha256()
+    owner = getattr(fn, "__self__", None)
+    if owner is None and not inspect.isfunction(fn) and not inspect.ismethod(fn):
+        owner = fn
+    if owner is not fn:
+        h.update(_source(getattr(fn, "__func__", fn)))
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            h.update(_stable_repr(cell.cell_contents))
+        except ValueError:  # an empty cell
+            pass
+    if owner is not None:
+        h.update(_source(type(owner)))
+        h.update(_stable_repr(sorted(vars(owner).items(), key=lambda kv: kv[0])) if hasattr(owner, "__dict__") else b"")
+    return h.hexdigest()

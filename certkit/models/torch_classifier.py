@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .base import EncodedCase, ModelError, fingerprint_module, resolve_device
+from .base import EncodedCase, ModelError, callable_fingerprint, code_fingerprint, fingerprint_module, resolve_device
 
 __all__ = ["TorchClassifier"]
 
@@ -59,7 +59,10 @@ class TorchClassifier:
         self.batch_size = int(batch_size)
         self.max_length = max_length
         self.name = name or type(module).__name__
-        self.fingerprint = fingerprint_module(module, extra=f"labels={labels}")
+        # weights, and everything else that decides the labels: the module's code and flags, the tokenizer,
+        # the alphabet, the mask token and the context limit
+        extra = repr((labels, code_fingerprint(module), callable_fingerprint(tokenize), self.alphabet.tolist(), mask_id, max_length))
+        self.fingerprint = fingerprint_module(module, extra=extra)
 
     def encode(self, case) -> EncodedCase:
         ids = [int(i) for i in self.tokenize(case.prompt)]

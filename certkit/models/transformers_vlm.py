@@ -26,7 +26,6 @@ used as a classifier, the way Llama Guard 3 Vision or LlavaGuard are used.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import re
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import EncodedCase, ModelError, resolve_device
+from .base import EncodedCase, ModelError, code_fingerprint, resolve_device
 
 __all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]
 
@@ -56,18 +55,6 @@ def _hash_directory(path: Path) -> str:
         with open(p, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
-    return h.hexdigest()
-
-
-def _code_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 over the source of every module class the model is built from (a changed forward is a new model)."""
-    h = hashlib.sha256()
-    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
-        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-        try:
-            h.update(inspect.getsource(cls).encode())
-        except (OSError, TypeError):
-            pass
     return h.hexdigest()
 
 
@@ -173,7 +160,7 @@ class VisionLanguageModel:
             "image_path": "torchvision-float" if self._torch_images else "clamp-uint8-pil",
             "tokenizer": _tokenizer_fingerprint(tokenizer),
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "model_code": _code_fingerprint(model),
+            "model_code": code_fingerprint(model),
             "model_config": model.config.to_json_string(use_diff=False),
         }
         weights = weights_fingerprint
