@@ -107,4 +107,15 @@ class CountCache:
         self._conn.commit()
 
     def close(self) -> None:
-        self._conn.close()
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+            self._conn = None
+
+    def __del__(self) -> None:
+        # Python's sqlite3 connection sits in a reference cycle with its statement cache, so without this it
+        # would stay open (holding the WAL) until the cyclic garbage collector happens to run
+        try:
+            self.close()
+        except Exception:
+            pass
