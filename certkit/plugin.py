@@ -30,6 +30,7 @@ import pytest
 from .regression import RESULTS_SCHEMA, write_results
 
 _PROPERTY = "certkit_certificate"
+_ERROR = "certkit_error"
 _CASE = "certkit_case"
 THUMBNAIL_PX = 48
 
@@ -431,8 +432,16 @@ def pytest_runtest_makereport(item, call):
 
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is not None and report.failed and isinstance(call.excinfo.value, CertkitError):
-        report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {call.excinfo.value}"
+    if call.excinfo is None:
+        return
+    exc = call.excinfo.value
+    if report.failed and isinstance(exc, CertkitError):
+        report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {exc}"
+    is_requirement = any(k == _REQUIREMENT for k, _ in item.user_properties)
+    if is_requirement and isinstance(exc, Exception) and not isinstance(exc, AssertionError):
+        # the requirement could not be evaluated: an error whatever the markers (xfail turns it into "xfailed")
+        text = str(exc) if isinstance(exc, CertkitError) else f"{type(exc).__name__}: {exc}"
+        report.user_properties.append((_ERROR, text[:2000]))
 
 
 def _certkit_error_names() -> set[str]:
@@ -487,6 +496,9 @@ def _collect(state: RunState, report: pytest.TestReport) -> None:
                 record["error"] = _short_longrepr(report)
             if report.when == "setup":
                 record["error"] = _short_longrepr(report)
+        errors = [v for k, v in report.user_properties if k == _ERROR]
+        if errors:
+            record["error"] = errors[-1]
 
 
 def _short_longrepr(report) -> str:
@@ -570,6 +582,22 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
     }
 
 
+def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
+    """Why the run did not evaluate every requirement it collected (empty when it did)."""
+    reasons = []
+    if getattr(state, "terminated", False):
+        reasons.append("terminated by SIGTERM")
+    elif session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        reasons.append("interrupted (Ctrl-C, or pytest stopped the run)")
+    for stop in (session.shouldstop, session.shouldfail):
+        if stop:
+            reasons.append(f"stopped early: {stop}")
+    errors = getattr(state, "collection_errors", 0)
+    if errors:
+        reasons.append(f"{errors} collection error(s): some requirements were never collected")
+    return reasons
+
+
 def _finish(session: pytest.Session, state: RunState) -> None:
     config = session.config
     if not state.results:
@@ -580,6 +608,11 @@ def _finish(session: pytest.Session, state: RunState) -> None:
     else:  # every requirement must be certified (inconclusive ones too, unless allowed)
         gate_failed = summary["not certified"] > 0 or (summary["inconclusive"] > 0 and not state.allow_inconclusive)
     summary["gate"] = "failed" if gate_failed or summary["error"] else "passed"
+    incomplete = _incomplete(session, state)
+    if incomplete:  # what finished is kept and written; the gate cannot pass on a run that did not finish
+        summary["gate"], summary["incomplete"] = "incomplete", incomplete
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     results = []
     for nodeid in sorted(state.results):
         record = dict(state.results[nodeid])
@@ -652,7 +685,10 @@ def _terminal_summary(terminalreporter, state: RunState) -> None:
     rate = summary["pass_rate"]
     tr.write_line(f"samples used: {summary['samples']} ({summary['forward_samples']} new forward passes, the rest from the cache); "
                   f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
-    if state.min_pass_rate is not None:
+    if summary.get("incomplete"):
+        tr.write_line(f"gate: INCOMPLETE: {'; '.join(summary['incomplete'])}; the results of the requirements that finished are kept",
+                      red=True)
+    elif state.min_pass_rate is not None:
         verdict = "PASSED" if summary["gate"] == "passed" else "FAILED"
         tr.write_line(f"gate: pass rate >= {100 * state.min_pass_rate:.1f}%: {verdict}", red=verdict == "FAILED", green=verdict == "PASSED")
     comparison = getattr(state, "comparison", None)
@@ -678,6 +714,30 @@ class _Controller:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         _collect(self.state, report)
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.state.collection_errors = getattr(self.state, "collection_errors", 0) + 1
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session) -> None:
+        """A SIGTERM (a CI timeout, a preempted job) ends the run like Ctrl-C, so what finished is written and the
+        gate says incomplete. A handler the caller installed is left alone."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            def terminate(signum, frame):
+                self.state.terminated = True
+                raise KeyboardInterrupt("SIGTERM")
+
+            self._previous_sigterm = signal.signal(signal.SIGTERM, terminate)
+
+    def pytest_unconfigure(self, config) -> None:
+        import signal
+
+        if getattr(self, "_previous_sigterm", None) is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

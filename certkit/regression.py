@@ -155,6 +155,12 @@ def read_history(path: str | Path, limit: int = 50) -> list[dict]:
     return entries[-limit:]
 
 
+def _merged_gate(docs) -> str:
+    """A failed shard fails the merge; otherwise an incomplete shard leaves it incomplete."""
+    gates = {d["summary"].get("gate") for d in docs}
+    return "failed" if "failed" in gates else ("incomplete" if "incomplete" in gates or None in gates else "passed")
+
+
 def merge(docs: list[dict], names: list[str], force: bool = False) -> dict:
     """Merge sharded results (same models, oracles, seed and settings) into one document."""
     if not docs:
@@ -179,7 +185,10 @@ def merge(docs: list[dict], names: list[str], force: bool = False) -> dict:
     summary = {"requirements": total, **counts, "pass_rate": counts["certified"] / total if total else None,
                "samples": sum(d["summary"].get("samples", 0) for d in docs),
                "forward_samples": sum(d["summary"].get("forward_samples", 0) for d in docs),
-               "gate": "failed" if any(d["summary"].get("gate") == "failed" for d in docs) else "passed"}
+               "gate": _merged_gate(docs)}
+    incomplete = [f"{name}: {reason}" for d, name in zip(docs, names) for reason in d["summary"].get("incomplete", [])]
+    if incomplete:
+        summary["incomplete"] = incomplete
     run = dict(first)
     run["merged_from"] = names
     run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})

@@ -169,3 +169,97 @@ def test_a_vlm_fingerprint_covers_processor_template_and_tokenizer(tmp_path):
     assert variant(lambda p: p.tokenizer.add_tokens(["zebra"])) != base.fingerprint
     assert VisionLanguageModel(base.model, AutoProcessor.from_pretrained(directory), weights_fingerprint=base.weights_fingerprint,
                                system_prompt="be careful").fingerprint != base.fingerprint
+
+
+# --------------------------------------------------------------------------- outcomes the gate must see
+
+XFAIL_ERROR = '''
+import numpy as np
+import pytest
+from certkit import Case
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+def test_sound(certkit):
+    certkit.assert_certified(Case("ok", "hi", np.full((3, 8, 8), 0.9, dtype=np.float32)), radius=0.05, n_max=500)
+
+
+@pytest.mark.xfail(reason="known to be flaky")
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+def test_errors_under_xfail(certkit):
+    certkit.assert_certified(Case("bad", "hi", np.full((3, 8, 8), 0.9, dtype=np.float32)), radius=0.05, n_max=500, alpha=2.0)
+
+
+@pytest.mark.xfail(reason="model may crash")
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+def test_crashes_under_xfail(certkit):
+    raise RuntimeError("CUDA error: device-side assert triggered")
+'''
+
+
+def test_an_error_is_an_error_whatever_the_markers(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=XFAIL_ERROR)
+    res = pytester.runpytest_subprocess("--certkit-min-pass-rate", "0.5")
+    assert res.ret != pytest.ExitCode.OK
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    status = {r["nodeid"].split("::")[1]: r["status"] for r in doc["results"]}
+    assert status == {"test_sound": "certified", "test_errors_under_xfail": "error", "test_crashes_under_xfail": "error"}
+    errors = {r["nodeid"].split("::")[1]: r["error"] for r in doc["results"] if r["error"]}
+    assert "alpha must lie strictly between 0 and 1" in errors["test_errors_under_xfail"]
+    assert "CUDA error" in errors["test_crashes_under_xfail"]
+    assert doc["summary"]["gate"] == "failed"
+
+
+STOPPING = '''
+import numpy as np
+import pytest
+from certkit import Case
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+@pytest.mark.parametrize("value", [0.95, 0.2, 0.9, 0.9])
+def test_req(certkit, value):
+    certkit.assert_certified(Case(f"c{value}", "hi", np.full((3, 8, 8), value, dtype=np.float32)), radius=0.05, n_max=500)
+'''
+
+
+@pytest.mark.parametrize("args, reason", [(("-x",), "stopped early"), (("--maxfail", "1"), "stopped early"),
+                                          (("-n", "2", "-x"), "stopped early")], ids=["-x", "--maxfail", "xdist -x"])
+def test_a_run_stopped_early_is_incomplete_never_passed(pytester, args, reason):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=STOPPING)
+    res = pytester.runpytest_subprocess("-p", "no:randomly", *args)  # the second requirement fails and stops the run
+    assert res.ret != pytest.ExitCode.OK
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert doc["summary"]["gate"] == "incomplete"
+    assert any(reason in r for r in doc["summary"]["incomplete"])
+    html = (pytester.path / "reports" / "audit.html").read_text()
+    assert "Gate INCOMPLETE" in html and "Gate PASSED" not in html
+    res.stdout.fnmatch_lines(["*gate: INCOMPLETE*"])
+
+
+def test_sigterm_keeps_finished_results_and_says_incomplete(pytester, monkeypatch):
+    """A job runner's SIGTERM (CI timeout, preemption) ends the run like Ctrl-C: what finished is written, the gate
+    says incomplete, the exit code is not 0."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=SUITE.replace(
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n        os.kill(os.getpid(), signal.SIGINT)",
+        "os.kill(os.getpid(), signal.SIGTERM)"))
+    monkeypatch.setenv("STOP_AT", "2")
+    res = pytester.runpytest_subprocess("-p", "no:randomly", "--certkit-min-pass-rate", "0")
+    assert res.ret != pytest.ExitCode.OK
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert doc["summary"]["gate"] == "incomplete"
+    assert [r["status"] for r in doc["results"]] == ["certified", "certified"]
+    assert any("SIGTERM" in r for r in doc["summary"]["incomplete"])
+
+
+def test_collection_errors_make_the_run_incomplete(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=STOPPING, test_broken="def test_x(:\n    pass\n")
+    res = pytester.runpytest_subprocess("--certkit-min-pass-rate", "0", "--continue-on-collection-errors")
+    assert res.ret != pytest.ExitCode.OK
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert doc["summary"]["gate"] == "incomplete"
+    assert any("collection error" in r for r in doc["summary"]["incomplete"])
