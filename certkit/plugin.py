@@ -254,13 +254,18 @@ def pytest_configure(config: pytest.Config) -> None:
         state.update_baseline = _from_cli_or_ini(config, "update_baseline", bool, False)
         if state.update_baseline and not state.baseline_path:
             raise pytest.UsageError("certkit: --certkit-update-baseline needs --certkit-baseline FILE (where to write it)")
-        if state.baseline_path and not state.update_baseline:
-            from .regression import ResultsError, load_results
+        from .regression import ResultsError, load_results, read_history
 
+        if state.baseline_path and not state.update_baseline:
             try:
                 state.baseline = load_results(state.baseline_path, "baseline")
             except ResultsError as exc:
                 raise pytest.UsageError(f"certkit: {exc}; create it with --certkit-update-baseline") from None
+        if state.history_path:
+            try:
+                read_history(state.history_path)
+            except ResultsError as exc:
+                raise pytest.UsageError(f"certkit: {exc}; or pass --certkit-history none") from None
         for name, (kind, default, _) in SETTINGS.items():  # fail fast on bad options and ini values
             _from_cli_or_ini(config, name, kind, default)
         config.pluginmanager.register(_Controller(state), "certkit-controller")
@@ -624,22 +629,28 @@ def _finish(session: pytest.Session, state: RunState) -> None:
     from .regression import append_history, compare, read_history
     from .report import write_report
 
+    # nothing below may stop the results from being written: a failure here is reported, and fails the run
     comparison = None
     if state.baseline is not None:
-        comparison = compare(state.baseline, document)
-        document["baseline"] = {"path": state.baseline_path, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
-        if comparison["regressions"]:
-            summary["gate"] = "failed"
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        try:
+            comparison = compare(state.baseline, document)
+        except Exception as exc:  # noqa: BLE001 - the baseline was checked on load; still, never lose the results
+            state.write_errors.append(f"could not compare with the baseline {state.baseline_path}: {type(exc).__name__}: {exc}")
+            summary["gate"] = "failed" if summary["gate"] != "incomplete" else "incomplete"
+        else:
+            document["baseline"] = {"path": state.baseline_path, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
+            if comparison["regressions"] and summary["gate"] != "incomplete":
+                summary["gate"] = "failed"
+        if summary["gate"] != "passed" and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     state.comparison = comparison  # type: ignore[attr-defined]
     history = []
     if state.history_path:
         try:
             append_history(state.history_path, document)
             history = read_history(state.history_path)
-        except OSError as exc:
-            state.write_errors.append(f"could not append to {state.history_path}: {exc.strerror or exc}")  # type: ignore[attr-defined]
+        except (OSError, ValueError) as exc:  # ResultsError is a ValueError
+            state.write_errors.append(f"could not append to {state.history_path}: {getattr(exc, 'strerror', None) or exc}")  # type: ignore[attr-defined]
 
     def report(doc, path):
         return write_report(doc, path, baseline=comparison, history=history)

@@ -50,7 +50,40 @@ def load_results(path: str | Path, what: str = "results") -> dict:
         raise ResultsError(f"{what} file {str(path)!r} is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA or not isinstance(doc.get("results"), list):
         raise ResultsError(f"{what} file {str(path)!r} is not a certkit results file (schema {RESULTS_SCHEMA})")
+    _check_body(doc, f"{what} file {str(path)!r}")
     return doc
+
+
+_STATUSES = {"certified", "not certified", "inconclusive", "error", "no requirement"}
+_NUMBERS = ("p_a_lower", "threshold", "n")
+
+
+def _check_body(doc: dict, where: str) -> None:
+    """Every record and certificate has what comparing, merging and reporting read, with the right types: a file
+    with the right schema tag and a broken body is refused here, before a run, not at its end."""
+    if not isinstance(doc.get("summary", {}), dict) or not isinstance(doc.get("run", {}), dict):
+        raise ResultsError(f"{where}: 'summary' and 'run' must be objects")
+    for i, record in enumerate(doc["results"]):
+        at = f"{where}: results[{i}]"
+        if not isinstance(record, dict) or not isinstance(record.get("nodeid"), str):
+            raise ResultsError(f"{at} must be an object with a string 'nodeid'")
+        if record.get("status") is not None and record.get("status") not in _STATUSES:
+            raise ResultsError(f"{at} ({record['nodeid']}): unknown status {record.get('status')!r}")
+        certs = record.get("certificates", [])
+        if not isinstance(certs, list):
+            raise ResultsError(f"{at} ({record['nodeid']}): 'certificates' must be a list")
+        for j, cert in enumerate(certs):
+            where_cert = f"{at}.certificates[{j}] ({record['nodeid']})"
+            if not isinstance(cert, dict) or cert.get("status") not in _STATUSES:
+                raise ResultsError(f"{where_cert}: must be an object with a known 'status'")
+            for key in _NUMBERS:
+                value = from_json_float(cert.get(key)) if isinstance(cert.get(key), str) else cert.get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ResultsError(f"{where_cert}: {key!r} must be a number, got {cert.get(key)!r}")
+            try:
+                implied_radius(cert)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ResultsError(f"{where_cert}: its kernels or bounds cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def implied_radius(cert: dict) -> float:
@@ -141,17 +174,35 @@ def append_history(path: str | Path, doc: dict) -> dict:
     return entry
 
 
+_HISTORY_FIELDS = {"finished": str, "requirements": (int, type(None)), "certified": (int, type(None)),
+                   "pass_rate": (int, float, type(None)), "mean_radius": (int, float, type(None))}
+
+
 def read_history(path: str | Path, limit: int = 50) -> list[dict]:
-    """The last ``limit`` entries; unreadable lines are skipped (the history is informative, not evidence)."""
+    """The last ``limit`` entries. A line that is not a history entry (bad JSON, a missing or mistyped field)
+    raises :class:`ResultsError` with the file and line: check it before a run, not after."""
     path = Path(path)
     if not path.is_file():
         return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"history file {str(path)!r} cannot be read ({exc})") from None
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"history file {str(path)!r}, line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(entry, dict):
+            raise ResultsError(f"history file {str(path)!r}, line {number}: not a history entry (an object)")
+        for field, kinds in _HISTORY_FIELDS.items():
+            if isinstance(entry.get(field), bool) or not isinstance(entry.get(field), kinds):
+                raise ResultsError(f"history file {str(path)!r}, line {number}: {field!r} is {entry.get(field)!r}; "
+                                   "fix or remove the line (or start a new history file)")
+        entries.append(entry)
     return entries[-limit:]
 
 

@@ -111,3 +111,36 @@ def test_compare_and_merge_units():
     assert reg and "max radius" in " ".join(reg[0]["reasons"])
     with pytest.raises(ResultsError, match="appears in both"):
         merge([doc(rec("certified", 0.9)), doc(rec("certified", 0.9))], ["a", "b"])
+
+
+BROKEN_BODIES = [
+    ("record without nodeid", {"results": [{"certificates": []}]}, "must be an object with a string 'nodeid'"),
+    ("certificates not a list", {"results": [{"nodeid": "t", "certificates": 3}]}, "'certificates' must be a list"),
+    ("unknown status", {"results": [{"nodeid": "t", "certificates": [{"status": "great"}]}]}, "known 'status'"),
+    ("p_a_lower a string", {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": "high", "threshold": 0.5, "n": 3}]}]},
+     "'p_a_lower' must be a number"),
+    ("kernel unreadable", {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": 0.9, "threshold": 0.5, "n": 3,
+                                                                          "image_kernel": {"sigma": "x"}}]}]}, "kernels or bounds cannot be read"),
+]
+
+
+@pytest.mark.parametrize("body, message", [row[1:] for row in BROKEN_BODIES], ids=[row[0] for row in BROKEN_BODIES])
+def test_a_baseline_with_a_broken_body_is_a_usage_error_before_anything_runs(suite, body, message):
+    (suite.path / "base.json").write_text(json.dumps({"schema": "certkit.results/1", **body}))
+    res = suite.runpytest_subprocess("--certkit-baseline", "base.json")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in res.stderr.str() and "base.json" in res.stderr.str()
+    assert not (suite.path / "reports" / "results.json").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("line, message", [("not json", "line 2: not JSON"), ('{"finished": 3}', "line 2: 'finished' is 3"),
+                                           ('[1, 2]', "line 2: not a history entry")])
+def test_a_broken_history_is_a_usage_error_before_anything_runs(suite, line, message):
+    suite.runpytest_subprocess()
+    history = suite.path / "reports" / "history.jsonl"
+    history.write_text(history.read_text() + line + "\n")
+    (suite.path / "reports" / "results.json").unlink()
+    res = suite.runpytest_subprocess()
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in res.stderr.str() and "--certkit-history none" in res.stderr.str()
+    assert not (suite.path / "reports" / "results.json").exists()
