@@ -33,11 +33,20 @@ def write_results(path: str | Path, document: dict) -> None:
     """Write a results document atomically (a temporary file, then a rename)."""
     import os
 
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    # a temporary file of this writer's own, so concurrent runs writing the same results never share one
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is for others to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_results(path: str | Path, what: str = "results") -> dict:

@@ -263,3 +263,77 @@ def test_collection_errors_make_the_run_incomplete(pytester):
     doc = json.loads((pytester.path / "reports" / "results.json").read_text())
     assert doc["summary"]["gate"] == "incomplete"
     assert any("collection error" in r for r in doc["summary"]["incomplete"])
+
+
+# --------------------------------------------------------------------------- the cache under pressure
+
+
+def _warm_cache(tmp_path):
+    return _certify(tmp_path, _Threshold.flag(0.5))
+
+
+def test_a_cache_locked_by_another_process_is_left_alone(tmp_path):
+    """Another process holds the lock past the timeout: certkit runs without the cache, warns, and moves nothing."""
+    import sqlite3
+
+    from certkit.cache import CacheWarning, CountCache
+
+    _warm_cache(tmp_path)
+    holder = sqlite3.connect(tmp_path / "cache" / "counts.sqlite")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.warns(CacheWarning, match="locked"):
+            cache = CountCache(tmp_path / "cache", timeout=0.2)
+            cache.put("k", ("a", "b"), __import__("numpy").zeros(4, dtype="uint8"))
+        assert cache.disabled and not cache.rebuilt
+        assert not list((tmp_path / "cache").glob("*.corrupt-*"))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _warm_cache(tmp_path).cached  # the live cache kept its counts
+
+
+def test_a_full_disk_is_not_corruption(tmp_path):
+    import numpy as np
+
+    from certkit.cache import CacheWarning, CountCache
+
+    cache = CountCache(tmp_path)
+    cache.put("small", ("a", "b"), np.zeros(8, dtype=np.uint8))
+    cache._conn.execute("PRAGMA max_page_count = 8")  # the database may not grow: sqlite reports SQLITE_FULL
+    with pytest.warns(CacheWarning, match="full"):
+        cache.put("big", ("a", "b"), np.zeros(1 << 20, dtype=np.uint8))
+    assert cache.disabled and not cache.rebuilt and not list(tmp_path.glob("*.corrupt-*"))
+    assert CountCache(tmp_path).get("small", ("a", "b")).size == 8  # what was stored is still there
+
+
+def test_a_cache_directory_that_is_a_file_runs_without_the_cache(tmp_path):
+    from certkit.cache import CacheWarning
+
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.warns(CacheWarning, match="off for this run"):
+        cert = _certify(tmp_path, _Threshold.flag(0.5))
+    assert cert.n > 0 and not cert.cached and (tmp_path / "cache").read_text() == "not a folder"
+
+
+def test_backups_of_corrupt_caches_never_overwrite_each_other(tmp_path):
+    from certkit.cache import CountCache
+
+    for _ in range(3):  # three corrupt files in the same second
+        (tmp_path / "counts.sqlite").write_bytes(b"garbage" * 200)
+        assert CountCache(tmp_path).rebuilt
+    assert len(list(tmp_path.glob("counts.sqlite.corrupt-*"))) == 3
+
+
+def test_concurrent_result_writes_use_their_own_temporary_files(tmp_path, monkeypatch):
+    import os
+
+    from certkit.regression import write_results
+
+    sources = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (sources.append(str(src)), real(src, dst)))
+    write_results(tmp_path / "results.json", {"a": 1})
+    write_results(tmp_path / "results.json", {"a": 2})
+    assert len(set(sources)) == 2 and not any(s.endswith("results.json.tmp") for s in sources)
+    assert not list(tmp_path.glob("*.tmp*"))
