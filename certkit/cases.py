@@ -139,6 +139,31 @@ class Case:
 _KNOWN = ("id", "prompt", "image", "expected")
 
 
+def _strict_yaml_loader():
+    """A safe YAML loader that refuses duplicate keys (YAML would silently keep the last) and keeps an unquoted
+    ``id`` as written (YAML 1.1 reads ``010`` as the number 8 and ``1_000`` as 1000)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key] + 1}); each key may appear once per case",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            mapping = super().construct_mapping(node, deep=deep)
+            for key_node, value_node in node.value:
+                if (key_node.value == "id" and isinstance(value_node, yaml.ScalarNode) and value_node.style is None
+                        and value_node.tag == "tag:yaml.org,2002:int"):
+                    mapping["id"] = value_node.value
+            return mapping
+
+    return StrictLoader
+
+
 def _line_of_yaml_item(text: str, index: int) -> int:
     """Best-effort line number of the ``index``-th top-level ``- `` item of a YAML list."""
     seen = -1
@@ -185,7 +210,9 @@ def load_cases(path: str | Path) -> list[Case]:
     suffix = path.suffix.lower()
     rows: list[tuple[int, object]] = []
     if suffix in (".jsonl", ".ndjson"):
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # lines end at "\n" only: JSON strings may hold U+2028 and other characters str.splitlines() splits on
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            line = line.rstrip("\r")
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
@@ -196,7 +223,7 @@ def load_cases(path: str | Path) -> list[Case]:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_strict_yaml_loader())
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -207,7 +234,9 @@ def load_cases(path: str | Path) -> list[Case]:
             raise CaseError(f"{path}:1: a YAML case file must be a list of cases (or a mapping with a 'cases' list)")
         rows = [(_line_of_yaml_item(text, i), item) for i, item in enumerate(data)]
     elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        import io
+
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # the csv module's quoting: a quoted prompt may span lines
         for row in reader:
             rows.append((reader.line_num, {k: v for k, v in row.items() if k is not None and v not in (None, "")}))
     else:

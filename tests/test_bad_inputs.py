@@ -68,6 +68,7 @@ CASE_FILES = [
     ("cases.yaml", "- id: a\n  prompt: yes\n  image: ok.png\n", "cases.yaml:1: prompt must be text, got bool True; quote it"),
     ("cases.yaml", "- id: no\n  prompt: hi\n  image: ok.png\n", "cases.yaml:1: id must be text or a whole number, got bool False"),
     ("cases.yaml", "just a sentence\n", "a YAML case file must be a list of cases"),
+    ("cases.yaml", "- id: a\n  prompt: hi\n  prompt: again\n  image: ok.png\n", "cases.yaml:3: not valid YAML (duplicate key 'prompt' (first on line 2)"),
     ("cases.csv", "id,prompt,image\na,hi,ok.png\nb,,ok.png\n", "cases.csv:3: case is missing required field(s) prompt"),
     ("cases.csv", "id,prompt\na,hi\n", "cases.csv:2: case is missing required field(s) image"),
     ("cases.csv", "id,prompt,image\na,caf\xe9,ok.png\n".encode("latin-1"), "is not UTF-8 text (byte 21: invalid continuation byte); save it as UTF-8"),
@@ -83,6 +84,17 @@ def test_malformed_case_file(tmp_path, name, content, message):
     with pytest.raises(CaseError) as raised:
         load_cases(path)
     assert message in str(raised.value)
+
+
+def test_case_files_are_read_as_written(tmp_path):
+    """A quoted CSV prompt keeps its newline; a JSONL prompt keeps U+2028; a YAML id stays as typed (010 is not 8)."""
+    _png(tmp_path / "ok.png", np.full((8, 8, 3), 200, np.uint8))
+    (tmp_path / "cases.csv").write_text('id,prompt,image\nx,"line one\nline two",ok.png\n')
+    assert [c.prompt for c in load_cases(tmp_path / "cases.csv")] == ["line one\nline two"]
+    (tmp_path / "cases.jsonl").write_text('{"id": "j", "prompt": "a\u2028b", "image": "ok.png"}\n', encoding="utf-8")
+    assert [c.prompt for c in load_cases(tmp_path / "cases.jsonl")] == ["a\u2028b"]
+    (tmp_path / "cases.yaml").write_text("- id: 010\n  prompt: hi\n  image: ok.png\n- id: 7\n  prompt: ho\n  image: ok.png\n")
+    assert [c.id for c in load_cases(tmp_path / "cases.yaml")] == ["010", "7"]
 
 
 def test_a_missing_case_file_is_named(tmp_path):
