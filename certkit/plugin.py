@@ -14,6 +14,7 @@ session, together with run metadata. This module imports no model code at import
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -61,6 +62,7 @@ SETTINGS = {
     "threshold": (float, 0.5, "threshold tau on the worst-case probability of the outcome"),
     "n_max": (int, 10_000, "sample cap of the sequential test"),
     "outcome": (str, None, "default target outcome label"),
+    "timeout": (float, None, "seconds one requirement may take; past it the requirement is an error (a hung model call)"),
 }
 _RUN_OPTIONS = {
     "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
@@ -136,6 +138,8 @@ def _validate(name: str, value, source: str):
         bad("beta must lie in [0, 1) (0 turns text noise off)")
     if name in ("alpha", "threshold") and not (0 < value < 1):
         bad(f"{name} must lie strictly between 0 and 1")
+    if name == "timeout" and not (value > 0 and math.isfinite(value)):
+        bad("timeout must be a positive number of seconds")
     if name == "n_max" and value < 1:
         bad("n_max must be a positive integer")
     if name == "kernel" and value not in ("uniform", "mask"):
@@ -174,6 +178,11 @@ def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
             out[name] = _validate(name, _convert(name, kind, cli, source), source)
         elif name in marker_values:
             source = f"marker on {item.nodeid}"
+            if marker_values[name] is None and name != "outcome":
+                from .errors import RequirementError
+
+                raise RequirementError(f"{source}: {name}=None is not a value; give a {kind.__name__} "
+                                       f"or leave the key out to use the default ({default})")
             out[name] = _validate(name, _convert(name, kind, marker_values[name], source) if marker_values[name] is not None else None, source)
         else:
             out[name] = _from_cli_or_ini(config, name, kind, default)
@@ -195,7 +204,8 @@ class RunState:
     min_pass_rate: float | None = None
     allow_inconclusive: bool = False
     devices: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.time)  # wall clock, for the record
+    started_monotonic: float = field(default_factory=time.monotonic)  # for the duration: immune to clock changes
     results: dict = field(default_factory=dict)  # nodeid -> record
     cases: dict = field(default_factory=dict)  # content hash -> case summary (prompt, thumbnail)
 
@@ -207,18 +217,32 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _nvidia_smi(query: str) -> list[str] | None:
+    """``nvidia-smi --query-gpu=QUERY`` lines, or None where nvidia-smi is absent or fails."""
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else None
+
+
 def _visible_devices(config: pytest.Config) -> list[str]:
     option = _from_cli_or_ini(config, "devices", str, None)
     if option:
-        return [d.strip() for d in option.split(",") if d.strip()]
+        wanted = [d.strip() for d in option.split(",") if d.strip()]
+        present = _nvidia_smi("index,uuid")
+        if present is not None:  # where nvidia-smi answers, every id must name one of its GPUs (index or UUID)
+            known = {part.strip() for line in present for part in line.split(",")}
+            missing = [d for d in wanted if d not in known]
+            if missing:
+                listed = ", ".join(line.split(",")[0].strip() for line in present) or "none"
+                raise pytest.UsageError(f"certkit: option --certkit-devices names GPU(s) {missing} that nvidia-smi does not list "
+                                        f"(it lists: {listed}); pass ids it lists")
+        return wanted
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-        return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
-    except (OSError, subprocess.SubprocessError):
-        return []
+    return _nvidia_smi("index") or []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -303,6 +327,32 @@ def certkit_oracle():
     )
 
 
+@contextlib.contextmanager
+def _deadline(seconds: float | None):
+    """Past ``seconds``, interrupt the requirement with a CertkitError (its result: error). Uses SIGALRM, so it
+    works on the main thread of a POSIX process (each xdist worker runs its tests there); elsewhere it is a no-op.
+    A call blocked inside C code is interrupted when it next returns to Python."""
+    import signal
+    import threading
+
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from .errors import CertkitError
+
+    def expire(signum, frame):
+        raise CertkitError(f"the requirement took longer than its timeout of {seconds:g} s (a hung model or server call?); "
+                           "increase --certkit-timeout, or find the hang")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class CertkitRequirement:
     """The ``certkit`` fixture: certify, frontier and assert for the current test, recording every certificate."""
 
@@ -347,7 +397,9 @@ class CertkitRequirement:
                 n_max=None, sigma=None, beta=None):
         s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
         smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
-        cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"], n_max=s["n_max"])
+        with _deadline(s.get("timeout")):
+            cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"],
+                                    n_max=s["n_max"])
         self._record(cert, case)
         return cert
 
@@ -355,7 +407,8 @@ class CertkitRequirement:
                  sigma=None, beta=None):
         s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
         smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
-        cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
+        with _deadline(s.get("timeout")):
+            cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
         self._record(cert, case)
         return cert
 
@@ -411,6 +464,12 @@ def _certkit_smoothed_cache():
 @pytest.fixture
 def certkit(request, certkit_model, certkit_oracle, _certkit_smoothed_cache):
     """Certify requirements in a test: ``certkit.assert_certified(case, edits=1, radius=0.25, outcome="harmless")``."""
+    from .errors import CertkitError
+
+    for name, value in (("certkit_model", certkit_model), ("certkit_oracle", certkit_oracle)):
+        if value is None:
+            raise CertkitError(f"the `{name}` fixture returned None; it must return the "
+                               f"{'model adapter' if name == 'certkit_model' else 'oracle'} (a missing `return`?)")
     return CertkitRequirement(request, certkit_model, certkit_oracle, _certkit_smoothed_cache)
 
 
@@ -571,7 +630,7 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
         "certkit_version": __version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.started)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "duration_s": round(time.time() - state.started, 3),
+        "duration_s": round(time.monotonic() - state.started_monotonic, 3),
         "git": _git(),
         "python": platform.python_version(),
         "platform": platform.platform(),

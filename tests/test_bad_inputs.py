@@ -364,6 +364,9 @@ class Faulty(torch.nn.Module):
     def forward(self, ids, images):
         s = images.mean(dim=(1, 2, 3)) - 0.5
         logits = torch.stack([-s, s], 1)
+        if bool((ids == 19).any()):  # a 17-letter word: the model hangs (a stuck server, a deadlock)
+            import time
+            time.sleep(60)
         return torch.where((images[:, 0, 0, 0] > 5.0)[:, None], torch.full_like(logits, float("nan")), logits)
 
 
@@ -414,6 +417,21 @@ def test_nan_logits(certkit):
 
 def test_bad_image(certkit):
     certkit.assert_certified(Case("i", "pick up the cube", np.full((8, 8, 3), 0.5)), outcome="bright")
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright", sigma=None)
+def test_marker_none(certkit):
+    certkit.assert_certified(Case("m", "pick up the cube", BRIGHT), radius=0.05)
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright", alpha="0.01")
+def test_sound_string_alpha(certkit):
+    certkit.assert_certified(Case("s", "pick up the cube", BRIGHT), radius=0.05)
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright", timeout=1.0)
+def test_hangs(certkit):
+    certkit.assert_certified(Case("h", "pick up xxxxxxxxxxxxxxxxx", BRIGHT), radius=0.05)
 '''
 
 
@@ -428,18 +446,43 @@ def test_faulty_requirements_are_errors_beside_sound_ones(pytester):
     by_test = {r["nodeid"].split("::")[-1]: r for r in doc["results"]}
     assert {t: r["status"] for t, r in by_test.items()} == {
         "test_sound[sound-1]": "certified", "test_sound[sound-2]": "certified", "test_unknown_outcome": "error",
-        "test_negative_radius": "error", "test_long_prompt": "error", "test_nan_logits": "error", "test_bad_image": "error"}
+        "test_negative_radius": "error", "test_long_prompt": "error", "test_nan_logits": "error", "test_bad_image": "error",
+        "test_marker_none": "error", "test_sound_string_alpha": "certified", "test_hangs": "error"}
     expected = {
         "test_unknown_outcome": "unknown outcome label 'brite' for oracle label; its labels are ['dark', 'bright']",
         "test_negative_radius": "radius must be a finite, non-negative image l2 distance, got -0.5",
         "test_long_prompt": "prompt has 9 tokens, more than the model's context of 8",
         "test_nan_logits": "NaN logits",
         "test_bad_image": "convert HWC arrays with .transpose(2, 0, 1)",
+        "test_marker_none": "sigma=None is not a value; give a float or leave the key out",
+        "test_hangs": "took longer than its timeout of 1 s",
     }
     for test, message in expected.items():
         assert message in by_test[test]["error"], (test, by_test[test]["error"])
         assert not by_test[test]["certificates"]
-    assert doc["summary"]["certified"] == 2 and doc["summary"]["error"] == 5 and doc["summary"]["gate"] == "failed"
+    assert doc["summary"]["certified"] == 3 and doc["summary"]["error"] == 7 and doc["summary"]["gate"] == "failed"
+
+
+def test_a_model_fixture_that_returns_none_is_named(pytester):
+    pytester.makeconftest(CONFTEST.replace("    return TorchClassifier(", "    TorchClassifier("))
+    pytester.makepyfile(test_faulty=TESTS)
+    res = pytester.runpytest_subprocess("-k", "sound_1 or sound-1", "--certkit-json", "r.json", "--certkit-report", "none")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    res.stdout.fnmatch_lines(["*the `certkit_model` fixture returned None; it must return the model adapter (a missing `return`?)*"])
+    assert "Traceback" not in res.stdout.str()
+
+
+def test_devices_that_nvidia_smi_does_not_list_are_refused(pytester, monkeypatch):
+    fake = pytester.path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho '0, GPU-aaaa'\necho '1, GPU-bbbb'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_faulty=TESTS)
+    res = pytester.runpytest_subprocess("--certkit-devices", "0,3")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--certkit-devices names GPU(s) ['3'] that nvidia-smi does not list (it lists: 0, 1)" in res.stderr.str()
 
 
 def test_a_malformed_case_file_errors_the_collection(pytester):
