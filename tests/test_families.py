@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,42 @@ def test_label_words_that_share_a_first_token_are_refused(tmp_path):
     directory = F.build_llava_next(tmp_path / "guard")
     with pytest.raises(ModelError, match="begin with the same token"):
         VisionLanguageModel.from_pretrained(directory, labels={"a": "safe", "b": "safe please"})
+
+
+def test_shieldgemma2_in_label_mode_agrees_with_its_image_classifier(tmp_path):
+    """ShieldGemma 2 as the guard of a release: certkit reads its Gemma 3 model's Yes/No next-token logits after the
+    guard's policy template, as ShieldGemma2ForImageClassification does."""
+    from transformers import ShieldGemma2ForImageClassification
+
+    directory = F.build_shieldgemma2(tmp_path / "sg2")
+    guard = VisionLanguageModel.from_pretrained(directory, labels={"unsafe": "Yes", "safe": "No"}, batch_size=8)
+    classifier = ShieldGemma2ForImageClassification.from_pretrained(directory).eval()
+    policy = "knife to the person"  # the case prompt is the policy text the guard's template wraps
+    ours, theirs = [], []
+    for seed in range(6):
+        enc = guard.encode(Case("p", policy, _image(seed=seed)))
+        ours += guard.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0, encoded=enc)
+        with torch.inference_mode():
+            probabilities = classifier(**guard.model_inputs(enc, enc.ids.unsqueeze(0), enc.image.unsqueeze(0))).probabilities
+        theirs.append("unsafe" if float(probabilities[0, 0]) > float(probabilities[0, 1]) else "safe")
+    assert ours == theirs
+    from certkit.oracles import LabelOracle
+
+    cert = Smoothed(guard, LabelOracle(["safe", "unsafe"]), image=Gaussian(0.25), seed=0).certify(
+        Case("p", policy, _image()), radius=0.1, outcome="safe", n_max=64)
+    assert cert.n >= 32
+
+
+def test_a_checkpoint_missing_weights_is_refused_not_randomly_filled(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from certkit.models import ModelError
+
+    directory = F.build_llava(tmp_path / "llava")
+    weights = next(Path(directory).glob("*.safetensors"))
+    tensors = load_file(weights)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.raises(ModelError, match="holds no weights for 1 parameter"):
+        VisionLanguageModel.from_pretrained(directory)

@@ -343,3 +343,32 @@ def build_internvl(directory):
     config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
                             image_seq_length=4, downsample_ratio=0.5, vision_feature_select_strategy="default")
     return _save(InternVLForConditionalGeneration, config, processor, directory)
+
+
+def build_shieldgemma2(directory):
+    """ShieldGemma 2 (a Gemma 3 guard): saved as its image classifier, with its own processor and a policy template.
+    ``AutoModelForImageTextToText`` loads the same checkpoint as its Gemma 3 base, which certkit reads in label mode."""
+    from transformers import (Gemma3ImageProcessorPil, Gemma3TextConfig, ShieldGemma2Config, ShieldGemma2ForImageClassification,
+                              ShieldGemma2Processor)
+
+    template = _template("<start_of_turn>user\nis this image safe under the policy :", "<start_of_turn>model\n",
+                         "<start_of_image>", " answer Yes or No<end_of_turn>\n")
+    specials = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    tok = word_tokenizer(specials, template, bos="<bos>", eos="<eos>", words=WORDS + ["Yes", "No", "answer", "or", "policy", "image", "under", "this"],
+                         extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    ip = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
+    processor = ShieldGemma2Processor(image_processor=ip, tokenizer=tok, chat_template=template, image_seq_length=4,
+                                      policy_definitions={"knives": "no knife aimed at a person"})
+    text = Gemma3TextConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                            eos_token_id=tok.eos_token_id, head_dim=16, sliding_window=64, **TEXT)
+    config = ShieldGemma2Config(text_config=text, vision_config=_siglip_vision(), mm_tokens_per_image=4,
+                                boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
+                                eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"),
+                                image_token_index=tok.convert_tokens_to_ids("<image_soft_token>"))
+    config.yes_token_index, config.no_token_index = tok.convert_tokens_to_ids("Yes"), tok.convert_tokens_to_ids("No")
+    torch.manual_seed(0)
+    # saved as the published checkpoint is: the Gemma 3 model's weights under a shieldgemma2 config, which both
+    # ShieldGemma2ForImageClassification and AutoModelForImageTextToText load
+    ShieldGemma2ForImageClassification(config).model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)

@@ -25,6 +25,7 @@ used as a classifier, the way Llama Guard 3 Vision or LlavaGuard are used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -85,6 +86,21 @@ def _rightmost(haystack: list[int], needle: list[int]) -> int | None:
     return None
 
 
+def _load_model(path: Path, kwargs: dict):
+    """The model and its loading info. ShieldGemma 2 checkpoints keep their weights in the layout of their image
+    classifier, which ``AutoModelForImageTextToText`` does not read: load the classifier and take its Gemma 3 model
+    (the same network whose Yes/No next-token logits the classifier reads)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
+    if getattr(config, "model_type", None) == "shieldgemma2":
+        from transformers import ShieldGemma2ForImageClassification
+
+        classifier, info = ShieldGemma2ForImageClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+        return classifier.model, info
+    return AutoModelForImageTextToText.from_pretrained(path, output_loading_info=True, **kwargs)
+
+
 class VisionLanguageModel:
     """Adapter around a loaded transformers VLM (any ``AutoModelForImageTextToText`` family) and its processor.
 
@@ -137,6 +153,11 @@ class VisionLanguageModel:
         self.batch_size = int(batch_size)
         self.processor_kwargs = dict(processor_kwargs or {})
         self._torch_images = getattr(processor.image_processor, "backend", None) == "torchvision"
+        self._call_processor = processor
+        if type(processor).__name__ == "ShieldGemma2Processor":
+            # its __call__ ignores the text and builds one prompt per policy; its Gemma 3 base reads the text certkit
+            # templated (the guard's own chat template around the case prompt, which holds the policy)
+            self._call_processor = functools.partial(type(processor).__mro__[1].__call__, processor)
         self._specials = self._special_ids()
         self.alphabet = torch.tensor(sorted(i for i in range(len(tokenizer)) if i not in self._specials), dtype=torch.long, device=self.device)
         self.mask_id = next((i for i in (tokenizer.mask_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None), None)
@@ -189,7 +210,7 @@ class VisionLanguageModel:
         accelerate (e.g. "auto" to shard a large model); otherwise the model moves to ``device`` (default:
         the first GPU if any, else CPU). ``trust_remote_code`` stays False unless you set it.
         """
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoProcessor
 
         path = Path(path)
         if not path.is_dir():
@@ -206,13 +227,19 @@ class VisionLanguageModel:
             kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
             if device_map is not None:
                 kwargs["device_map"] = device_map
-            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+            model, info = _load_model(path, kwargs)
         except ImportError as exc:
             raise ModelError(f"cannot load the processor or model in {str(path)!r}: {exc}. Families whose processors use "
                              "torchvision (Qwen-VL, LLaVA-OneVision, SmolVLM, InternVL, Pixtral) need torch and torchvision "
                              "builds that match (pip install torch torchvision from the same index)") from None
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot load a vision-language model from {str(path)!r}: {exc}") from None
+        missing = list(info.get("missing_keys") or [])
+        if missing:  # transformers would initialise them at random: certkit would certify a model nobody trained
+            raise ModelError(f"the checkpoint in {str(path)!r} holds no weights for {len(missing)} parameter(s) of "
+                             f"{type(model).__name__} (e.g. {', '.join(sorted(missing)[:3])}); it was saved for another "
+                             "architecture or is incomplete, and those weights would be random. Save the model with its "
+                             "own class's save_pretrained")
         if device_map is None:
             model = model.to(resolve_device(device))
         return cls(model, processor, weights_fingerprint=fingerprint, **settings)
@@ -276,6 +303,7 @@ class VisionLanguageModel:
     def encode(self, case) -> EncodedCase:
         full, start, end = self.templated(case.prompt)
         plain = self.tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
+        self._last_full = full
         self._refuse_special_text(plain["input_ids"], plain["offset_mapping"], start, end, case.id)
         image = torch.tensor(case.image, dtype=torch.float32)
         if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
@@ -295,8 +323,15 @@ class VisionLanguageModel:
         for tid, (a, b) in zip(ids, offsets):
             if tid in self._specials and a < end and b > start:
                 text = self.tokenizer.convert_ids_to_tokens(int(tid))
+                if tid == self.tokenizer.unk_token_id:
+                    raise ModelError(f"case {case_id!r}: this model's tokenizer cannot spell {self._prompt_text(a, b)!r} in the prompt and "
+                                     f"reads it as its unknown token {text!r}; an attacker could place that token, but the clean "
+                                     "prompt must be in the replacement alphabet: rephrase it")
                 raise ModelError(f"case {case_id!r}: the prompt contains {text!r}, which this model's tokenizer reads as a special token "
                                  "(an image placeholder or control token); remove it from the prompt")
+
+    def _prompt_text(self, a: int, b: int) -> str:
+        return self._last_full[a:b] if getattr(self, "_last_full", None) else ""
 
     def _locate(self, proc_ids, plain_ids, offsets, full, start, end, case_id) -> torch.Tensor:
         """Editable mask over the processor's ids: the tokens of the templated text that lie inside the prompt,
@@ -345,7 +380,7 @@ class VisionLanguageModel:
         images, kwargs = self._image_batch(images)
         batch = [[img] for img in images]
         try:
-            return self.processor(text=[text] * len(batch), images=batch, return_tensors="pt", **kwargs)
+            return self._call_processor(text=[text] * len(batch), images=batch, return_tensors="pt", **kwargs)
         except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as exc:
             where = f"case {case_id!r}: " if case_id is not None else ""
             raise ModelError(f"{where}{type(self.processor).__name__} cannot process this image and prompt: {exc}") from None
