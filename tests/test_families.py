@@ -189,7 +189,9 @@ def test_a_prompt_with_the_image_token_is_refused_with_its_name(family):
     from certkit.models import ModelError
 
     with pytest.raises(ModelError, match="special token"):
-        adapter.encode(Case("c", f"look {placeholder} here", _image()))
+        adapter.encode(Case("c", f"pick {placeholder} up", _image()))
+    with pytest.raises(ModelError, match="cannot spell 'zyzzyva' in the prompt and reads it as its unknown token"):
+        adapter.encode(Case("c", "pick zyzzyva up", _image()))
 
 
 def test_guard_vlm_as_a_classifier_reads_the_label_logits(tmp_path):
