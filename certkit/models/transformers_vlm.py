@@ -303,8 +303,7 @@ class VisionLanguageModel:
     def encode(self, case) -> EncodedCase:
         full, start, end = self.templated(case.prompt)
         plain = self.tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
-        self._last_full = full
-        self._refuse_special_text(plain["input_ids"], plain["offset_mapping"], start, end, case.id)
+        self._refuse_special_text(plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
         image = torch.tensor(case.image, dtype=torch.float32)
         if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
             raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; give an RGB or greyscale image of at least 2x2 pixels")
@@ -319,19 +318,16 @@ class VisionLanguageModel:
             )
         return EncodedCase(ids, editable.to(self.device), image, context=full)
 
-    def _refuse_special_text(self, ids, offsets, start, end, case_id) -> None:
+    def _refuse_special_text(self, ids, offsets, full, start, end, case_id) -> None:
         for tid, (a, b) in zip(ids, offsets):
             if tid in self._specials and a < end and b > start:
                 text = self.tokenizer.convert_ids_to_tokens(int(tid))
                 if tid == self.tokenizer.unk_token_id:
-                    raise ModelError(f"case {case_id!r}: this model's tokenizer cannot spell {self._prompt_text(a, b)!r} in the prompt and "
+                    raise ModelError(f"case {case_id!r}: this model's tokenizer cannot spell {full[a:b]!r} in the prompt and "
                                      f"reads it as its unknown token {text!r}; an attacker could place that token, but the clean "
                                      "prompt must be in the replacement alphabet: rephrase it")
                 raise ModelError(f"case {case_id!r}: the prompt contains {text!r}, which this model's tokenizer reads as a special token "
                                  "(an image placeholder or control token); remove it from the prompt")
-
-    def _prompt_text(self, a: int, b: int) -> str:
-        return self._last_full[a:b] if getattr(self, "_last_full", None) else ""
 
     def _locate(self, proc_ids, plain_ids, offsets, full, start, end, case_id) -> torch.Tensor:
         """Editable mask over the processor's ids: the tokens of the templated text that lie inside the prompt,
