@@ -296,6 +296,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = state
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: a run with xdist absent or disabled (-p no:xdist) has no such hook
 def pytest_configure_node(node) -> None:
     """xdist (controller): hand the run seed and the device list to each worker."""
     state = node.config.stash[_STATE]
@@ -303,6 +304,7 @@ def pytest_configure_node(node) -> None:
     node.workerinput["certkit_devices"] = state.devices
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config):
     """``-n auto``: one worker per visible GPU; xdist's default (CPU count) when there is none."""
     devices = _visible_devices(config)
@@ -316,7 +318,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config):
 def certkit_model():
     raise pytest.UsageError(
         "certkit: define a session-scoped `certkit_model` fixture in your conftest.py returning a model adapter, e.g. "
-        "certkit.models.VisionLanguageGenerator.from_pretrained(path) or certkit.models.TorchClassifier(module, ...)"
+        "certkit.models.VisionLanguageModel.from_pretrained(path) or certkit.models.TorchClassifier(module, ...)"
     )
 
 

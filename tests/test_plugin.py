@@ -283,3 +283,11 @@ def test_no_gpu_means_cpu_workers_unpinned(pytester, monkeypatch):
     pytester.makepyfile(test_pin=PINNING)
     pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=4)
     assert set(_pins(pytester).values()) == {""}
+
+
+def test_a_run_without_xdist_is_left_alone(pytester):
+    """Installed in an environment, the plugin must not break a project's run with xdist disabled."""
+    pytester.makepyfile(test_plain="def test_a():\n    assert True\n")
+    res = pytester.runpytest_subprocess("-p", "no:xdist")
+    assert res.ret == pytest.ExitCode.OK and "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
+    res.assert_outcomes(passed=1)
