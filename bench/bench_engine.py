@@ -149,7 +149,7 @@ def main(argv=None):
     if args.memory_child:
         memory_child(args.memory_child)
         return
-    from certkit.models import TorchClassifier, VisionLanguageGenerator
+    from certkit.models import TorchClassifier, VisionLanguageModel
     from certkit.noise import Gaussian
     from certkit.oracles import ActionOracle, LabelOracle
     from tests.tiny_models import SmallGuard
@@ -161,7 +161,7 @@ def main(argv=None):
         for name, hidden, layers, image, bs in (("tiny LLaVA (hidden 32, 2 layers, 32 px)", 32, 2, 32, 64),
                                                 ("small LLaVA (hidden 256, 4 layers, 64 px)", 256, 4, 64, 32)):
             path = _llava(f"{tmp}/{hidden}", hidden, layers, image)
-            adapter = VisionLanguageGenerator.from_pretrained(path, max_new_tokens=8, batch_size=bs)
+            adapter = VisionLanguageModel.from_pretrained(path, max_new_tokens=8, batch_size=bs)
             res = throughput(adapter, ActionOracle(["pick up", "place", "hand over"]), kernels, args.n)
             rows.append((f"{name}, 8 new tokens, batch {bs}", res))
     clf = TorchClassifier(SmallGuard(), ["safe", "unsafe"], lambda t: [2 + len(w) for w in t.split()], vocab_size=64, special_ids=[0, 1], mask_id=0, batch_size=256)

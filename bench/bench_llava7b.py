@@ -31,12 +31,12 @@ TEMPLATE = (
 
 
 def build(shape: str, device: str, batch: int, new_tokens: int):
-    """A VisionLanguageGenerator around a randomly initialised LLaVA of the given shape."""
+    """A VisionLanguageModel around a randomly initialised LLaVA of the given shape."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
                               LlavaProcessor, PreTrainedTokenizerFast)
 
-    from certkit.models import VisionLanguageGenerator
+    from certkit.models import VisionLanguageModel
 
     s = SHAPES[shape]
     words = ["USER:", "ASSISTANT:"] + [f"w{i}" for i in range(s["vocab"] - 7)]
@@ -69,7 +69,7 @@ def build(shape: str, device: str, batch: int, new_tokens: int):
     finally:
         torch.set_default_dtype(default)
     params = sum(p.numel() for p in model.parameters())
-    adapter = VisionLanguageGenerator(model, processor, max_new_tokens=new_tokens, batch_size=batch,
+    adapter = VisionLanguageModel(model, processor, max_new_tokens=new_tokens, batch_size=batch,
                                       weights_fingerprint=f"random-llava-{shape}-seed0")
     return adapter, params
 

@@ -65,7 +65,7 @@ def _check_count(name: str, value) -> int:
 class Smoothed:
     """The smoothed ``oracle ∘ model`` under image noise ``image`` and text noise ``text``.
 
-    ``model`` is a :class:`~certkit.models.ModelAdapter` (e.g. ``VisionLanguageGenerator`` or
+    ``model`` is a :class:`~certkit.models.ModelAdapter` (e.g. ``VisionLanguageModel`` or
     ``TorchClassifier``); ``oracle`` an :class:`~certkit.oracles.Oracle`. ``cache`` is a
     :class:`~certkit.cache.CountCache`, a directory for one, or None. ``max_batch_bytes`` bounds the memory
     of one batch of noisy images (large images run in smaller batches, down to one sample).
@@ -81,7 +81,7 @@ class Smoothed:
             raise OracleError(f"oracle must be a certkit.oracles.Oracle, got {type(oracle).__name__}; wrap a function in ClassifierOracle")
         for attr in ("encode", "run", "fingerprint", "alphabet", "batch_size"):
             if not hasattr(model, attr):
-                raise ModelError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageGenerator or TorchClassifier")
+                raise ModelError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageModel or TorchClassifier")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)

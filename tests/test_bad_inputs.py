@@ -220,7 +220,7 @@ REQUIREMENTS = [
     ("string seed", lambda s: _smoothed(seed="7"), RequirementError, "seed must be an integer"),
     ("vocab mismatch", lambda s: Smoothed(s.model, s.oracle, text=UniformReplace(0.2, 5)), ModelError, "use UniformReplace(0.2, 28)"),
     ("mask without mask id", lambda s: Smoothed(brightness_model(mask_id=None), s.oracle, text=Mask(0.2)), ModelError, "set the adapter's mask_id"),
-    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), ModelError, "wrap it in VisionLanguageGenerator or TorchClassifier"),
+    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), ModelError, "wrap it in VisionLanguageModel or TorchClassifier"),
     ("not an oracle", lambda s: Smoothed(s.model, lambda outs: outs), OracleError, "oracle must be a certkit.oracles.Oracle, got function"),
     ("not a kernel", lambda s: Smoothed(s.model, s.oracle, image=0.25), RequirementError, "image must be certkit.noise.Gaussian(sigma) or None, got float"),
 ]

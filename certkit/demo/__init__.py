@@ -61,9 +61,9 @@ def load_guard(directory: Path | str = WEIGHTS, device=None, batch_size: int = 5
 
 
 def load_assistant(directory: Path | str = WEIGHTS, device=None, batch_size: int = 128, max_new_tokens: int = 6):
-    """The demo assistant (a tiny LLaVA) as a :class:`certkit.models.VisionLanguageGenerator`."""
-    from ..models import VisionLanguageGenerator
+    """The demo assistant (a tiny LLaVA) as a :class:`certkit.models.VisionLanguageModel`."""
+    from ..models import VisionLanguageModel
 
     verify(directory, "assistant")
-    return VisionLanguageGenerator.from_pretrained(Path(directory) / "assistant", device=device, batch_size=batch_size,
+    return VisionLanguageModel.from_pretrained(Path(directory) / "assistant", device=device, batch_size=batch_size,
                                                    max_new_tokens=max_new_tokens)

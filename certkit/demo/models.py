@@ -2,7 +2,7 @@
 
 Both are real, trained models of the demo world. They are saved and loaded like a user's models:
 the guard with ``save_pretrained``/``from_pretrained`` (config.json + model.safetensors), the assistant as
-a transformers checkpoint read by :class:`certkit.models.VisionLanguageGenerator.from_pretrained`.
+a transformers checkpoint read by :class:`certkit.models.VisionLanguageModel.from_pretrained`.
 """
 
 from __future__ import annotations

@@ -167,10 +167,10 @@ def _assistant_batches(adapter, samples, tok):
 
 
 def train_assistant(recipe: Recipe, log=print):
-    from ..models import VisionLanguageGenerator
+    from ..models import VisionLanguageModel
 
     model, processor = build_assistant(recipe.seed)
-    adapter = VisionLanguageGenerator(model, processor, max_new_tokens=6, weights_fingerprint="training")
+    adapter = VisionLanguageModel(model, processor, max_new_tokens=6, weights_fingerprint="training")
     tok = processor.tokenizer
     alphabet = adapter.alphabet.cpu()
     gen = torch.Generator().manual_seed(recipe.seed + 10)
@@ -190,7 +190,7 @@ def train_assistant(recipe: Recipe, log=print):
             total += out.loss.item() * len(b)
         log(f"assistant epoch {epoch + 1}/{recipe.assistant_epochs}: loss {total / len(ids):.4f}")
     model.eval()
-    return model, processor, evaluate_assistant(VisionLanguageGenerator(model, processor, max_new_tokens=6, batch_size=64, weights_fingerprint="eval"),
+    return model, processor, evaluate_assistant(VisionLanguageModel(model, processor, max_new_tokens=6, batch_size=64, weights_fingerprint="eval"),
                                                 recipe.assistant_held_out, recipe.seed + 4)
 
 
