@@ -239,10 +239,15 @@ def _visible_devices(config: pytest.Config) -> list[str]:
                 raise pytest.UsageError(f"certkit: option --certkit-devices names GPU(s) {missing} that nvidia-smi does not list "
                                         f"(it lists: {listed}); pass ids it lists")
         return wanted
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    env = _env_devices()
+    if env or os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return env
     return _nvidia_smi("index") or []
+
+
+def _env_devices() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"] if env is not None else []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -271,7 +276,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 sys.modules["torch"].set_num_threads(threads)
     else:
         state.seed = _from_cli_or_ini(config, "seed", int, 0)
-        state.devices = _visible_devices(config)
+        # nvidia-smi is asked only when xdist workers will be pinned, not on every pytest run of any project
+        uses_workers = bool(getattr(config.option, "numprocesses", None)) or config.getoption("certkit_devices") is not None
+        state.devices = _visible_devices(config) if uses_workers else _env_devices()
         history = _from_cli_or_ini(config, "history", str, "reports/history.jsonl")
         state.history_path = None if history.lower() in ("none", "") else history
         state.baseline_path = _from_cli_or_ini(config, "baseline", str, None)

@@ -291,3 +291,16 @@ def test_a_run_without_xdist_is_left_alone(pytester):
     res = pytester.runpytest_subprocess("-p", "no:xdist")
     assert res.ret == pytest.ExitCode.OK and "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
     res.assert_outcomes(passed=1)
+
+
+def test_nvidia_smi_is_not_asked_on_a_run_without_workers(pytester, monkeypatch):
+    fake = pytester.path / "bin"
+    fake.mkdir()
+    called = pytester.path / "called"
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\ntouch {called}\necho 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pytester.makepyfile(test_plain="def test_a():\n    assert True\n")
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    assert not called.exists()
