@@ -311,12 +311,9 @@ class JudgeOracle(Oracle):
         self.template = template
         self._memo: dict = {}
         self._memo_size = int(memo_size)
-        try:
-            import inspect
+        from .models.base import takes_encoded
 
-            self._run_takes_encoded = "encoded" in inspect.signature(judge.run).parameters
-        except (TypeError, ValueError):
-            self._run_takes_encoded = False
+        self._run_takes_encoded = takes_encoded(judge)
 
     def config(self):
         return {"judge": self.judge.fingerprint, "template": self.template}

@@ -19,7 +19,6 @@ on the order of requirements, on the worker that runs them, or (for deterministi
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import numbers
 import time
@@ -33,7 +32,7 @@ from .cache import CountCache, stream_key
 from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
 from .errors import RequirementError
-from .models.base import ModelError
+from .models.base import ModelError, takes_encoded
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
 from .sampling import alphabet_index, noisy_images, noisy_token_ids
@@ -85,10 +84,7 @@ class Smoothed:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)
-        try:
-            self._run_takes_encoded = "encoded" in inspect.signature(model.run).parameters
-        except (TypeError, ValueError):
-            self._run_takes_encoded = False
+        self._run_takes_encoded = takes_encoded(model)
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
             raise ModelError(
                 f"UniformReplace.vocab_size is {text.vocab_size} but the model's replacement alphabet has "

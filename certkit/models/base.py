@@ -18,7 +18,8 @@ import torch
 
 from ..errors import CertkitError
 
-__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "fingerprint_module", "code_fingerprint", "callable_fingerprint"]
+__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "fingerprint_module", "code_fingerprint", "callable_fingerprint",
+           "takes_encoded"]
 
 
 class ModelError(CertkitError):
@@ -55,6 +56,14 @@ class ModelAdapter(Protocol):
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int) -> list[str]:
         """One output per sample. An adapter whose ``run`` takes a keyword ``encoded`` receives the case's
         :class:`EncodedCase` too."""
+
+
+def takes_encoded(adapter) -> bool:
+    """Whether ``adapter.run`` takes the keyword ``encoded`` (adapters written before it existed do not)."""
+    try:
+        return "encoded" in inspect.signature(adapter.run).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def fingerprint_module(module: torch.nn.Module, extra: str = "") -> str:
