@@ -671,6 +671,35 @@ def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
     return reasons
 
 
+def _gate_reason(summary: dict, state: RunState, comparison: dict | None) -> str:
+    """One sentence: which rules decided the gate, with their numbers (terminal, results.json, report)."""
+    failing, passing = [], []
+    if summary.get("incomplete"):
+        failing.append("the run did not finish (" + "; ".join(summary["incomplete"]) + ")")
+    if summary["error"]:
+        failing.append(f"{summary['error']} requirement(s) could not be evaluated")
+    rate = summary["pass_rate"]
+    if state.min_pass_rate is not None:
+        text = f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * state.min_pass_rate:.1f}%"
+        (failing if rate is not None and rate < state.min_pass_rate else passing).append(text)
+    else:
+        if summary["not certified"]:
+            failing.append(f"{summary['not certified']} requirement(s) not certified (each must be)")
+        if summary["inconclusive"] and not state.allow_inconclusive:
+            failing.append(f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)")
+        if not failing:
+            passing.append(f"all {summary['certified']} evaluated requirement(s) certified")
+    if state.baseline is not None:
+        if comparison is None:
+            failing.append(f"the comparison with the baseline {state.baseline_path} failed")
+        elif comparison["regressions"]:
+            failing.append(f"{len(comparison['regressions'])} regression(s) against the baseline {state.baseline_path}")
+        else:
+            passing.append(f"no regression against the baseline {state.baseline_path}")
+    verdict = summary["gate"].upper()
+    return f"{verdict}: " + "; ".join(failing if summary["gate"] != "passed" else passing)
+
+
 def _finish(session: pytest.Session, state: RunState) -> None:
     config = session.config
     if not state.results:
@@ -712,6 +741,7 @@ def _finish(session: pytest.Session, state: RunState) -> None:
         if summary["gate"] != "passed" and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     state.comparison = comparison  # type: ignore[attr-defined]
+    summary["gate_reason"] = _gate_reason(summary, state, comparison)
     history = []
     if state.history_path:
         try:
@@ -764,12 +794,9 @@ def _terminal_summary(terminalreporter, state: RunState) -> None:
     rate = summary["pass_rate"]
     tr.write_line(f"samples used: {summary['samples']} ({summary['forward_samples']} new forward passes, the rest from the cache); "
                   f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
-    if summary.get("incomplete"):
-        tr.write_line(f"gate: INCOMPLETE: {'; '.join(summary['incomplete'])}; the results of the requirements that finished are kept",
-                      red=True)
-    elif state.min_pass_rate is not None:
-        verdict = "PASSED" if summary["gate"] == "passed" else "FAILED"
-        tr.write_line(f"gate: pass rate >= {100 * state.min_pass_rate:.1f}%: {verdict}", red=verdict == "FAILED", green=verdict == "PASSED")
+    passed = summary["gate"] == "passed"
+    tr.write_line(f"gate: {summary['gate_reason']}" + ("" if not summary.get("incomplete") else
+                  "; the results of the requirements that finished are kept"), red=not passed, green=passed)
     comparison = getattr(state, "comparison", None)
     if comparison is not None:
         regs = comparison["regressions"]

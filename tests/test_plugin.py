@@ -92,10 +92,13 @@ def test_results_file_schema_summary_and_exit_code(project):
 def test_min_pass_rate_gate(project):
     ok = project.runpytest_subprocess("--certkit-json", "g.json", "--certkit-min-pass-rate", "0.5", "--certkit-n-max", "500")
     assert ok.ret == pytest.ExitCode.OK
-    ok.stdout.fnmatch_lines(["*gate: pass rate >= 50.0%: PASSED*"])
+    ok.stdout.fnmatch_lines(["*gate: PASSED: pass rate *% against the required 50.0%*"])
     strict = project.runpytest_subprocess("--certkit-json", "g.json", "--certkit-min-pass-rate", "1.0", "--certkit-n-max", "500")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
-    strict.stdout.fnmatch_lines(["*gate: pass rate >= 100.0%: FAILED*"])
+    strict.stdout.fnmatch_lines(["*gate: FAILED: pass rate *% against the required 100.0%*"])
+    doc = json.loads((project.path / "g.json").read_text())  # the same sentence in the results and the report
+    assert doc["summary"]["gate_reason"].startswith("FAILED: pass rate ") and doc["summary"]["gate_reason"].endswith("required 100.0%")
+    assert doc["summary"]["gate_reason"] in (project.path / "reports" / "audit.html").read_text()
 
 
 def test_inconclusive_fails_unless_allowed(pytester):
