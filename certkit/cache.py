@@ -90,7 +90,7 @@ class CountCache:
         self.close()
         self._conn = self._connect()
 
-    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+    def _recover(self) -> None:
         """Corruption: move the file aside and start a new one."""
         self.close()
         self._move_aside()
@@ -106,7 +106,7 @@ class CountCache:
             except sqlite3.DatabaseError as exc:
                 if not _is_corruption(exc):
                     raise
-                self._recover(exc)
+                self._recover()
                 return action()
         except (sqlite3.Error, OSError) as exc:
             self._disable(exc)

@@ -733,11 +733,10 @@ def _finish(session: pytest.Session, state: RunState) -> None:
             comparison = compare(state.baseline, document)
         except Exception as exc:  # noqa: BLE001 - the baseline was checked on load; still, never lose the results
             state.write_errors.append(f"could not compare with the baseline {state.baseline_path}: {type(exc).__name__}: {exc}")
-            summary["gate"] = "failed" if summary["gate"] != "incomplete" else "incomplete"
         else:
             document["baseline"] = {"path": state.baseline_path, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
-            if comparison["regressions"] and summary["gate"] != "incomplete":
-                summary["gate"] = "failed"
+        if (comparison is None or comparison["regressions"]) and summary["gate"] != "incomplete":
+            summary["gate"] = "failed"  # a regression, or a comparison that could not be made
         if summary["gate"] != "passed" and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     state.comparison = comparison  # type: ignore[attr-defined]
