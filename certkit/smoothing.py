@@ -85,6 +85,8 @@ class Smoothed:
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)
         self._run_takes_encoded = takes_encoded(model)
+        if text is not None and getattr(model, "no_text_noise", None):
+            raise ModelError(f"text noise cannot be certified through {type(model).__name__}: {model.no_text_noise}")
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
             raise ModelError(
                 f"UniformReplace.vocab_size is {text.vocab_size} but the model's replacement alphabet has "

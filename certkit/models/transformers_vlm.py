@@ -1,21 +1,16 @@
 """Any vision-language model transformers loads with ``AutoModelForImageTextToText``, run through its own processor.
 
-Encoding (once per case): the case prompt is placed in the family's chat template (optionally wrapped in
-``prompt_format``, e.g. a guard's policy text), and the family's processor turns the templated text and the
-clean image into token ids and every other model input. The positions of the user's prompt, the only ones
-text noise may touch, are located from the tokenizer's character offsets on the templated text and found
-again in the processor's ids (processors expand image placeholders, insert tiles, rows and image markers
-before the prompt, never inside it); the located tokens are decoded back and must spell the prompt.
+Encoding (once per case) is :class:`~certkit.models.encoding.ProcessorEncoding`: the family's chat template and
+processor give the token ids, the editable prompt positions and every other model input.
 
 Running (once per batch of noisy samples): the noisy images go through the same processor with the same
 text, every input the processor returns reaches the model (image sizes, grids, tile masks, token types,
 cross-attention masks...), and only ``input_ids`` is replaced by the noisy ids.
 
 Guarantee: the smoothing noise is added to the case's own pixels, at the case's resolution, where the
-certified l2 radius is measured. What follows the noise is a fixed function of the noisy image: a clamp to
-[0, 1], rounding to 8 bits for processors with the PIL backend (which only takes 8-bit images; torchvision
-processors take the float tensor on the model's device), and the family's processor. A fixed function
-applied after the noise is part of the smoothed classifier, so the certificate holds for it as stated.
+certified l2 radius is measured. What follows the noise is a fixed function of the noisy image (a clamp, 8-bit
+rounding for PIL processors, the family's processor), part of the smoothed classifier, so the certificate
+holds for it as stated.
 
 Two ways to read the model: ``labels=None`` generates an answer (``output_kind = "text"``, read by an
 oracle); ``labels={"safe": "safe", "unsafe": "unsafe"}`` reads one forward pass's next-token logits and
@@ -25,22 +20,19 @@ used as a classifier, the way Llama Guard 3 Vision or LlavaGuard are used.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .base import EncodedCase, ModelError, code_fingerprint, resolve_device
+from .base import EncodedCase, ModelError, code_fingerprint, fingerprint_module, resolve_device
+from .encoding import ProcessorEncoding
 
 __all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]
 
-_SENTINEL = "\u2063CERTKIT_PROMPT\u2063"
-_WHITESPACE = re.compile(r"\s+")
 #: what a processor may return that is a training target, not an input (PaliGemma's ``labels``)
 _NOT_MODEL_INPUTS = frozenset({"labels"})
 
@@ -57,33 +49,6 @@ def _hash_directory(path: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()
-
-
-def _tokenizer_fingerprint(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        payload = backend.to_str()
-    else:
-        payload = json.dumps(sorted(tokenizer.get_vocab().items()))
-    extra = json.dumps({"special": sorted(map(str, tokenizer.all_special_tokens)), "class": type(tokenizer).__name__})
-    return hashlib.sha256((payload + extra).encode()).hexdigest()
-
-
-def _processor_settings(processor) -> str:
-    try:
-        return processor.to_json_string()
-    except Exception:  # a processor that cannot serialise itself: fall back to its sub-processors' dicts
-        image_processor = getattr(processor, "image_processor", None)
-        return json.dumps(getattr(image_processor, "__dict__", {}), sort_keys=True, default=str)
-
-
-def _rightmost(haystack: list[int], needle: list[int]) -> int | None:
-    """Start of the last occurrence of ``needle`` in ``haystack``."""
-    n = len(needle)
-    for k in range(len(haystack) - n, -1, -1):
-        if haystack[k : k + n] == needle:
-            return k
-    return None
 
 
 def _load_model(path: Path, kwargs: dict):
@@ -128,67 +93,42 @@ class VisionLanguageModel:
         weights_fingerprint: str | None = None,
         processor_kwargs: Mapping | None = None,
     ):
-        if getattr(processor, "chat_template", None) is None:
-            raise ModelError("the processor has no chat_template; set processor.chat_template (a Jinja string) before certifying")
-        tokenizer = getattr(processor, "tokenizer", None)
-        if tokenizer is None or getattr(processor, "image_processor", None) is None:
-            raise ModelError(f"{type(processor).__name__} is not a vision-language processor (it needs a tokenizer and an image processor)")
         for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
                 raise ModelError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(prompt_format, str) or prompt_format.count("{prompt}") != 1:
-            raise ModelError(f"prompt_format must contain '{{prompt}}' exactly once, got {prompt_format!r}")
+        self.encoding = ProcessorEncoding(processor, model.config, system_prompt=system_prompt, prompt_format=prompt_format,
+                                          answer_prefix=answer_prefix, processor_kwargs=processor_kwargs)
         self.model = model.eval()
         self.processor = processor
-        self.tokenizer = tokenizer
+        self.tokenizer = self.encoding.tokenizer
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_new_tokens = int(max_new_tokens)
         self.do_sample = bool(do_sample)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
-        self.system_prompt = system_prompt
-        self.prompt_format = prompt_format
-        self.answer_prefix = str(answer_prefix)
         self.batch_size = int(batch_size)
-        self.processor_kwargs = dict(processor_kwargs or {})
-        self._torch_images = getattr(processor.image_processor, "backend", None) == "torchvision"
-        self._call_processor = processor
-        if type(processor).__name__ == "ShieldGemma2Processor":
-            # its __call__ ignores the text and builds one prompt per policy; its Gemma 3 base reads the text certkit
-            # templated (the guard's own chat template around the case prompt, which holds the policy)
-            self._call_processor = functools.partial(type(processor).__mro__[1].__call__, processor)
-        self._specials = self._special_ids()
-        self.alphabet = torch.tensor(sorted(i for i in range(len(tokenizer)) if i not in self._specials), dtype=torch.long, device=self.device)
-        self.mask_id = next((i for i in (tokenizer.mask_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None), None)
-        self.labels, self._label_token_ids = self._label_tokens(labels)
+        self.processor_kwargs = self.encoding.processor_kwargs
+        self.alphabet = torch.tensor(self.encoding.alphabet, dtype=torch.long, device=self.device)
+        self.mask_id = self.encoding.mask_id
+        self.labels, label_ids = self.encoding.label_token_ids(labels)
+        self._label_token_ids = torch.tensor(label_ids, dtype=torch.long, device=self.device)
         self.output_kind = "text" if self.labels is None else "label"
         self.max_context = self._max_context()
         settings = {
+            **self.encoding.settings(),
             "output": self.output_kind,
-            "labels": dict(zip(self.labels, self._label_token_ids.tolist())) if self.labels else None,
+            "labels": dict(zip(self.labels, label_ids)) if self.labels else None,
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "system_prompt": system_prompt,
-            "prompt_format": prompt_format,
-            "answer_prefix": self.answer_prefix,
-            "processor_kwargs": self.processor_kwargs,
             "dtype": str(self.dtype),
-            "chat_template": processor.chat_template,
-            "processor": _processor_settings(processor),
-            "image_path": "torchvision-float" if self._torch_images else "clamp-uint8-pil",
-            "tokenizer": _tokenizer_fingerprint(tokenizer),
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
             "model_code": code_fingerprint(model),
             "model_config": model.config.to_json_string(use_diff=False),
         }
-        weights = weights_fingerprint
-        if weights is None:
-            from .base import fingerprint_module
-
-            weights = fingerprint_module(model)
+        weights = weights_fingerprint if weights_fingerprint is not None else fingerprint_module(model)
         self.weights_fingerprint = weights
         self.fingerprint = hashlib.sha256((weights + json.dumps(settings, sort_keys=True, default=str)).encode()).hexdigest()
         self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -244,151 +184,33 @@ class VisionLanguageModel:
             model = model.to(resolve_device(device))
         return cls(model, processor, weights_fingerprint=fingerprint, **settings)
 
-    # ------------------------------------------------------------------ set-up
-
-    def _special_ids(self) -> set[int]:
-        tok = self.tokenizer
-        specials = set(tok.all_special_ids) | {int(i) for i in getattr(tok, "added_tokens_decoder", {}).keys()}
-        config = self.model.config
-        for key in ("image_token_id", "image_token_index", "boi_token_id", "eoi_token_id", "image_start_token_id",
-                    "image_end_token_id", "vision_start_token_id", "vision_end_token_id", "video_token_id"):
-            value = getattr(config, key, None)
-            if isinstance(value, int):
-                specials.add(value)
-        return specials
-
-    def _label_tokens(self, labels):
-        if labels is None:
-            return None, torch.zeros(0, dtype=torch.long)
-        if isinstance(labels, str):
-            raise ModelError(f"labels must be a mapping label -> word or a list of words, got the string {labels!r}")
-        words = dict(labels) if isinstance(labels, Mapping) else {str(w): str(w) for w in labels}
-        if len(words) < 2:
-            raise ModelError(f"labels needs at least two labels to choose between, got {list(words)}")
-        ids = []
-        for label, word in words.items():
-            toks = self.tokenizer(str(word), add_special_tokens=False)["input_ids"]
-            if not toks:
-                raise ModelError(f"label {label!r}: the word {word!r} tokenizes to nothing")
-            ids.append(int(toks[0]))
-        if len(set(ids)) != len(ids):
-            clash = [label for label, i in zip(words, ids) if ids.count(i) > 1]
-            raise ModelError(f"labels {clash} begin with the same token, so one next-token read cannot tell them apart; "
-                             "choose label words whose first tokens differ (e.g. ' safe' / ' unsafe' with the leading space the template leaves)")
-        return tuple(str(label) for label in words), torch.tensor(ids, dtype=torch.long, device=self.device)
-
     def _max_context(self) -> int | None:
         cfg = getattr(self.model.config, "text_config", self.model.config)
         return getattr(cfg, "max_position_embeddings", None)
-
-    def _messages(self, text: str) -> list[dict]:
-        messages = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
-        messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]})
-        return messages
 
     # ------------------------------------------------------------------ encoding
 
     def templated(self, prompt: str) -> tuple[str, int, int]:
         """The full text the processor sees for ``prompt``, and the prompt's character span in it."""
-        user_text = self.prompt_format.replace("{prompt}", _SENTINEL)
-        templated = self.processor.apply_chat_template(self._messages(user_text), add_generation_prompt=True, tokenize=False)
-        templated += self.answer_prefix
-        if templated.count(_SENTINEL) != 1:
-            raise ModelError("the chat template does not place the user's text exactly once; certkit cannot locate the prompt")
-        prefix, suffix = templated.split(_SENTINEL)
-        return prefix + prompt + suffix, len(prefix), len(prefix) + len(prompt)
+        return self.encoding.templated(prompt)
 
     def encode(self, case) -> EncodedCase:
-        full, start, end = self.templated(case.prompt)
-        plain = self.tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
-        self._refuse_special_text(plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
-        image = torch.tensor(case.image, dtype=torch.float32)
-        if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
-            raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; give an RGB or greyscale image of at least 2x2 pixels")
-        image = image.to(self.device)
-        inputs = self._process(full, self._rgb(image.unsqueeze(0)), case.id)
-        ids = inputs["input_ids"][0].to(self.device)
-        editable = self._locate(ids.tolist(), plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
-        if self.max_context is not None and ids.numel() + self.max_new_tokens > self.max_context:
+        enc = self.encoding.encode(case, self.device)
+        if self.max_context is not None and enc.ids.numel() + self.max_new_tokens > self.max_context:
             raise ModelError(
-                f"case {case.id!r}: prompt is too long: {ids.numel()} input tokens + {self.max_new_tokens} new tokens exceed "
+                f"case {case.id!r}: prompt is too long: {enc.ids.numel()} input tokens + {self.max_new_tokens} new tokens exceed "
                 f"the model's context of {self.max_context}; shorten the prompt or lower max_new_tokens"
             )
-        return EncodedCase(ids, editable.to(self.device), image, context=full)
-
-    def _refuse_special_text(self, ids, offsets, full, start, end, case_id) -> None:
-        for tid, (a, b) in zip(ids, offsets):
-            if tid in self._specials and a < end and b > start:
-                text = self.tokenizer.convert_ids_to_tokens(int(tid))
-                if tid == self.tokenizer.unk_token_id:
-                    raise ModelError(f"case {case_id!r}: this model's tokenizer cannot spell {full[a:b]!r} in the prompt and "
-                                     f"reads it as its unknown token {text!r}; an attacker could place that token, but the clean "
-                                     "prompt must be in the replacement alphabet: rephrase it")
-                raise ModelError(f"case {case_id!r}: the prompt contains {text!r}, which this model's tokenizer reads as a special token "
-                                 "(an image placeholder or control token); remove it from the prompt")
-
-    def _locate(self, proc_ids, plain_ids, offsets, full, start, end, case_id) -> torch.Tensor:
-        """Editable mask over the processor's ids: the tokens of the templated text that lie inside the prompt,
-        found in the processor's ids by matching the text from the prompt's first token to the end."""
-        inside = [b > a and a >= start and b <= end for a, b in offsets]
-        if not any(inside):
-            raise ModelError(f"case {case_id!r}: no token of the prompt could be located in the templated input (is the prompt empty?)")
-        first = inside.index(True)
-        tail = plain_ids[first:]
-        k = _rightmost(proc_ids, tail)
-        if k is None:
-            raise ModelError(f"case {case_id!r}: the processor's token ids do not contain the prompt as the tokenizer reads it; "
-                             f"certkit cannot locate the prompt for {type(self.processor).__name__}")
-        editable = np.zeros(len(proc_ids), dtype=bool)
-        editable[k : k + len(tail)] = inside[first:]
-        want = "".join(full[a:b] for (a, b), ok in zip(offsets, inside) if ok)
-        got = self.tokenizer.decode([proc_ids[j] for j in np.flatnonzero(editable)], skip_special_tokens=False)
-        if _WHITESPACE.sub("", got) != _WHITESPACE.sub("", want):
-            raise ModelError(f"case {case_id!r}: the located prompt tokens decode to {got!r}, not the prompt {want!r} "
-                             "(unknown characters?); certkit will not certify a prompt it cannot locate exactly")
-        return torch.from_numpy(editable)
-
-    # ------------------------------------------------------------------ images
+        return enc
 
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) noisy float images -> the ``pixel_values`` the processor makes of them (for training on noise)."""
-        images, kwargs = self._image_batch(self._rgb(images))
+        images, kwargs = self.encoding.image_batch(self.encoding.rgb(images))
         return self.processor.image_processor(images=images, return_tensors="pt", **kwargs)["pixel_values"].to(self.device, self.dtype)
-
-    @staticmethod
-    def _rgb(images: torch.Tensor) -> torch.Tensor:
-        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-
-    def _image_batch(self, images: torch.Tensor) -> tuple[list, dict]:
-        """The fixed function after the noise, up to the processor: clamp to [0, 1]; float tensors on the device
-        for torchvision processors, 8-bit HWC arrays for PIL ones."""
-        images = images.clamp(0.0, 1.0)
-        kwargs = dict(self.processor_kwargs)
-        if self._torch_images:
-            kwargs.setdefault("do_rescale", False)
-            return list(images), kwargs
-        return list((images * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()), kwargs
-
-    def _process(self, text: str, images: torch.Tensor, case_id=None):
-        """The processor's inputs for ``len(images)`` copies of ``text``, one image each."""
-        images, kwargs = self._image_batch(images)
-        batch = [[img] for img in images]
-        try:
-            return self._call_processor(text=[text] * len(batch), images=batch, return_tensors="pt", **kwargs)
-        except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as exc:
-            where = f"case {case_id!r}: " if case_id is not None else ""
-            raise ModelError(f"{where}{type(self.processor).__name__} cannot process this image and prompt: {exc}") from None
 
     def model_inputs(self, encoded: EncodedCase, ids: torch.Tensor, images: torch.Tensor) -> dict:
         """Every input the processor returns for the noisy ``images``, with ``input_ids`` replaced by the noisy ``ids``."""
-        inputs = self._process(encoded.context, self._rgb(images))
-        expected = encoded.ids.unsqueeze(0).expand(ids.shape[0], -1)
-        proc_ids = inputs["input_ids"].to(self.device)
-        if proc_ids.shape != expected.shape or not torch.equal(proc_ids, expected):
-            raise ModelError("the processor laid out the noisy image's tokens differently from the clean image's; "
-                             "certkit cannot apply text noise to a layout that changes with the pixels")
+        inputs = self.encoding.checked_inputs(encoded, images)
         out = {}
         for key, value in inputs.items():
             if key in _NOT_MODEL_INPUTS:
