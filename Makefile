@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TV := .venv-tv
 TV_STAMP := $(TV)/.installed
 
-.PHONY: install audit test test-suite test-families bench clean
+.PHONY: install audit test test-suite test-families test-served bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(TV) reports/.cache
+
+# The served-model tests alone; with CERTKIT_VLLM_URL and CERTKIT_VLLM_MODEL set (scripts/vllm_cpu.sh), against live vLLM.
+test-served: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/test_served.py

@@ -373,11 +373,18 @@ class CertkitRequirement:
         self._cache = smoothed_cache
         self.certificates: list = []
 
-    def _smoothed(self, sigma, beta, kernel):
+    def _smoothed(self, sigma, beta, kernel, edits):
+        """The smoothed model for these settings. A model that takes no text noise (a served model through the chat
+        protocol without a word alphabet) is smoothed over the image only where the requirement edits no token;
+        where it does, Smoothed refuses it with the model's reason."""
         from .noise import Gaussian, Mask, UniformReplace
-        from .smoothing import Smoothed
+        from .smoothing import Smoothed, refuse_text_noise
 
         state = self._request.config.stash[_STATE]
+        if getattr(self._model, "no_text_noise", None) and beta:
+            if edits:
+                refuse_text_noise(self._model)
+            beta = 0.0
         key = (id(self._model), id(self._oracle), sigma, beta, kernel)
         if key not in self._cache:
             text = None
@@ -405,7 +412,7 @@ class CertkitRequirement:
     def certify(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, alpha=None, threshold=None,
                 n_max=None, sigma=None, beta=None):
         s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
-        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
+        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], edits)
         with _deadline(s.get("timeout")):
             cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"],
                                     n_max=s["n_max"])
@@ -415,7 +422,7 @@ class CertkitRequirement:
     def frontier(self, case, *, max_edits: int | None = None, outcome: str | None = None, n: int = 10_000, alpha=None, threshold=None,
                  sigma=None, beta=None):
         s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
-        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"])
+        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], max_edits)
         with _deadline(s.get("timeout")):
             cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
         self._record(cert, case)

@@ -37,7 +37,7 @@ from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
 from .sampling import alphabet_index, noisy_images, noisy_token_ids
 
-__all__ = ["Smoothed", "derive_seed", "CHUNK"]
+__all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK"]
 
 CHUNK = 32
 
@@ -46,6 +46,13 @@ def derive_seed(*parts) -> int:
     """A 63-bit seed from any parts (stable across processes and machines)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def refuse_text_noise(model) -> None:
+    """Raise the model's own reason where it cannot take text noise (a served model behind a text API re-tokenizes)."""
+    reason = getattr(model, "no_text_noise", None)
+    if reason:
+        raise ModelError(f"text noise cannot be certified through {type(model).__name__}: {reason}")
 
 
 def _check_unit(name: str, value, smallest: float = 0.0) -> float:
@@ -85,8 +92,8 @@ class Smoothed:
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)
         self._run_takes_encoded = takes_encoded(model)
-        if text is not None and getattr(model, "no_text_noise", None):
-            raise ModelError(f"text noise cannot be certified through {type(model).__name__}: {model.no_text_noise}")
+        if text is not None:
+            refuse_text_noise(model)
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
             raise ModelError(
                 f"UniformReplace.vocab_size is {text.vocab_size} but the model's replacement alphabet has "
