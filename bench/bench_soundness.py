@@ -22,6 +22,7 @@ import torch
 from scipy.stats import norm
 
 from certkit import Case, Smoothed, bounds
+from certkit.errors import RequirementError
 from certkit.models import TorchClassifier
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import LabelOracle
@@ -65,7 +66,7 @@ def run(count: int = 10_000, alpha: float = 0.05, n_max: int = 1_000, n_fixed: i
     tokenize = lambda text: [2 + len(w) % (VOCAB - 2) for w in text.split()]  # noqa: E731
     image = np.full((3, 1, 1), 0.5, dtype=np.float32)
     false_seq = false_fixed = 0
-    decided, samples = {"certified": 0, "not certified": 0, "inconclusive": 0}, 0
+    decided, samples = {"certified": 0, "not certified": 0, "inconclusive": 0, "unreachable": 0}, 0
     t0 = time.perf_counter()
     for req in requirements(count, seed):
         threshold = 0.5 + req["sigma"] * norm.ppf(req["p_star"])
@@ -74,17 +75,21 @@ def run(count: int = 10_000, alpha: float = 0.05, n_max: int = 1_000, n_fixed: i
         text = UniformReplace(0.25, VOCAB - 2) if req["d"] else None
         smoothed = Smoothed(model, oracle, image=Gaussian(req["sigma"]), text=text, seed=seed)
         case = Case(req["id"], "pick up the cube", image)
-        cert = smoothed.certify(case, radius=req["radius"], edits=req["d"], outcome="A", alpha=alpha, threshold=req["tau"], n_max=n_max)
-        decided[cert.status] += 1
-        samples += cert.n
-        false_seq += cert.certified
+        try:
+            cert = smoothed.certify(case, radius=req["radius"], edits=req["d"], outcome="A", alpha=alpha, threshold=req["tau"], n_max=n_max)
+        except RequirementError:  # n_max samples cannot certify it even if all agree: refused before sampling, never certified
+            decided["unreachable"] += 1
+        else:
+            decided[cert.status] += 1
+            samples += cert.n
+            false_seq += cert.certified
         fr = smoothed.frontier(case, max_edits=req["d"], outcome="A", n=n_fixed, alpha=alpha, threshold=req["tau"])
         claimed = float(fr.frontier[req["d"]]) if fr.frontier else -math.inf
         # report mode claims (d, eps) when the frontier reaches eps (strictly beyond it for tau = 1/2)
         false_fixed += (claimed > req["radius"]) if req["tau"] == 0.5 else (claimed >= req["radius"])
     se = math.sqrt(alpha * (1 - alpha) / count)
     return {"requirements": count, "alpha": alpha, "sequential_false_rate": false_seq / count, "fixed_false_rate": false_fixed / count,
-            "monte_carlo_se": se, "decisions": decided, "mean_samples": samples / count, "seconds": time.perf_counter() - t0}
+            "monte_carlo_se": se, "decisions": decided, "mean_samples": samples / max(1, count - decided["unreachable"]), "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None) -> dict:

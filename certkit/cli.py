@@ -119,20 +119,31 @@ def cmd_plan(args, parser) -> int:
     print(f"p* (smallest p_A that certifies): {p_star:.6f}")
     n_fixed = int(stats.samples_needed(p_star, args.alpha, args.oracle_error))
     print(f"fixed n (one Clopper-Pearson bound, every sample agreeing): n >= {n_fixed}")
-    n_seq = _sequential_samples(p_star, args.alpha, args.oracle_error, args.n_max)
-    if n_seq is None:
-        print(f"sequential test (n_max = {args.n_max}): cannot certify within n_max even if every sample agrees")
-    else:
-        print(f"sequential test (n_max = {args.n_max}): stops at n = {n_seq} when every sample agrees")
+    _plan_sequential(min(p_star + args.oracle_error, math.nextafter(1.0, 0.0)), args.alpha, args.n_max)
     return 0
 
 
-def _sequential_samples(p_star: float, alpha: float, oracle_error: float, n_max: int) -> int | None:
-    test = stats.SequentialTest(p_star + oracle_error, alpha, n_max)
-    for look in test.looks:
-        if test.decide(look, look) is stats.Decision.CERTIFIED:
-            return look
-    return None
+def _plan_sequential(p_test: float, alpha: float, n_max: int) -> None:
+    """What the shipped sequential test (the one ``certify`` runs) spends on this requirement."""
+    import numpy as np
+
+    from .sequential import MixtureTest
+
+    test = MixtureTest(p_test, alpha, n_max)
+    first = test.min_samples_to_certify()
+    if first is None:
+        need = test.samples_to_certify()
+        print(f"sequential test (n_max = {n_max}): unreachable: even every sample agreeing needs "
+              f"{'more than 10^9' if math.isinf(need) else int(need)} samples; raise n_max to that or relax the requirement")
+        return
+    print(f"sequential test (n_max = {n_max}): every sample agreeing certifies at n = {first}")
+    rng = np.random.default_rng(0)
+    print(f"  expected samples (200 simulated streams each):")
+    for p_true in sorted({1.0, min(1.0, p_test + 0.1), min(1.0, p_test + 0.03), max(0.0, p_test - 0.05)}, reverse=True):
+        decision, used = test.simulate(p_true, 200, rng)
+        top = max(set(decision), key=list(decision).count)
+        print(f"    true p_A = {p_true:.4f}: mean n = {used.mean():.0f}, {100 * (decision == top).mean():.0f}% {top}")
+    print(f"  worst case: n_max = {n_max} samples, where p_A is too close to p* for n_max samples to tell (inconclusive)")
 
 
 def cmd_audit(args, parser) -> int:

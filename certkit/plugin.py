@@ -269,11 +269,8 @@ def pytest_configure(config: pytest.Config) -> None:
             index = int(str(wi.get("workerid", "gw0")).lstrip("gw") or 0)
             os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
         state.devices = [os.environ.get("CUDA_VISIBLE_DEVICES", "")] if devices else []
-        if not devices:  # CPU workers: share the cores instead of oversubscribing them
-            threads = max(1, (os.cpu_count() or 1) // max(1, int(wi.get("workercount", 1))))
-            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-            if "torch" in sys.modules:
-                sys.modules["torch"].set_num_threads(threads)
+        if not devices and "OMP_NUM_THREADS" not in os.environ:
+            _share_cores(int(wi.get("workercount", 1)))
     else:
         state.seed = _from_cli_or_ini(config, "seed", int, 0)
         # nvidia-smi is asked only when xdist workers will be pinned, not on every pytest run of any project
@@ -301,6 +298,19 @@ def pytest_configure(config: pytest.Config) -> None:
             _from_cli_or_ini(config, name, kind, default)
         config.pluginmanager.register(_Controller(state), "certkit-controller")
     config.stash[_STATE] = state
+
+
+def _share_cores(workers: int) -> int:
+    """A CPU worker's share of the cores this process may run on (at least one thread): torch's default of one
+    thread per core in every worker oversubscribes the machine (2 workers on 2 cores ran 15x slower). Set for
+    torch now if it is loaded, and through OMP_NUM_THREADS for a torch loaded later. Not called where the user
+    set OMP_NUM_THREADS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // max(1, workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    return threads
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: a run with xdist absent or disabled (-p no:xdist) has no such hook

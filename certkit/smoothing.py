@@ -2,7 +2,7 @@
 
 Guarantee (certify mode): for a requirement (outcome A, ``edits`` d, ``radius`` eps, ``threshold`` tau),
 ``p* = required_p_a(d, eps, tau)`` is known before sampling. Samples are drawn in batches and the
-anytime-valid :class:`~certkit.stats.SequentialTest` of ``p_A - e >= p*`` (``e`` the oracle's declared
+anytime-valid :class:`~certkit.sequential.MixtureTest` of ``p_A - e >= p*`` (``e`` the oracle's declared
 error) stops as soon as the answer is clear either way. Whatever the stopping time, the probability of
 reporting *certified* when the smoothed ``oracle ∘ model`` does not in fact meet the requirement is at
 most ``alpha``.
@@ -11,9 +11,16 @@ Report mode (:meth:`Smoothed.frontier`): a fixed ``n``, one one-sided Clopper–
 level ``alpha``, and the whole (d, eps) frontier from it (no correction per d: the noise does not depend
 on d).
 
-Reproducibility: each requirement's samples come from a stream seeded by (run seed, case id,
-requirement), drawn in chunks of ``CHUNK`` samples each with its own generator, so counts do not depend
-on the order of requirements, on the worker that runs them, or (for deterministic models) on the batch size.
+One stream per case: all requirements on the same (model, oracle, case, kernels, seed) read one sample stream,
+seeded by (run seed, case id); a requirement needing n samples reads its first n, so a case costs its most
+demanding requirement, not the sum. The stream is kept in memory for the requirements that follow and in the
+count cache across processes and runs, which extend it rather than redraw it. Each requirement's test is valid
+on its own (its false-certification rate is at most its alpha); requirements on one case share samples, so their
+errors are not independent of one another (a union bound over them still holds).
+
+Reproducibility: the stream is drawn in chunks of ``CHUNK`` samples, each with its own generators, so counts do
+not depend on the order of requirements, on the worker that runs them, or (for deterministic models) on the
+batch size.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ import hashlib
 import math
 import numbers
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import bounds, stats
+from .sequential import MixtureTest
 from .cache import CountCache, stream_key
 from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
@@ -40,6 +49,8 @@ from .sampling import alphabet_index, noisy_images, noisy_token_ids
 __all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK"]
 
 CHUNK = 32
+#: streams one Smoothed keeps in memory for the requirements that follow (at most n_max bytes each)
+STREAMS_IN_MEMORY = 1024
 
 
 def derive_seed(*parts) -> int:
@@ -103,17 +114,19 @@ class Smoothed:
             raise ModelError("the Mask kernel needs a mask token, and this model has none; set the adapter's mask_id or use UniformReplace")
         self.model, self.oracle, self.image, self.text, self.seed = model, oracle, image, text, int(seed)
         self.cache = CountCache(cache) if isinstance(cache, (str, Path)) else cache
+        self._streams: OrderedDict[str, np.ndarray] = OrderedDict()
         self._label_index = {label: i for i, label in enumerate(oracle.all_labels)}
         alphabet_bytes = model.alphabet.detach().cpu().numpy().astype(np.int64).tobytes()
         self._alphabet_hash = hashlib.sha256(alphabet_bytes).hexdigest()[:16]
 
     # ------------------------------------------------------------------ sampling
 
-    def _stream(self, case: Case, requirement: str, enc) -> tuple[int, str]:
-        """The stream's seed and cache key. The key covers everything that decides its labels: the model's and
-        the oracle's fingerprints, the case, the case as the model encodes it (ids and editable positions),
-        the kernels, the alphabet, the mask token and the seed."""
-        seed = derive_seed(self.seed, case.id, requirement)
+    def _stream(self, case: Case, enc) -> tuple[int, str]:
+        """The case's one sample stream: its seed and cache key. Every requirement on the case (certify at any
+        radius, edits, outcome or threshold, and the frontier) reads the same stream's first n labels. The key
+        covers everything that decides its labels: the model's and the oracle's fingerprints, the case, the case
+        as the model encodes it (ids and editable positions), the kernels, the alphabet, the mask token and the seed."""
+        seed = derive_seed(self.seed, case.id, "stream")
         encoded = hashlib.sha256(enc.ids.detach().cpu().numpy().astype(np.int64).tobytes()
                                  + enc.editable.detach().cpu().numpy().astype(np.bool_).tobytes()).hexdigest()
         key = stream_key(
@@ -127,7 +140,7 @@ class Smoothed:
             mask_id=getattr(self.model, "mask_id", None),
             seed=seed,
             chunk=CHUNK,
-            sampler=2,
+            sampler=3,
         )
         return seed, key
 
@@ -224,14 +237,22 @@ class Smoothed:
         return labels
 
     def _store(self, key: str, labels: np.ndarray, cached: int) -> None:
-        """Write the stream once per requirement, if it grew."""
-        if self.cache is not None and labels.size > cached:
-            self.cache.put(key, self.oracle.all_labels, labels)
+        """Keep the stream in memory, and write it to the cache once per requirement, if it grew."""
+        if labels.size > cached:
+            self._streams[key] = labels
+            self._streams.move_to_end(key)
+            while len(self._streams) > STREAMS_IN_MEMORY:
+                self._streams.popitem(last=False)
+            if self.cache is not None:
+                self.cache.put(key, self.oracle.all_labels, labels)
 
     def _cached(self, key: str) -> np.ndarray:
-        if self.cache is None:
+        """The stream's labels known so far: in memory (this process), else in the cache, whole chunks only."""
+        labels = self._streams.get(key)
+        if labels is None and self.cache is not None:
+            labels = self.cache.get(key, self.oracle.all_labels)
+        if labels is None:
             return np.zeros(0, dtype=np.uint8)
-        labels = self.cache.get(key, self.oracle.all_labels)
         return labels[: (labels.size // CHUNK) * CHUNK]
 
     # ------------------------------------------------------------------ certificates
@@ -305,24 +326,29 @@ class Smoothed:
         alpha, threshold = self._check_requirement(outcome, edits, radius, alpha, threshold)
         n_max = _check_count("n_max", n_max)
         p_star, p_test = self._required(radius, int(edits), threshold)
-        requirement = f"certify|{outcome}|{int(edits)}|{float(radius)!r}|{threshold!r}"
         enc = self._encode(case)
-        seed, key = self._stream(case, requirement, enc)
+        seed, key = self._stream(case, enc)
         timing: dict = {}
-        target = self._label_index[outcome]
+        target_label = self._label_index[outcome]
         have = self._cached(key)
         cached_before = have.size
         common = self._common(case, seed, timing, outcome=outcome, edits=int(edits), radius=float(radius),
                               threshold=threshold, alpha=alpha, p_star=p_star, n_max=n_max, mode="certify")
-        test = stats.SequentialTest(p_test, alpha, n_max, n_min=min(CHUNK, n_max), strict=threshold == 0.5)
-        labels = have
-        for look in test.looks:
-            labels = self._labels(enc, seed, look, labels, timing, case)
-            k = int((labels[:look] == target).sum())
-            decision = test.decide(k, look)
-            if decision is not stats.Decision.CONTINUE:
-                break
-        n = look
+        test = MixtureTest(p_test, alpha, n_max)
+        first = test.min_samples_to_certify()
+        if first is None:
+            need = test.samples_to_certify()
+            raise RequirementError(
+                f"unreachable within n_max: {int(edits)} token edit(s) and image l2 radius {radius!r} at threshold {threshold!r} "
+                f"need p_A >= {p_test:.6g}, which {n_max} samples cannot show even if every one agrees; it takes "
+                f"{'more than 10^9' if math.isinf(need) else int(need)} samples: raise n_max to that, or ask for a smaller radius or "
+                "fewer edits, a larger sigma or smaller beta, or a lower threshold (`certkit plan` prints the numbers)")
+        labels, n, k, decision = have, 0, 0, stats.Decision.CONTINUE
+        target = first  # no certificate is possible before it; each further draw adds a quarter
+        while decision is stats.Decision.CONTINUE:
+            labels = self._labels(enc, seed, target, labels, timing, case)
+            n, k, decision = test.first_decision(labels[n:n_max] == target_label, k, n)
+            target = min(n_max, max(n + CHUNK, math.ceil(1.25 * n)))
         self._store(key, labels, cached_before)
         lower, upper = test.bounds(k, n)
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
@@ -346,7 +372,7 @@ class Smoothed:
         if self.image is None:
             raise RequirementError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")
         enc = self._encode(case)
-        seed, key = self._stream(case, "frontier", enc)
+        seed, key = self._stream(case, enc)
         timing: dict = {}
         have = self._cached(key)
         labels = self._labels(enc, seed, n, have, timing, case)

@@ -221,3 +221,28 @@ def test_large_images_run_in_batches_their_memory_allows_with_the_same_counts():
     b = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), text=text).frontier(big, max_edits=1, outcome="bright", n=96)
     assert max(sizes) == 64
     assert (a.successes, a.label_counts) == (b.successes, b.label_counts)
+
+
+def test_requirements_on_one_case_read_one_stream(tmp_path):
+    """Six radii on one case cost the most demanding one's samples, each reads a prefix of the same stream (its
+    successes equal a fresh run of that requirement alone), the frontier reads it too, and a new process extends
+    the cached stream instead of redrawing it."""
+    oracle = LabelOracle(["dark", "bright"])
+    shared = Smoothed(brightness_model(batch_size=32), oracle, image=Gaussian(0.5), seed=5)
+    radii = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    certs = [shared.certify(case(0.53), radius=r, outcome="bright", n_max=2000) for r in radii]
+    forward = sum(c.timings.get("forward_samples", 0) for c in certs)
+    longest = max(c.n for c in certs)
+    assert forward == math.ceil(longest / 32) * 32 < sum(c.n for c in certs)
+    for r, c in zip(radii, certs):
+        alone = Smoothed(brightness_model(batch_size=32), oracle, image=Gaussian(0.5), seed=5).certify(
+            case(0.53), radius=r, outcome="bright", n_max=2000)
+        assert (alone.n, alone.successes, alone.status) == (c.n, c.successes, c.status)
+    frontier = shared.frontier(case(0.53), outcome="bright", n=longest)
+    assert frontier.timings.get("forward_samples", 0) == 0
+    first = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
+        case(0.53), radius=0.6, outcome="bright", n_max=2000)
+    later = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
+        case(0.53), radius=0.1, outcome="bright", n_max=2000)
+    assert first.n < later.n
+    assert later.timings["forward_samples"] == math.ceil(later.n / 32) * 32 - math.ceil(first.n / 32) * 32

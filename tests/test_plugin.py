@@ -1,6 +1,7 @@
 """The certkit pytest plugin, exercised through pytester in fresh pytest processes."""
 
 import json
+import os
 import textwrap
 
 import numpy as np
@@ -307,3 +308,29 @@ def test_nvidia_smi_is_not_asked_on_a_run_without_workers(pytester, monkeypatch)
     pytester.makepyfile(test_plain="def test_a():\n    assert True\n")
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
     assert not called.exists()
+
+
+THREADS = '''
+import os
+import pytest
+import torch
+
+@pytest.mark.parametrize("i", range(4))
+def test_threads(i, worker_id):
+    with open(f"threads-{worker_id}-{i}.txt", "w") as f:
+        f.write(f"{torch.get_num_threads()} {os.environ.get('OMP_NUM_THREADS', 'unset')}")
+'''
+
+
+@pytest.mark.parametrize("user_threads", [None, "1"])
+def test_cpu_workers_share_the_cores_unless_the_user_chose(pytester, monkeypatch, user_threads):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    if user_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+    pytester.makepyfile(test_threads=THREADS)
+    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=4)
+    seen = {p.read_text() for p in pytester.path.glob("threads-*.txt")}
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert seen == ({f"{share} {share}"} if user_threads is None else {f"1 {user_threads}"})

@@ -45,7 +45,6 @@ RECORD = os.environ.get("CERTKIT_RECORD_SERVED")
 
 @pytest.fixture(scope="module")
 def assistant():
-    torch.set_num_threads(1)
     return demo.load_assistant(batch_size=64)
 
 
