@@ -168,8 +168,18 @@ def cmd_report(args, parser) -> int:
         parser.error(f"results file {args.results!r} is not valid JSON: {exc}")
     if not isinstance(doc, dict) or doc.get("schema") != "certkit.results/1":
         parser.error(f"{args.results!r} is not a certkit results file (schema certkit.results/1)")
+    from .regression import ResultsError, compare, load_results, read_history
+
+    comparison, history = None, []
     try:
-        out = write_report(doc, args.output)
+        if args.baseline:
+            comparison = compare(load_results(args.baseline, "baseline"), doc)
+        if args.history:
+            history = read_history(args.history)
+    except ResultsError as exc:
+        parser.error(str(exc))
+    try:
+        out = write_report(doc, args.output, baseline=comparison, history=history)
     except OSError as exc:
         print(f"certkit report: could not write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -235,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="render the HTML audit report from a results.json")
     r.add_argument("results", help="a results file written by the certkit pytest plugin")
     r.add_argument("-o", "--output", default="reports/audit.html", help="the HTML file to write (default reports/audit.html)")
+    r.add_argument("--baseline", default=None, help="a baseline results file: adds the regressions section and the vs-baseline column, as the run did")
+    r.add_argument("--history", default=None, help="a history file (reports/history.jsonl): adds the trend chart, as the run did")
     r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("diff", help="compare two results files; exit 1 on regressions")

@@ -144,3 +144,23 @@ def test_a_broken_history_is_a_usage_error_before_anything_runs(suite, line, mes
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert message in res.stderr.str() and "--certkit-history none" in res.stderr.str()
     assert not (suite.path / "reports" / "results.json").exists()
+
+
+def test_a_regenerated_report_keeps_the_baseline_and_the_trend(suite, monkeypatch, tmp_path, capsys):
+    """`certkit report results.json --baseline B --history H` writes the sections the run's own report had."""
+    suite.runpytest_subprocess("--certkit-baseline", "base.json", "--certkit-update-baseline")
+    monkeypatch.setenv("BRIGHT_SHIFT", "0.1")
+    suite.runpytest_subprocess("--certkit-baseline", "base.json", "--certkit-min-pass-rate", "0")
+    run_html = (suite.path / "reports" / "audit.html").read_text()
+    out = tmp_path / "again.html"
+    results, history = suite.path / "reports" / "results.json", suite.path / "reports" / "history.jsonl"
+    assert main(["report", str(results), "-o", str(out), "--baseline", str(suite.path / "base.json"), "--history", str(history)]) == 0
+    again = out.read_text()
+    for section in ("Compared with the baseline", "REGRESSED: was certified", 'aria-label="trend across runs"'):
+        assert section in run_html and section in again, section
+    plain = tmp_path / "plain.html"
+    assert main(["report", str(results), "-o", str(plain)]) == 0
+    assert "Compared with the baseline" not in plain.read_text()
+    with pytest.raises(SystemExit):
+        main(["report", str(results), "-o", str(plain), "--baseline", str(tmp_path / "missing.json")])
+    assert "baseline file" in capsys.readouterr().err
