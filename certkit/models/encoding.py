@@ -173,7 +173,7 @@ class ProcessorEncoding:
         """The case's ids, editable prompt positions and clean image on ``device``; ``context`` is the templated text."""
         full, start, end = self.templated(case.prompt)
         plain = self.tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
-        self._refuse_special_text(plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
+        self.refuse_special_text(plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
         image = torch.tensor(case.image, dtype=torch.float32)
         if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
             raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; give an RGB or greyscale image of at least 2x2 pixels")
@@ -183,7 +183,8 @@ class ProcessorEncoding:
         editable = self._locate(ids.tolist(), plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
         return EncodedCase(ids, editable.to(device), image, context=full)
 
-    def _refuse_special_text(self, ids, offsets, full, start, end, case_id) -> None:
+    def refuse_special_text(self, ids, offsets, full, start, end, case_id) -> None:
+        """Refuse a prompt whose characters the tokenizer reads as a special or unknown token (shared with served models)."""
         for tid, (a, b) in zip(ids, offsets):
             if tid in self.special_ids and a < end and b > start:
                 text = self.tokenizer.convert_ids_to_tokens(int(tid))

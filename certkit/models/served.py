@@ -302,7 +302,7 @@ class ServedVLM:
         full, start, end = enc.templated(case.prompt)
         plain = enc.tokenizer(full, return_offsets_mapping=True)
         ids, offsets = plain["input_ids"], plain["offset_mapping"]
-        enc._refuse_special_text(ids, offsets, full, start, end, case.id)
+        enc.refuse_special_text(ids, offsets, full, start, end, case.id)
         specials = enc.special_ids
         editable = [b > a and a >= start and b <= end and tid not in specials for tid, (a, b) in zip(ids, offsets)]
         if not any(editable):
@@ -357,7 +357,7 @@ class ServedVLM:
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
         from ..smoothing import derive_seed
 
-        pixels = quantise(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
+        pixels = quantise(ProcessorEncoding.rgb(images))
         seeds = [derive_seed(seed, i) & ((1 << _SEED_BITS) - 1) for i in range(len(pixels))]
         if self.protocol == "vllm":
             bodies = [self._token_body(row.tolist(), img, s) for row, img, s in zip(ids, pixels, seeds)]
