@@ -1,7 +1,11 @@
-"""Report size and render time for a large audit: ``python -m bench.bench_report``.
+"""Report size, render time and time to interactive in headless Chromium: ``python -m bench.bench_report``.
 
-5,000 requirements (1,250 cases x 4 requirements each, every case with a 48 px thumbnail), a tenth of them
-not certified, rendered by ``certkit.report.render_report``; best of 3.
+A synthetic audit of ``--cases`` cases x 4 requirements (d = 0..3; default 12,500 cases = 50,000 requirements)
+in 20 tests, prompts of 40 to 80 characters, every case with a 48 px demo-world thumbnail; a tenth not certified,
+1% inconclusive, 0.2% errors. Rendered by ``certkit.report.render_report`` (best of 3), then opened in headless
+Chromium (``--dump-dom``): "ready" is the script's own ``performance.now()`` when the filters are live (the page
+parsed and every row indexed), "filtered" the same with a filter in the address (``#filter?status=n``), and the
+wall time is the whole browser process, start to exit.
 """
 
 from __future__ import annotations
@@ -10,15 +14,22 @@ import argparse
 import base64
 import hashlib
 import io
+import re
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from certkit.report import render_report
 
+WORDS = "pick up the red cube and place it in the box near the window then describe what you see".split()
 
-def synthetic(n_cases: int = 1250, per_case: int = 4, seed: int = 0) -> dict:
+
+def synthetic(n_cases: int = 12_500, per_case: int = 4, seed: int = 0) -> dict:
     from certkit.demo import world
 
     rng = np.random.default_rng(seed)
@@ -28,34 +39,76 @@ def synthetic(n_cases: int = 1250, per_case: int = 4, seed: int = 0) -> dict:
         img = world.sample(rng).image  # a realistic 3x32x32 case image
         buf = io.BytesIO()
         Image.fromarray((img.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(buf, format="PNG", optimize=True)
-        cases[h] = {"id": f"case-{i}", "prompt": f"prompt number {i} for the audit", "hash": h,
+        prompt = " ".join(rng.choice(WORDS, size=int(rng.integers(8, 16))))
+        cases[h] = {"id": f"case-{i:05d}", "prompt": prompt, "hash": h,
                     "thumbnail": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
         for d in range(per_case):
-            status = "not certified" if rng.random() < 0.1 else "certified"
-            cert = dict(case_id=f"case-{i}", outcome="harmless", edits=d, radius=0.25, threshold=0.5, alpha=0.01, status=status,
-                        p_a_lower=0.97, p_a_upper=0.99, p_star=0.95, p_adv=0.6, n=300, successes=295, seed=i, mode="certify",
-                        n_max=10000, case_hash=h, frontier=[], label_counts={"harmless": 295}, timings={})
-            results.append({"nodeid": f"audits/test_x.py::test_group_{i % 20}[case-{i}-{d}]", "status": status,
-                            "test_outcome": "passed", "error": None, "certificates": [cert]})
+            u = rng.random()
+            status = "error" if u < 0.002 else "inconclusive" if u < 0.012 else "not certified" if u < 0.112 else "certified"
+            nodeid = f"audits/test_x.py::test_group_{i % 20}[case-{i:05d}-{d}]"
+            if status == "error":
+                results.append({"nodeid": nodeid, "status": status, "test_outcome": "failed", "certificates": [],
+                                "error": "RuntimeError: CUDA out of memory while sampling"})
+                continue
+            lower = float(rng.uniform(0.5, 1.0))
+            cert = dict(case_id=f"case-{i:05d}", outcome="harmless" if i % 3 else "refuse", edits=d, radius=0.25, threshold=0.5,
+                        alpha=0.01, status=status, p_a_lower=lower, p_a_upper=min(1.0, lower + 0.05), p_star=(0.8413, 0.8812, 0.9105, 0.9387)[d],
+                        p_adv=0.6, n=int(rng.integers(30, 10_000)), successes=29, seed=i, mode="certify", n_max=10000, case_hash=h,
+                        image_kernel={"kind": "gaussian", "sigma": 0.25},
+                        text_kernel={"kind": "uniform_replace", "beta": 0.1, "vocab_size": 32000}, frontier=[],
+                        label_counts={"harmless": 29}, timings={})
+            results.append({"nodeid": nodeid, "status": status, "test_outcome": "passed", "error": None, "certificates": [cert]})
+    counts = {s: sum(r["status"] == s for r in results) for s in ("certified", "not certified", "inconclusive", "error")}
     n = len(results)
-    cert_n = sum(r["status"] == "certified" for r in results)
-    return {"schema": "certkit.results/1", "run": {"certkit_version": "bench", "settings": {"alpha": 0.01}, "gate": {}},
-            "summary": {"requirements": n, "certified": cert_n, "not certified": n - cert_n, "inconclusive": 0, "error": 0,
-                        "pass_rate": cert_n / n, "samples": 300 * n, "forward_samples": 300 * n, "gate": "failed"},
+    return {"schema": "certkit.results/1",
+            "run": {"certkit_version": "bench", "run_id": "bench", "started": "2026-11-30T00:00:00Z", "settings": {"alpha": 0.01}, "gate": {}},
+            "summary": {"requirements": n, **counts, "pass_rate": counts["certified"] / n, "samples": 300 * n,
+                        "forward_samples": 300 * n, "gate": "failed", "gate_reason": "FAILED: bench"},
             "results": results, "cases": cases}
 
 
+def chromium_ready(path: Path, fragment: str = "") -> tuple[int | None, int | None, float]:
+    """(ms to interactive by the page's own clock, rows shown, browser wall seconds) for the page in headless Chromium."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        return None, None, float("nan")
+    with tempfile.TemporaryDirectory() as profile:
+        t0 = time.perf_counter()
+        out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                              "--dump-dom", path.resolve().as_uri() + fragment], capture_output=True, text=True, timeout=600)
+        wall = time.perf_counter() - t0
+    ready = re.search(r'data-ready="(\d+)"', out.stdout)
+    shown = re.search(r'data-shown="(\d+)"', out.stdout)
+    return (int(ready.group(1)) if ready else None), (int(shown.group(1)) if shown else None), wall
+
+
 def main(argv=None) -> None:
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
-    doc = synthetic()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", type=int, default=12_500, help="cases (4 requirements each; default 12,500 = 50,000 requirements)")
+    ap.add_argument("--no-browser", action="store_true", help="size and render time only")
+    args = ap.parse_args(argv)
+    doc = synthetic(args.cases)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
         html = render_report(doc)
         times.append(time.perf_counter() - t0)
-    embedded = html.count("data:image/png;base64,")
-    print(f"{len(doc['results'])} requirements, {len(doc['cases'])} cases: report {len(html.encode()) / 2**20:.2f} MiB, "
-          f"{embedded} thumbnails embedded, rendered in {min(times):.2f} s (best of 3)")
+    size = len(html.encode())
+    print(f"{len(doc['results'])} requirements, {len(doc['cases'])} cases: report {size:,} bytes ({size / 1e6:.2f} MB), "
+          f"{html.count('data:image/png;base64,')} thumbnails embedded, rendered in {min(times):.2f} s (best of 3)")
+    if args.no_browser:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "audit.html"
+        page.write_text(html, encoding="utf-8")
+        for fragment in ("", "#filter?status=n"):
+            ready, shown, wall = chromium_ready(page, fragment)
+            if ready is None:
+                print("chromium: not installed or the page's script did not run")
+                break
+            print(f"chromium{' ' + fragment if fragment else ''}: interactive after {ready / 1000:.2f} s by the page's clock, "
+                  f"{shown} rows shown; browser process {wall:.1f} s start to exit")
 
 
 if __name__ == "__main__":

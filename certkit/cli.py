@@ -147,10 +147,12 @@ def _plan_sequential(p_test: float, alpha: float, n_max: int) -> None:
 
 
 def cmd_audit(args, parser) -> int:
+    """pytest on the audit folder; every argument certkit does not know (``-q``, ``-x``, ``-k EXPR``, ``-n 4``,
+    ``--certkit-*``) goes to pytest as written, in order. No audit suite is pytest's "no tests collected" (5)."""
     audits = Path(args.path)
     if not audits.is_dir() or not any(audits.rglob("test_*.py")):
-        print(f"no audits yet: {audits}/ holds no test_*.py audit suite; nothing was certified")
-        return 0
+        print(f"no audits yet: {audits}/ holds no test_*.py audit suite; nothing was certified", file=sys.stderr)
+        return 5
     cmd = [sys.executable, "-m", "pytest", str(audits), *args.pytest_args]
     return subprocess.call(cmd, env=dict(os.environ))
 
@@ -262,14 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="merge even if models, oracles, seed or settings differ")
     m.set_defaults(func=cmd_merge)
 
-    a = sub.add_parser("audit", help="run the audit suites (pytest) under audits/")
-    a.add_argument("--path", default="audits", help="folder of audit suites (default audits/)")
-    a.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments passed to pytest")
-    a.set_defaults(func=cmd_audit)
+    sub.add_parser("audit", parents=[_audit_parser()], add_help=False,
+                   help="run the audit suites (pytest) under audits/; other arguments go to pytest (-q, -x, -k EXPR, -n 4)")
     return parser
 
 
+def _audit_parser() -> argparse.ArgumentParser:
+    a = argparse.ArgumentParser(prog="certkit audit", allow_abbrev=False,
+                                description="Run pytest on the audit suites. Every argument but --path goes to pytest, in order.")
+    a.add_argument("--path", default="audits", help="folder of audit suites (default audits/)")
+    a.set_defaults(func=cmd_audit)
+    return a
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["audit"]:  # pytest's flags are not certkit's: pass through whatever --path is not
+        audit = _audit_parser()
+        args, args.pytest_args = audit.parse_known_args(argv[1:])
+        return int(args.func(args, audit) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "oracle_error", 0.0) >= 1.0:

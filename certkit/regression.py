@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
 from pathlib import Path
 
@@ -251,6 +252,8 @@ def merge(docs: list[dict], names: list[str], force: bool = False) -> dict:
         summary["incomplete"] = incomplete
     run = dict(first)
     run["merged_from"] = names
+    run["merged_run_ids"] = [d["run"].get("run_id") for d in docs]
+    run["run_id"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-merged-" + secrets.token_hex(3)
     run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})
     run["oracles"] = sorted({m for d in docs for m in d["run"].get("oracles", [])})
     return {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": sorted(results, key=lambda r: r["nodeid"]), "cases": cases}

@@ -249,12 +249,12 @@ PLUGIN_SETTINGS = [  # (setting, raw value as typed, message); the source is nam
 
 @pytest.mark.parametrize("name, raw, message", PLUGIN_SETTINGS, ids=[f"{n}={r}" for n, r, _ in PLUGIN_SETTINGS])
 def test_bad_plugin_setting(name, raw, message):
-    from certkit.plugin import SETTINGS, _RUN_OPTIONS, _convert, _opt_name, _validate
+    from certkit.plugin.settings import RUN_OPTIONS, SETTINGS, convert, opt_name, validate
 
-    kind = {**SETTINGS, **_RUN_OPTIONS}[name][0]
-    source = f"option {_opt_name(name)}"
+    kind = {**SETTINGS, **RUN_OPTIONS}[name][0]
+    source = f"option {opt_name(name)}"
     with pytest.raises(pytest.UsageError) as raised:
-        _validate(name, _convert(name, kind, raw, source), source)
+        validate(name, convert(name, kind, raw, source), source)
     assert message in str(raised.value) and source in str(raised.value)
 
 

@@ -69,3 +69,20 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "certkit", "bounds", "--p-a", "0.9", "--sigma", "1", "--max-edits", "0"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "1.281552" in out.stdout  # Phi^-1(0.9)
+
+
+def test_audit_passes_pytest_flags_through_in_order(tmp_path, capfd, monkeypatch):
+    suite = tmp_path / "audits"
+    suite.mkdir()
+    (suite / "test_x.py").write_text("def test_alpha():\n    pass\n\ndef test_beta():\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["audit", "--path", str(suite), "-q", "-k", "alpha and not beta", "-p", "no:cacheprovider", "-p", "no:xdist"])
+    out = capfd.readouterr().out
+    assert rc == 0 and "1 passed, 1 deselected" in out
+    assert main(["audit", "--path", str(suite), "-x", "-q", "--co", "-p", "no:cacheprovider"]) == 0
+    assert "2 tests collected" in capfd.readouterr().out
+
+
+def test_audit_without_suites_is_not_a_pass(tmp_path, capfd):
+    assert main(["audit", "--path", str(tmp_path / "none")]) == 5
+    assert "no audits yet" in capfd.readouterr().err

@@ -69,9 +69,9 @@ def test_full_disk_for_the_results_falls_back(pytester):
     pytester.makeconftest(CONFTEST + '''
 
 import errno
-import certkit.plugin
+import certkit.plugin.results
 
-_real = certkit.plugin.write_results
+_real = certkit.plugin.results.write_results
 
 
 def _full_disk_once(path, doc):
@@ -80,7 +80,7 @@ def _full_disk_once(path, doc):
     return _real(path, doc)
 
 
-certkit.plugin.write_results = _full_disk_once
+certkit.plugin.results.write_results = _full_disk_once
 ''')
     pytester.makepyfile(test_suite=SUITE)
     res = pytester.runpytest_subprocess("--certkit-report", "none")

@@ -236,10 +236,72 @@ def test_req(certkit, i):
     assert doc["summary"]["error"] == 1 and doc["summary"]["gate"] == "failed"
 
 
-def test_junit_properties(project):
-    project.runpytest_subprocess("--junitxml", "j.xml", "--certkit-n-max", "300", "--certkit-json", "j.json")
-    xml = (project.path / "j.xml").read_text()
-    assert 'name="certkit_certificate"' in xml and "&quot;p_a_lower&quot;" in xml
+# junit-10.xsd (the schema GitLab, Jenkins and pytest's xunit2 follow): a testcase holds only these elements
+_XUNIT2_TESTCASE_CHILDREN = {"skipped", "error", "failure", "system-out", "system-err"}
+
+
+def _junit(pytester, name):
+    import xml.etree.ElementTree as ET
+
+    path = pytester.path / name
+    return ET.parse(path).getroot(), path.stat().st_size
+
+
+def test_junit_xml_shows_a_failed_pass_rate_gate(project):
+    """A pass-rate gate that fails exits 1; the XML, read alone, must say so: the failed test certkit::gate with the
+    gate's sentence. Not-certified requirements under the gate stay apart from skips (type pytest.xfail, NOT CERTIFIED)."""
+    res = project.runpytest_subprocess("--junitxml", "j.xml", "--certkit-n-max", "500", "--certkit-min-pass-rate", "1.0")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    res.stdout.fnmatch_lines(["*FAILED certkit::gate*", "*1 failed*"])
+    root, size = _junit(project, "j.xml")
+    suite = root.find("testsuite")
+    assert int(suite.get("failures")) == 1
+    gate = [t for t in suite.iter("testcase") if t.get("classname") == "certkit" and t.get("name") == "gate"]
+    assert len(gate) == 1
+    failure = gate[0].find("failure")
+    assert failure is not None and "FAILED: pass rate" in failure.get("message") + (failure.text or "")
+    counted = [t.find("skipped") for t in suite.iter("testcase") if t.find("skipped") is not None]
+    assert counted and all(s.get("type") == "pytest.xfail" and "CERTIFIED" in s.get("message") or "INCONCLUSIVE" in s.get("message")
+                           for s in counted)
+    doc = json.loads((project.path / "reports" / "results.json").read_text())
+    assert len(counted) == doc["summary"]["not certified"] + doc["summary"]["inconclusive"]
+
+
+def test_junit_xml_has_no_gate_failure_when_the_gate_passes(project):
+    res = project.runpytest_subprocess("--junitxml", "j.xml", "--certkit-n-max", "500", "--certkit-min-pass-rate", "0.5")
+    assert res.ret == pytest.ExitCode.OK
+    root, _ = _junit(project, "j.xml")
+    assert int(root.find("testsuite").get("failures")) == 0
+    assert not [t for t in root.iter("testcase") if t.get("classname") == "certkit"]
+
+
+def test_junit_xunit2_stays_valid_and_small(project):
+    """xunit2 (pytest's default): no testcase properties (junit-10.xsd has none), no thumbnails, no certkit payload."""
+    project.runpytest_subprocess("--junitxml", "j.xml", "--certkit-n-max", "300")
+    root, size = _junit(project, "j.xml")
+    cases = list(root.iter("testcase"))
+    assert len(cases) == 9  # 8 requirements and the failed gate
+    for case in cases:
+        assert {child.tag for child in case} <= _XUNIT2_TESTCASE_CHILDREN, case.get("name")
+    text = (project.path / "j.xml").read_text()
+    assert "data:image" not in text and "certkit_requirement" not in text and size < 20_000
+
+
+@pytest.mark.parametrize("family", ["xunit1", "legacy"])
+def test_junit_xunit1_attaches_one_line_per_certificate(project, family):
+    project.runpytest_subprocess("--junitxml", "j.xml", "--certkit-n-max", "300", "-o", f"junit_family={family}")
+    root, size = _junit(project, "j.xml")
+    doc = json.loads((project.path / "reports" / "results.json").read_text())
+    for case in root.iter("testcase"):
+        if case.get("classname") == "certkit":
+            continue
+        props = [p for p in case.iter("property") if p.get("name") == "certkit_certificate"]
+        assert len(props) == 1, case.get("name")
+        record = next(r for r in doc["results"] if r["nodeid"].endswith(case.get("name")))
+        cert = record["certificates"][0]
+        assert props[0].get("value").startswith(f"{cert['status']}: case {cert['case_id']!r}")
+        assert f"n = {cert['n']}" in props[0].get("value")
+    assert "data:image" not in (project.path / "j.xml").read_text() and size < 20_000
 
 
 def test_unwritable_results_path_is_reported(project):
@@ -298,13 +360,7 @@ def test_a_run_without_xdist_is_left_alone(pytester):
 
 
 def test_nvidia_smi_is_not_asked_on_a_run_without_workers(pytester, monkeypatch):
-    fake = pytester.path / "bin"
-    fake.mkdir()
-    called = pytester.path / "called"
-    (fake / "nvidia-smi").write_text(f"#!/bin/sh\ntouch {called}\necho 0\n")
-    (fake / "nvidia-smi").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    called = _fake_nvidia_smi(pytester, monkeypatch)
     pytester.makepyfile(test_plain="def test_a():\n    assert True\n")
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
     assert not called.exists()
@@ -329,8 +385,59 @@ def test_cpu_workers_share_the_cores_unless_the_user_chose(pytester, monkeypatch
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+    pytester.makeini("[pytest]\ncertkit_seed = 0\n")  # a certkit run by configuration
     pytester.makepyfile(test_threads=THREADS)
     pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=4)
     seen = {p.read_text() for p in pytester.path.glob("threads-*.txt")}
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     assert seen == ({f"{share} {share}"} if user_threads is None else {f"1 {user_threads}"})
+
+
+def _fake_nvidia_smi(pytester, monkeypatch):
+    """An nvidia-smi on PATH that lists one GPU and leaves a file behind when it is asked."""
+    fake = pytester.path / "bin"
+    fake.mkdir()
+    called = pytester.path / "called"
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\ntouch {called}\necho 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return called
+
+
+def test_a_project_without_certkit_keeps_its_threads_and_its_worker_count(pytester, monkeypatch):
+    """Installed but unused, certkit changes nothing: no thread share, no nvidia-smi, -n auto as xdist decides."""
+    called = _fake_nvidia_smi(pytester, monkeypatch)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pytester.makepyfile(test_threads=THREADS)
+    res = pytester.runpytest_subprocess("-n", "auto", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=4)
+    assert not called.exists()
+    assert {p.read_text().split()[1] for p in pytester.path.glob("threads-*.txt")} == {"unset"}
+    assert not (pytester.path / "reports").exists()
+    assert "certkit:" not in res.stdout.str()  # no report header line either
+
+
+def test_a_certkit_run_counts_gpus_for_n_auto_and_says_its_settings(pytester, monkeypatch):
+    called = _fake_nvidia_smi(pytester, monkeypatch)
+    pytester.makeini("[pytest]\ncertkit_seed = 0\n")
+    pytester.makepyfile(test_plain="def test_a():\n    assert True\n")
+    res = pytester.runpytest_subprocess("-n", "auto", "-p", "no:cacheprovider")
+    assert called.exists()
+    res.stdout.fnmatch_lines(["certkit: seed 0, sigma 0.25, * gate: every requirement certified; results reports/results.json",
+                              "*created: 1/1 worker*"])
+
+
+def test_default_paths_are_anchored_at_the_rootdir(pytester, monkeypatch):
+    """Started from a subfolder, a certkit run writes its reports where the project keeps them (the rootdir), as
+    pytest does for its own cache; a path on the command line is taken from where pytest was started."""
+    pytester.makeini("[pytest]\ncertkit_n_max = 300\ncertkit_history = logs/history.jsonl\n")
+    sub = pytester.mkdir("audits")
+    (sub / "conftest.py").write_text(CONFTEST)
+    (sub / "test_audit.py").write_text(TESTS)
+    monkeypatch.chdir(sub)
+    res = pytester.runpytest_subprocess(".", "--certkit-report", "here.html", "-p", "no:cacheprovider")
+    assert (pytester.path / "reports" / "results.json").is_file() and not (sub / "reports").exists()
+    assert (pytester.path / "logs" / "history.jsonl").is_file()  # an ini path: from the rootdir
+    assert (sub / "here.html").is_file()  # a command-line path: from the invocation directory
+    res.stdout.fnmatch_lines([f"written: {pytester.path}/reports/results.json, here.html"])

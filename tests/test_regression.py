@@ -67,7 +67,7 @@ def test_history_grows_and_the_report_draws_the_trend(suite):
     assert len(lines) == 2
     entry = json.loads(lines[-1])
     assert entry["requirements"] == 3 and 0 <= entry["pass_rate"] <= 1 and entry["mean_radius"] > 0
-    assert 'aria-label="trend across runs"' in (suite.path / "reports" / "audit.html").read_text()
+    assert 'id="trend"' in (suite.path / "reports" / "audit.html").read_text()
 
 
 def test_sharded_runs_merge_into_one(suite, tmp_path, capsys):
@@ -156,7 +156,7 @@ def test_a_regenerated_report_keeps_the_baseline_and_the_trend(suite, monkeypatc
     results, history = suite.path / "reports" / "results.json", suite.path / "reports" / "history.jsonl"
     assert main(["report", str(results), "-o", str(out), "--baseline", str(suite.path / "base.json"), "--history", str(history)]) == 0
     again = out.read_text()
-    for section in ("Compared with the baseline", "REGRESSED: was certified", 'aria-label="trend across runs"'):
+    for section in ("Compared with the baseline", "REGRESSED: was certified", 'id="trend"'):
         assert section in run_html and section in again, section
     plain = tmp_path / "plain.html"
     assert main(["report", str(results), "-o", str(plain)]) == 0

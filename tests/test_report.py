@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -48,41 +49,109 @@ def _doc(extra_results=()):
     }
 
 
+def _script_blocks(html):
+    return re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+
+
 def test_hostile_text_is_escaped_everywhere():
     html = render_report(_doc())
-    assert "<script" not in html.lower()
+    ours = (Path(__file__).parents[1] / "certkit" / "report" / "templates" / "report.js").read_text()
+    assert html.lower().count("<script") == 1 and _script_blocks(html) == [ours]  # the report's own script, nothing else
     assert 'onmouseover="alert' not in html and "<img" not in html
     assert "&lt;script&gt;" in html  # shown, as text
     assert "alert(3)" not in html  # a thumbnail that is not a plain base64 PNG is not embedded
 
 
-def test_table_rows_show_the_prompt():
+def test_the_script_is_allowed_by_its_hash_and_nothing_else():
+    import base64
+    import hashlib
+
+    html = render_report(_doc())
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    digest = base64.b64encode(hashlib.sha256(_script_blocks(html)[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp and "default-src 'none'" in csp and "unsafe-eval" not in csp
+    assert "connect-src" not in csp  # default-src 'none': no fetch, no XHR, no websocket
+
+
+def test_prompts_are_bounded_and_in_the_case_index():
     doc = _doc()
-    doc["cases"]["ab" * 32]["prompt"] = "hand the knife to the person standing by the red door"
+    long = "hand the knife to the person standing by the red door " * 10  # 540 characters
+    doc["cases"]["ab" * 32]["prompt"] = long
+    doc["cases"]["ab" * 32]["id"] = "c"
     page = render_report(doc)
-    table = page[page.index('<div id="requirements">'):]
-    assert ">hand the knife to the person standing b…<" in table  # 40 characters shown, the ellipsis included
-    assert 'title="hand the knife to the person standing by the red door"' in table  # the rest on hover
-    doc["cases"]["ab" * 32]["prompt"] = EVIL
+    index = page[page.index('<div id="case-index">'):page.index('id="metadata"')]
+    assert long[:160] in index and long[:161] not in index and "… (380 more characters)" in index
+    cards = page[page.index('id="cases"'):page.index('id="requirements"')]
+    assert long[:300] in cards and long[:301] not in cards and "… (240 more characters)" in cards
 
-    class Titles(HTMLParser):
-        titles: list = []
 
-        def handle_starttag(self, tag, attrs):
-            if tag == "td" and dict(attrs).get("title"):
-                self.titles.append(dict(attrs)["title"])
-
-    parser = Titles()
-    parser.feed(render_report(doc))
-    assert EVIL in parser.titles  # a hostile prompt reaches the tooltip as text, attribute quotes and all escaped
+def test_control_and_bidi_characters_cannot_act():
+    doc = _doc()
+    doc["cases"]["ab" * 32]["prompt"] = "refund \u202eexe.txt\u202c to \u2067admin\u2069\x00 now"
+    doc["results"][0]["certificates"][0]["case_id"] = "case\u202e1"
+    doc["results"][3]["error"] = "bad byte \x1b[31m here"
+    page = render_report(doc)
+    for ch in ("\u202e", "\u202c", "\u2067", "\u2069", "\x00", "\x1b"):
+        assert ch not in page, repr(ch)
+    assert '<span class="cc">&lt;U+202E&gt;</span>exe.txt' in page and '<span class="cc">&lt;U+0000&gt;</span>' in page
+    assert 'case<span class="cc">&lt;U+202E&gt;</span>1' in page and '<span class="cc">&lt;U+001B&gt;</span>' in page
+    assert "unicode-bidi:isolate" in page and "<bdi>" in page  # cells isolate by style, inline text by <bdi>
 
 
 def test_every_status_and_the_frontier_region_are_rendered():
     html = render_report(_doc())
-    for status in ("certified", "not certified", "inconclusive", "error"):
-        assert f'class="r-{status.split(" ")[0]}"' in html
+    rows = html[html.index('<div id="requirements">'):html.index('<div id="case-index">')]
+    for code, status in (("n", "not certified"), ("i", "inconclusive"), ("e", "error")):
+        assert f"<tr class={code}>" in rows or f'<tr class="{code}">' in rows, status
+        assert f"<td>{status}" in rows
+    assert re.search(r"<tr><td>[^<]*<td>", rows)  # a certified row: no class, its status word comes from the style
+    assert 'tr:not([class]) td:last-child::after{content:"certified"}' in html
     assert 'class="region"' in html and "Certified accuracy" in html
     assert "Gate FAILED" in html
+
+
+def test_each_table_states_its_settings():
+    doc = _doc([{"nodeid": "t.py::test_c[c6]", "status": "certified", "test_outcome": "passed", "error": None,
+                 "certificates": [_cert("certified", text_kernel={"kind": "uniform_replace", "beta": 0.1, "vocab_size": 35},
+                                        alpha=0.001, n_max=5000, threshold=0.6)]}])
+    html = render_report(doc)
+    assert "outcome <bdi>harmless</bdi> · tau 0.5 · sigma 0.5 · beta 0 (image noise only) · alpha 0.01 · n_max 1000" in html
+    assert "tau 0.6 · sigma 0.5 · beta 0.1 (uniform replacement over 35 tokens) · alpha 0.001 · n_max 5000" in html
+
+
+def test_case_cards_name_their_test_and_errors_get_cards():
+    doc = _doc([{"nodeid": "t.py::test_guard[c1]", "status": "certified", "test_outcome": "passed", "error": None,
+                 "certificates": [_cert("certified", "c", model_fingerprint="guardmodel123456")]}])
+    html = render_report(doc)
+    cards = html[html.index('id="cases"'):html.index('id="requirements"')]
+    assert "test <bdi>t.py::test_guard</bdi> · model guardmodel12" in cards and "test <bdi>t.py::test_a</bdi> · model m" in cards
+    assert cards.count('<span class="pill p-error">error</span>') == 1 and "&lt;script&gt;" in cards  # the errored one, escaped
+
+
+def test_numbers_are_rounded_against_the_requirement():
+    from certkit.report import _rounded
+
+    assert _rounded(0.788145, "down") == "0.7881" and _rounded(0.788145, "up") == "0.7882"
+    assert _rounded(0.99999, "down") == "0.9999" and _rounded(1.0, "up") == "1" and _rounded(0.0, "down") == "0"
+    assert _rounded(0.25, "down") == "0.25" and _rounded(1.23456e-5, "down") == "1.234e-05"
+
+
+def test_trend_chart_has_labelled_axes_with_units():
+    from certkit.report.charts import trend_chart
+
+    svg = trend_chart([{"pass_rate": 0.5, "mean_radius": 0.2, "finished": "2026-11-01T00:00:00Z"},
+                       {"pass_rate": 0.9, "mean_radius": 0.3, "finished": "2026-11-30T00:00:00Z"}])
+    for label in ("certified share of requirements (%)", "mean certified radius (l2)", "run (the last 2, oldest left)",
+                  "2026-11-01", "2026-11-30", "100%", "0%"):
+        assert label in svg
+
+
+def test_printed_page_header_cannot_break_out_of_its_css_string():
+    doc = _doc()
+    doc["run"]["run_id"] = 'x"}body{display:none}/*'
+    html = render_report(doc)
+    header = re.search(r'@top-left\{content:"([^"]*)"', html).group(1)
+    assert "{" not in header and "}" not in header and "Gate".lower() in header.lower()
 
 
 class _Refs(HTMLParser):
@@ -103,7 +172,8 @@ def test_self_contained_no_external_references():
     parser = _Refs()
     parser.feed(html)
     assert all(r.startswith(("data:", "#")) for r in parser.refs), parser.refs
-    assert not {"script", "img", "iframe", "link", "object", "embed"} & set(parser.tags)
+    assert not {"img", "iframe", "link", "object", "embed"} & set(parser.tags)
+    assert parser.tags.count("script") == 1 and not any(r.startswith("src") for r in parser.refs)  # inline, no src
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     assert not re.search(r"url\((?!data:image/png;base64,)", html)
 
@@ -138,24 +208,83 @@ def demo_report(tmp_path_factory):
     return out
 
 
-def test_demo_report_in_headless_chromium(demo_report):
+_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+          "--disable-sync", "--no-first-run", "--disable-quic", "--enable-logging=stderr", "--v=0", "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+def _browse(demo_report, *args, fragment=""):
     browser = _chromium()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--disable-quic", f"--user-data-dir={demo_report / 'profile'}",
-             "--enable-logging=stderr", "--v=0", "--host-resolver-rules=MAP * ~NOTFOUND"]
-    url = (demo_report / "audit.html").resolve().as_uri()
-    shot = subprocess.run([browser, *flags, "--window-size=1280,2000", f"--screenshot={demo_report / 'shot.png'}", url],
-                          capture_output=True, text=True, timeout=120)
+    url = (demo_report / "audit.html").resolve().as_uri() + fragment
+    profile = f"--user-data-dir={demo_report / 'profile'}"
+    return subprocess.run([browser, *_FLAGS, profile, *args, url], capture_output=True, text=True, timeout=180)
+
+
+def _clean(logs):
+    assert "CONSOLE" not in logs and "Uncaught" not in logs and "Refused to" not in logs, logs[-2000:]
+    assert "net::ERR" not in logs and "Failed to load resource" not in logs, logs[-2000:]
+
+
+def _rows(doc, status=None):
+    return [c for r in doc["results"] for c in r["certificates"] if status is None or c["status"] == status]
+
+
+def test_demo_report_in_headless_chromium(demo_report):
+    shot = _browse(demo_report, "--window-size=1280,2000", f"--screenshot={demo_report / 'shot.png'}")
     assert (demo_report / "shot.png").stat().st_size > 10_000
-    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    dom = _browse(demo_report, "--dump-dom")
     doc = json.loads((demo_report / "results.json").read_text())
     s = doc["summary"]
     assert "<title>certkit audit report</title>" in dom.stdout
     assert f'id="n-certified">{s["certified"]}<' in dom.stdout and f'id="n-not-certified">{s["not certified"]}<' in dom.stdout
     assert dom.stdout.count('<svg class="chart"') >= 1
-    logs = shot.stderr + dom.stderr
-    assert "CONSOLE" not in logs and "Uncaught" not in logs and "Refused to" not in logs, logs[-2000:]
-    assert "net::ERR" not in logs and "Failed to load resource" not in logs, logs[-2000:]
+    assert f'data-shown="{len(_rows(doc))}"' in dom.stdout and 'data-ready="' in dom.stdout  # the script ran, every row shown
+    assert '<form id="filters">' in dom.stdout  # unhidden by the script
+    _clean(shot.stderr + dom.stderr)
+
+
+def test_filters_and_sorting_work_in_chromium(demo_report):
+    """The filter state lives in the address (shareable): the page applies it on load, as it does on input."""
+    doc = json.loads((demo_report / "results.json").read_text())
+    bad = _rows(doc, "not certified")
+    dom = _browse(demo_report, "--dump-dom", fragment="#filter?status=n")
+    assert f'data-shown="{len(bad)}"' in dom.stdout and len(bad) > 0
+    visible = re.findall(r"<tr class=\"n\"><td>([^<]+)<", dom.stdout)
+    assert sorted(visible) == sorted(c["case_id"] for c in bad)
+    assert "<tr hidden" in dom.stdout  # the certified ones are hidden, not removed
+    one = bad[0]["case_id"]
+    dom = _browse(demo_report, "--dump-dom", fragment=f"#filter?case={one}&status=c,n,i,e,x")
+    assert f'data-shown="{sum(c["case_id"] == one for c in _rows(doc))}"' in dom.stdout
+    outcome = bad[0]["outcome"]
+    dom = _browse(demo_report, "--dump-dom", fragment=f"#filter?sort=n-&outcome={outcome}")
+    assert f'data-shown="{sum(c["outcome"] == outcome for c in _rows(doc))}"' in dom.stdout
+    assert 'aria-sort="descending"' in dom.stdout
+    tables = re.findall(rf'<div class="req " data-outcome="{outcome}">(.*?)\n</div>\n', dom.stdout, flags=re.S)
+    assert tables
+    for table in tables:
+        header = re.findall(r'data-key="([^"]+)"', table)
+        column = header.index("n")
+        body = table.split("</thead>")[1]
+        ns = [int(re.findall(r"<td[^>]*>([^<]*)", row)[column]) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)]
+        assert ns == sorted(ns, reverse=True) and ns
+    _clean(dom.stderr)
+
+
+def test_printed_report_shows_every_requirement(demo_report):
+    """Saved as PDF, the report holds every requirement row (collapsed groups open, rows not cut) and the page header."""
+    pypdf = pytest.importorskip("pypdf")
+    pdf = demo_report / "audit.pdf"
+    out = _browse(demo_report, "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
+    assert pdf.stat().st_size > 10_000, out.stderr[-2000:]
+    reader = pypdf.PdfReader(str(pdf))
+    text = unicodedata.normalize("NFKC", "\n".join(page.extract_text() for page in reader.pages))  # the PDF's "ﬁ" ligatures
+    doc = json.loads((demo_report / "results.json").read_text())
+    flat = re.sub(r"\s+", "", text)
+    for c in _rows(doc):
+        assert re.sub(r"\s+", "", c["case_id"]) in flat, c["case_id"]
+    assert flat.count("certified") >= len(_rows(doc))  # every row's status word, the style's "certified" included
+    run_id = doc["run"]["run_id"]
+    assert sum(run_id in p.extract_text() for p in reader.pages) == len(reader.pages) > 1  # the header on every page
+    assert "gate PASSED" in text
 
 
 def test_overlapping_requirements_show_the_worst_status_on_top():

@@ -1,0 +1,103 @@
+"""The controller's plugin object: gathers the reports, ends the run, and tells the terminal and JUnit readers.
+
+Registered on the xdist controller (or the only process without xdist). The run is finished in the first
+``pytest_sessionfinish`` implementation, before junitxml and other reporters write their files, so a gate that
+did not pass is reported to them as the failed test ``certkit::gate`` with its reason: CI systems that read only
+the JUnit XML see it fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .recording import collect
+from .results import finish
+from .settings import shown
+from .state import RunState
+
+GATE_NODEID = "certkit::gate"
+
+
+def gate_report(summary: dict, results_file: str) -> pytest.TestReport:
+    """The failed test report that stands for a gate that did not pass (failed or incomplete)."""
+    text = f"certkit gate {summary['gate_reason']}\nresults: {results_file}"
+    return pytest.TestReport(nodeid=GATE_NODEID, location=("certkit", None, "gate"), keywords={"certkit": 1},
+                             outcome="failed", longrepr=text, when="call", duration=0.0, user_properties=[])
+
+
+def terminal_summary(terminalreporter, state: RunState) -> None:
+    summary = state.summary
+    if summary is None:
+        return
+    tr = terminalreporter
+    config = tr.config
+    tr.section("certkit")
+    tr.write_line(
+        f"{summary['requirements']} requirements: {summary['certified']} certified, {summary['not certified']} not certified, "
+        f"{summary['inconclusive']} inconclusive, {summary['error']} errors"
+    )
+    rate = summary["pass_rate"]
+    tr.write_line(f"samples used: {summary['samples']} ({summary['forward_samples']} new forward passes, the rest from the cache); "
+                  f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
+    passed = summary["gate"] == "passed"
+    tr.write_line(f"gate: {summary['gate_reason']}" + ("" if not summary.get("incomplete") else
+                  "; the results of the requirements that finished are kept"), red=not passed, green=passed)
+    comparison = state.comparison
+    if comparison is not None:
+        regs = comparison["regressions"]
+        tr.write_line(f"baseline {shown(state.baseline_path, config)}: {len(regs)} regressions, {len(comparison['improvements'])} "
+                      f"improvements, {len(comparison['new'])} new, {len(comparison['removed'])} removed", red=bool(regs), green=not regs)
+        for reg in regs[:50]:
+            tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
+    if state.update_baseline and shown(state.baseline_path, config) in state.written:
+        tr.write_line(f"baseline updated: {shown(state.baseline_path, config)}")
+    for error in state.write_errors:
+        tr.write_line(f"certkit: {error}", red=True)
+    if state.written:
+        tr.write_line("written: " + ", ".join(state.written))
+
+
+class Controller:
+    """Gathers results from every test report and writes them at the end of the session."""
+
+    def __init__(self, state: RunState):
+        self.state = state
+        self._previous_sigterm = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        collect(self.state, report)
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.state.collection_errors += 1
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session) -> None:
+        """A SIGTERM (a CI timeout, a preempted job) ends the run like Ctrl-C, so what finished is written and the
+        gate says incomplete. A handler the caller installed is left alone."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            def terminate(signum, frame):
+                self.state.terminated = True
+                raise KeyboardInterrupt("SIGTERM")
+
+            self._previous_sigterm = signal.signal(signal.SIGTERM, terminate)
+
+    def pytest_unconfigure(self, config) -> None:
+        import signal
+
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml (and any other reporter) writes its file
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        finish(session, self.state)
+        summary = self.state.summary
+        if summary is not None and summary["gate"] != "passed":
+            session.testscollected += 1  # the gate is one more test: the progress counter counts it
+            session.config.hook.pytest_runtest_logreport(report=gate_report(summary, shown(self.state.json_path, session.config)))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        terminal_summary(terminalreporter, self.state)

@@ -1,0 +1,204 @@
+"""The ``certkit`` fixture: certify, frontier and assert inside a test, recording every certificate it makes.
+
+Users define two session-scoped fixtures in their ``conftest.py``: ``certkit_model`` (a certkit model adapter) and
+``certkit_oracle`` (an oracle). Tests take the function-scoped ``certkit`` fixture and call
+``certkit.assert_certified(case, edits=..., radius=..., outcome=...)``. Each certificate is recorded on the test
+item (see :mod:`certkit.plugin.recording`), so it reaches the controller with the test's report, xdist or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+
+from .recording import record_certificate
+from .settings import resolve_settings, validate
+from .state import STATE
+
+THUMBNAIL_PX = 48
+
+
+def case_summary(case) -> dict:
+    """What a report shows of a case: id, prompt, shape, content hash and a small PNG thumbnail (data URI)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(case.image)
+    arr = (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
+    pil = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    pil.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return {"id": case.id, "prompt": case.prompt, "shape": list(img.shape), "hash": case.content_hash,
+            "expected": case.expected, "thumbnail": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
+
+
+@pytest.fixture(scope="session")
+def certkit_model():
+    raise pytest.UsageError(
+        "certkit: define a session-scoped `certkit_model` fixture in your conftest.py returning a model adapter, e.g. "
+        "certkit.models.VisionLanguageModel.from_pretrained(path) or certkit.models.TorchClassifier(module, ...)"
+    )
+
+
+@pytest.fixture(scope="session")
+def certkit_oracle():
+    raise pytest.UsageError(
+        "certkit: define a session-scoped `certkit_oracle` fixture in your conftest.py returning a certkit.oracles.Oracle"
+    )
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None):
+    """Past ``seconds``, interrupt the requirement with a CertkitError (its result: error). Uses SIGALRM, so it
+    works on the main thread of a POSIX process (each xdist worker runs its tests there); elsewhere it is a no-op.
+    A call blocked inside C code is interrupted when it next returns to Python."""
+    import signal
+    import threading
+
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from ..errors import CertkitError
+
+    def expire(signum, frame):
+        raise CertkitError(f"the requirement took longer than its timeout of {seconds:g} s (a hung model or server call?); "
+                           "increase --certkit-timeout, or find the hang")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class CertkitRequirement:
+    """The ``certkit`` fixture: certify, frontier and assert for the current test, recording every certificate."""
+
+    def __init__(self, request: pytest.FixtureRequest, model, oracle, smoothed_cache: dict):
+        self._request = request
+        self._item = request.node
+        self.settings = resolve_settings(request.config, request.node)
+        self._model, self._oracle = model, oracle
+        self._cache = smoothed_cache
+        self.certificates: list = []
+
+    def _smoothed(self, sigma, beta, kernel, edits):
+        """The smoothed model for these settings. A model that takes no text noise (a served model through the chat
+        protocol without a word alphabet) is smoothed over the image only where the requirement edits no token;
+        where it does, Smoothed refuses it with the model's reason."""
+        from ..noise import Gaussian, Mask, UniformReplace
+        from ..smoothing import Smoothed, refuse_text_noise
+
+        state = self._request.config.stash[STATE]
+        if getattr(self._model, "no_text_noise", None) and beta:
+            if edits:
+                refuse_text_noise(self._model)
+            beta = 0.0
+        key = (id(self._model), id(self._oracle), sigma, beta, kernel)
+        if key not in self._cache:
+            text = None
+            if beta:
+                text = Mask(beta) if kernel == "mask" else UniformReplace(beta, int(self._model.alphabet.numel()))
+            self._cache[key] = Smoothed(self._model, self._oracle, image=Gaussian(sigma), text=text, seed=state.seed,
+                                        cache=state.cache_dir)
+        return self._cache[key]
+
+    def _settings(self, overrides: dict) -> dict:
+        s = dict(self.settings)
+        for name, value in overrides.items():
+            if value is not None:
+                s[name] = validate(name, value, "argument")
+        if s.get("outcome") is None:
+            raise pytest.UsageError(f"certkit: no outcome for {self._item.nodeid}: pass outcome=... or set it in the certkit marker / ini")
+        return s
+
+    def _record(self, cert, case) -> None:
+        self.certificates.append(cert)
+        record_certificate(self._item, cert.to_dict(), case.content_hash, lambda: case_summary(case))
+
+    def certify(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, alpha=None, threshold=None,
+                n_max=None, sigma=None, beta=None):
+        s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
+        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], edits)
+        with _deadline(s.get("timeout")):
+            cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"],
+                                    n_max=s["n_max"])
+        self._record(cert, case)
+        return cert
+
+    def frontier(self, case, *, max_edits: int | None = None, outcome: str | None = None, n: int = 10_000, alpha=None, threshold=None,
+                 sigma=None, beta=None):
+        s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
+        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], max_edits)
+        with _deadline(s.get("timeout")):
+            cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
+        self._record(cert, case)
+        return cert
+
+    def assert_certified(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, **kwargs):
+        """Certify and fail the test unless certified (inconclusive fails too unless allowed)."""
+        cert = self.certify(case, edits=edits, radius=radius, outcome=outcome, **kwargs)
+        if cert.certified:
+            return cert
+        state = self._request.config.stash[STATE]
+        if cert.status == "inconclusive" and state.allow_inconclusive:
+            return cert
+        message = failure_message(cert)
+        if state.min_pass_rate is not None:
+            pytest.xfail(f"counted against --certkit-min-pass-rate: {message}")
+        pytest.fail(message, pytrace=False)
+
+
+def failure_message(cert) -> str:
+    from .. import bounds
+    from ..noise import Gaussian, Mask, UniformReplace
+
+    req = f"{cert.outcome!r} at {cert.edits} token edit(s), image l2 radius {cert.radius:g}, tau = {cert.threshold:g}"
+    lines = [
+        f"{cert.status.upper()}: case {cert.case_id!r} is not certified {req}",
+        f"  p_A in [{cert.p_a_lower:.6f}, {cert.p_a_upper:.6f}] at confidence {1 - cert.alpha:g} after n = {cert.n} samples "
+        f"({cert.successes} with the outcome; counts {cert.label_counts})",
+        f"  needed p_A >= p* = {cert.p_star:.6f}; worst case p_adv = {cert.p_adv:.6g} (needs >= {cert.threshold:g})",
+    ]
+    try:
+        image = Gaussian(cert.image_kernel["sigma"]) if cert.image_kernel else None
+        tk = cert.text_kernel or {}
+        text = UniformReplace(tk["beta"], tk["vocab_size"]) if tk.get("kind") == "uniform_replace" else (Mask(tk["beta"]) if tk else None)
+        if image is not None and cert.p_a_lower > 0:
+            r = float(bounds.max_radius(cert.p_a_lower, image, text, cert.edits, cert.threshold))
+            lines.append(f"  with this p_A bound the largest certified radius at {cert.edits} edit(s) is "
+                         f"{'none' if r == -math.inf else f'{r:.4f}'}")
+    except (KeyError, TypeError, ValueError):
+        pass
+    if cert.status == "inconclusive":
+        lines.append(f"  to decide, raise n_max (now {cert.n_max}) or, if p_A sits near p*, relax the requirement")
+    elif math.isfinite(cert.p_star) and cert.p_star < 1:
+        lines.append("  to pass: a model whose p_A exceeds p*, a smaller radius or fewer edits, or a smaller beta / larger sigma")
+    else:
+        lines.append("  no number of samples can certify this: reduce the radius or edits, or change the noise")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def _certkit_smoothed_cache():
+    return {}
+
+
+@pytest.fixture
+def certkit(request, certkit_model, certkit_oracle, _certkit_smoothed_cache):
+    """Certify requirements in a test: ``certkit.assert_certified(case, edits=1, radius=0.25, outcome="harmless")``."""
+    from ..errors import CertkitError
+
+    for name, value in (("certkit_model", certkit_model), ("certkit_oracle", certkit_oracle)):
+        if value is None:
+            raise CertkitError(f"the `{name}` fixture returned None; it must return the "
+                               f"{'model adapter' if name == 'certkit_model' else 'oracle'} (a missing `return`?)")
+    return CertkitRequirement(request, certkit_model, certkit_oracle, _certkit_smoothed_cache)

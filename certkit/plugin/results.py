@@ -1,0 +1,213 @@
+"""The end of a certkit run on the controller: the summary, the gate and its reason, and the files written.
+
+Nothing here may lose the results: a failure to compare, append or write is reported and fails the run, and the
+results file falls back to a temporary file when its own path cannot be written.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ..regression import RESULTS_SCHEMA, write_results
+from .recording import status as requirement_status
+from .settings import run_settings, shown
+from .state import RunState
+
+
+def summarize(state: RunState) -> dict:
+    counts = {"certified": 0, "not certified": 0, "inconclusive": 0, "error": 0}
+    samples = forward = 0
+    for record in state.results.values():
+        status = requirement_status(record)
+        if status in counts:
+            counts[status] += 1
+        for c in record["certificates"]:
+            samples += c["n"]
+            forward += int(c.get("timings", {}).get("forward_samples", 0))
+    total = sum(counts.values())
+    return {"requirements": total, **counts, "pass_rate": (counts["certified"] / total) if total else None,
+            "samples": samples, "forward_samples": forward}
+
+
+def _git() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": None, "dirty": None}
+
+
+def _packages() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("certkit", "torch", "transformers", "accelerate", "numpy", "scipy", "pytest", "pytest-xdist"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_metadata(config: pytest.Config, state: RunState) -> dict:
+    from .. import __version__
+
+    certs = [c for r in state.results.values() for c in r["certificates"]]
+    return {
+        # one id per run, for the printed report's page header and for filing: start time and a random suffix
+        "run_id": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(state.started)) + "-" + secrets.token_hex(3),
+        "certkit_version": __version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": round(time.monotonic() - state.started_monotonic, 3),
+        "git": _git(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": _packages(),
+        "seed": state.seed,
+        "devices": state.devices,
+        "workers": getattr(config.option, "numprocesses", None) or 0,
+        "args": list(config.invocation_params.args),
+        "settings": run_settings(config),
+        "gate": {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive},
+        "models": sorted({c["model_fingerprint"] for c in certs}),
+        "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
+    }
+
+
+def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
+    """Why the run did not evaluate every requirement it collected (empty when it did)."""
+    reasons = []
+    if state.terminated:
+        reasons.append("terminated by SIGTERM")
+    elif session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        reasons.append("interrupted (Ctrl-C, or pytest stopped the run)")
+    for stop in (session.shouldstop, session.shouldfail):
+        if stop:
+            reasons.append(f"stopped early: {stop}")
+    errors = state.collection_errors
+    if errors:
+        reasons.append(f"{errors} collection error(s): some requirements were never collected")
+    return reasons
+
+
+def _gate_reason(summary: dict, state: RunState, comparison: dict | None, baseline: str) -> str:
+    """One sentence: which rules decided the gate, with their numbers (terminal, results.json, report)."""
+    failing, passing = [], []
+    if summary.get("incomplete"):
+        failing.append("the run did not finish (" + "; ".join(summary["incomplete"]) + ")")
+    if summary["error"]:
+        failing.append(f"{summary['error']} requirement(s) could not be evaluated")
+    rate = summary["pass_rate"]
+    if state.min_pass_rate is not None:
+        text = f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * state.min_pass_rate:.1f}%"
+        (failing if rate is not None and rate < state.min_pass_rate else passing).append(text)
+    else:
+        if summary["not certified"]:
+            failing.append(f"{summary['not certified']} requirement(s) not certified (each must be)")
+        if summary["inconclusive"] and not state.allow_inconclusive:
+            failing.append(f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)")
+        if not failing:
+            passing.append(f"all {summary['certified']} evaluated requirement(s) certified")
+    if state.baseline is not None:
+        if comparison is None:
+            failing.append(f"the comparison with the baseline {baseline} failed")
+        elif comparison["regressions"]:
+            failing.append(f"{len(comparison['regressions'])} regression(s) against the baseline {baseline}")
+        else:
+            passing.append(f"no regression against the baseline {baseline}")
+    verdict = summary["gate"].upper()
+    return f"{verdict}: " + "; ".join(failing if summary["gate"] != "passed" else passing)
+
+
+def finish(session: pytest.Session, state: RunState) -> None:
+    """Summarise, gate, compare with the baseline, append the history and write the results and the report."""
+    config = session.config
+    if not state.results:
+        return
+    summary = summarize(state)
+    if state.min_pass_rate is not None:
+        gate_failed = summary["pass_rate"] is not None and summary["pass_rate"] < state.min_pass_rate
+    else:  # every requirement must be certified (inconclusive ones too, unless allowed)
+        gate_failed = summary["not certified"] > 0 or (summary["inconclusive"] > 0 and not state.allow_inconclusive)
+    summary["gate"] = "failed" if gate_failed or summary["error"] else "passed"
+    incomplete = _incomplete(session, state)
+    if incomplete:  # what finished is kept and written; the gate cannot pass on a run that did not finish
+        summary["gate"], summary["incomplete"] = "incomplete", incomplete
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    results = []
+    for nodeid in sorted(state.results):
+        record = dict(state.results[nodeid])
+        record["status"] = requirement_status(record)
+        results.append(record)
+    document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results,
+                "cases": state.cases}
+    state.written, state.write_errors = [], []
+    from ..regression import append_history, compare, read_history
+    from ..report import write_report
+
+    baseline = shown(state.baseline_path, config)
+
+    # nothing below may stop the results from being written: a failure here is reported, and fails the run
+    comparison = None
+    if state.baseline is not None:
+        try:
+            comparison = compare(state.baseline, document)
+        except Exception as exc:  # noqa: BLE001 - the baseline was checked on load; still, never lose the results
+            state.write_errors.append(f"could not compare with the baseline {baseline}: {type(exc).__name__}: {exc}")
+        else:
+            document["baseline"] = {"path": baseline, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
+        if (comparison is None or comparison["regressions"]) and summary["gate"] != "incomplete":
+            summary["gate"] = "failed"  # a regression, or a comparison that could not be made
+        if summary["gate"] != "passed" and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    state.comparison = comparison
+    summary["gate_reason"] = _gate_reason(summary, state, comparison, baseline)
+    history = []
+    if state.history_path:
+        try:
+            append_history(state.history_path, document)
+            history = read_history(state.history_path)
+        except (OSError, ValueError) as exc:  # ResultsError is a ValueError
+            state.write_errors.append(f"could not append to {shown(state.history_path, config)}: {getattr(exc, 'strerror', None) or exc}")
+
+    def report(doc, path):
+        return write_report(doc, path, baseline=comparison, history=history)
+
+    targets = [(state.json_path, write_results)]
+    if state.report_path:
+        targets.append((state.report_path, report))
+    if state.update_baseline:
+        targets.append((state.baseline_path, write_results))
+    for path, write in targets:
+        try:
+            write(path, document) if write is write_results else write(document, path)
+            state.written.append(shown(path, config))
+        except OSError as exc:
+            cause = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else "")
+            message = f"could not write {shown(path, config)}: {cause}"
+            if write is write_results and path == state.json_path:  # never lose the results: fall back to a temporary file
+                import tempfile
+
+                fallback = Path(tempfile.gettempdir()) / f"certkit-results-{os.getpid()}-{int(time.time())}.json"
+                try:
+                    write_results(fallback, document)
+                    message += f"; the results were saved to {fallback} instead"
+                except OSError:
+                    message += "; the results could not be saved anywhere"
+            state.write_errors.append(message)
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    if gate_failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    state.summary = summary

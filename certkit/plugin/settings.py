@@ -1,0 +1,199 @@
+"""certkit's pytest settings: the ``--certkit-*`` options, the ``certkit_*`` ini keys and the ``certkit`` marker.
+
+Precedence, highest first: command line, the closest ``certkit(...)`` marker (function, class, module), ini key,
+built-in default. Every value is converted and checked here, and a bad one is a ``pytest.UsageError`` that names
+where it came from. Default and ini paths are anchored at the rootdir, command-line paths at the directory pytest
+was started in (as pytest does for ``--junitxml``), so a run started from a subfolder writes where the project
+expects.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+# name -> (type, default, help); the marker takes the same names
+SETTINGS = {
+    "sigma": (float, 0.25, "image Gaussian noise std in [0, 1] pixel units"),
+    "beta": (float, 0.25, "per-token replacement (or mask) probability of the text kernel; 0 = no text noise"),
+    "kernel": (str, "uniform", "text kernel: uniform or mask"),
+    "alpha": (float, 0.01, "false-certification rate per requirement"),
+    "threshold": (float, 0.5, "threshold tau on the worst-case probability of the outcome"),
+    "n_max": (int, 10_000, "sample cap of the sequential test"),
+    "outcome": (str, None, "default target outcome label"),
+    "timeout": (float, None, "seconds one requirement may take; past it the requirement is an error (a hung model call)"),
+}
+RUN_OPTIONS = {
+    "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
+    "json": (str, "reports/results.json", "where to write the results file"),
+    "report": (str, "reports/audit.html", "where to write the HTML audit report ('none' to skip)"),
+    "baseline": (str, None, "a committed results file to compare with: regressions fail the run"),
+    "update_baseline": (bool, False, "write this run's results to the --certkit-baseline file"),
+    "history": (str, "reports/history.jsonl", "append a summary of each run here ('none' to skip)"),
+    "cache_dir": (str, "reports/.cache", "count cache folder ('none' to disable)"),
+    "min_pass_rate": (float, None, "gate on the certified share of requirements instead of each one"),
+    "allow_inconclusive": (bool, False, "do not fail requirements that stay inconclusive at n_max"),
+    "devices": (str, None, "comma-separated GPU ids for xdist workers (default: CUDA_VISIBLE_DEVICES or all)"),
+}
+
+
+def ini_name(name: str) -> str:
+    return f"certkit_{name}"
+
+
+def opt_name(name: str) -> str:
+    return "--certkit-" + name.replace("_", "-")
+
+
+def parse_bool(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("certkit", "certkit: certification requirements")
+    for name, (kind, default, help_text) in {**SETTINGS, **RUN_OPTIONS}.items():
+        if kind is bool:
+            group.addoption(opt_name(name), action="store_const", const=True, default=None, dest=f"certkit_{name}", help=help_text)
+        else:
+            group.addoption(opt_name(name), action="store", default=None, dest=f"certkit_{name}", metavar=name.upper(),
+                            help=f"{help_text} (default {default})")
+        parser.addini(ini_name(name), help=help_text, default=None)
+
+
+def convert(name: str, kind, value, source: str):
+    try:
+        if kind is bool:
+            return parse_bool(value)
+        if kind is float:
+            return float(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(str(value)) if not isinstance(value, int) else value
+        return str(value)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"certkit: {source} {name} = {value!r} is not a valid {kind.__name__}") from None
+
+
+def validate(name: str, value, source: str):
+    def bad(why):
+        raise pytest.UsageError(f"certkit: {source} {name} = {value!r}: {why}")
+
+    if value is None:
+        return value
+    if name == "sigma" and not (value > 0 and math.isfinite(value)):
+        bad("sigma must be > 0")
+    if name == "beta" and not (0 <= value < 1):
+        bad("beta must lie in [0, 1) (0 turns text noise off)")
+    if name in ("alpha", "threshold") and not (0 < value < 1):
+        bad(f"{name} must lie strictly between 0 and 1")
+    if name == "timeout" and not (value > 0 and math.isfinite(value)):
+        bad("timeout must be a positive number of seconds")
+    if name == "n_max" and value < 1:
+        bad("n_max must be a positive integer")
+    if name == "kernel" and value not in ("uniform", "mask"):
+        bad("kernel must be 'uniform' or 'mask'")
+    if name == "min_pass_rate" and not (0 <= value <= 1):
+        bad("min_pass_rate must lie in [0, 1]")
+    return value
+
+
+def _ini_value(config: pytest.Config, name: str):
+    value = config.getini(ini_name(name))
+    return None if value in (None, "", []) else value
+
+
+def from_cli_or_ini(config: pytest.Config, name: str, kind, default):
+    cli = config.getoption(f"certkit_{name}")
+    if cli is not None:
+        return validate(name, convert(name, kind, cli, "option " + opt_name(name)), "option " + opt_name(name))
+    ini = _ini_value(config, name)
+    if ini is not None:
+        return validate(name, convert(name, kind, ini, "ini key " + ini_name(name)), "ini key " + ini_name(name))
+    return default
+
+
+def path_setting(config: pytest.Config, name: str) -> Path | None:
+    """A path option: None for 'none' (or no default); relative command-line paths from the invocation directory,
+    relative ini paths and the defaults from the rootdir."""
+    default = RUN_OPTIONS[name][1]
+    cli = config.getoption(f"certkit_{name}")
+    if cli is not None:
+        value, base = str(cli), config.invocation_params.dir
+    elif _ini_value(config, name) is not None:
+        value, base = str(_ini_value(config, name)), config.rootpath
+    elif default is not None:
+        value, base = default, config.rootpath
+    else:
+        return None
+    if value.strip().lower() in ("none", ""):
+        return None
+    return base / Path(value).expanduser()
+
+
+def shown(path: Path | str | None, config: pytest.Config) -> str:
+    """A path as the user reads it: relative to where pytest was started when it lies below it."""
+    if path is None:
+        return "none"
+    try:
+        return str(Path(path).relative_to(config.invocation_params.dir))
+    except ValueError:
+        return str(path)
+
+
+def as_given(path: Path, config: pytest.Config) -> Path:
+    """The path as the user reads it (relative to the invocation directory) where that names the same file, for
+    messages that quote it; the absolute path otherwise."""
+    return Path(shown(path, config)) if Path.cwd() == config.invocation_params.dir else path
+
+
+def uses_certkit(config: pytest.Config) -> bool:
+    """Whether this pytest run is a certkit run by configuration: a ``--certkit-*`` option or a ``certkit_*`` ini key.
+    Only then does certkit touch the run before collection (GPU count for ``-n auto``, nvidia-smi); a project that
+    only has certkit installed keeps pytest's behaviour."""
+    names = {**SETTINGS, **RUN_OPTIONS}
+    return any(config.getoption(f"certkit_{n}") is not None or _ini_value(config, n) is not None for n in names)
+
+
+def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
+    """Settings for one test: command line > closest ``certkit`` marker > ini > defaults."""
+    out = {}
+    marker_values: dict = {}
+    if item is not None:
+        for marker in reversed(list(item.iter_markers("certkit"))):  # module first, function last wins
+            if marker.args:
+                raise pytest.UsageError(f"certkit marker on {item.nodeid}: use keyword arguments, e.g. @pytest.mark.certkit(sigma=0.5)")
+            unknown = set(marker.kwargs) - set(SETTINGS)
+            if unknown:
+                raise pytest.UsageError(f"certkit marker on {item.nodeid}: unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+            marker_values.update(marker.kwargs)
+    for name, (kind, default, _) in SETTINGS.items():
+        cli = config.getoption(f"certkit_{name}")
+        if cli is not None:
+            source = "option " + opt_name(name)
+            out[name] = validate(name, convert(name, kind, cli, source), source)
+        elif name in marker_values:
+            source = f"marker on {item.nodeid}"
+            if marker_values[name] is None and name != "outcome":
+                from ..errors import RequirementError
+
+                raise RequirementError(f"{source}: {name}=None is not a value; give a {kind.__name__} "
+                                       f"or leave the key out to use the default ({default})")
+            out[name] = validate(name, convert(name, kind, marker_values[name], source) if marker_values[name] is not None else None, source)
+        else:
+            out[name] = from_cli_or_ini(config, name, kind, default)
+    return out
+
+
+def run_settings(config: pytest.Config) -> dict:
+    """The settings every requirement starts from (command line > ini > defaults), before markers."""
+    return {name: from_cli_or_ini(config, name, kind, default) for name, (kind, default, _) in SETTINGS.items()}
