@@ -445,7 +445,7 @@ def test_live_served_model_through_the_plugin(pytester, transformers_serve):
     pytester.makepyfile(test_served_suite=SERVED_SUITE.format(cases=cases, url=transformers_serve,
                                                                model=_model_id(transformers_serve, SERVED_ID)))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "r.json", "--certkit-cache-dir", "none")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)  # the refused requirement, and certkit::gate (the gate failed on its error)
     result.stdout.fnmatch_lines(["*re-tokenized by the server*"])
     doc = json.loads((pytester.path / "r.json").read_text())
     statuses = {r["nodeid"].split("::")[1]: r["status"] for r in doc["results"]}
