@@ -83,11 +83,33 @@ def chromium_ready(path: Path, fragment: str = "") -> tuple[int | None, int | No
     return (int(ready.group(1)) if ready else None), (int(shown.group(1)) if shown else None), wall
 
 
+def layout_pages(rows: int = 50_000, block: int = 1000) -> dict[str, str]:
+    """Two bare pages of the same rows (no report around them): one table, and blocks of ``block`` rows each in its
+    own table under ``content-visibility: auto``, as the report lays them out."""
+    rng = np.random.default_rng(0)
+    body = [f"<tr><td>case-{i // 4:05d}<td>{i % 4}<td>{rng.uniform(0.5, 1):.4f}<td>1<td>0.8413<td>{rng.integers(30, 10_000)}<td>certified"
+            for i in range(rows)]
+    ready = "<script>document.documentElement.dataset.ready=Math.round(performance.now())</script>"
+    head = "<!DOCTYPE html><html><head><meta charset=utf-8><style>table{table-layout:fixed;width:100%}.cv{content-visibility:auto}</style></head><body>"
+    one = head + "<table><tbody>" + "\n".join(body) + "</tbody></table>" + ready + "</body></html>"
+    blocks = "".join(f'<div class="cv"><table><tbody>{"".join(body[i:i + block])}</tbody></table></div>' for i in range(0, rows, block))
+    return {"one table": one, f"blocks of {block}": head + blocks + ready + "</body></html>"}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=12_500, help="cases (4 requirements each; default 12,500 = 50,000 requirements)")
     ap.add_argument("--no-browser", action="store_true", help="size and render time only")
+    ap.add_argument("--layout", action="store_true", help="only: 50,000 bare rows as one table against blocks of 1,000")
     args = ap.parse_args(argv)
+    if args.layout:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, html in layout_pages().items():
+                page = Path(tmp) / "page.html"
+                page.write_text(html, encoding="utf-8")
+                ready, _, wall = chromium_ready(page)
+                print(f"50,000 bare rows, {name}: {ready} ms to the end of the page by its clock; browser process {wall:.1f} s")
+        return
     doc = synthetic(args.cases)
     times = []
     for _ in range(3):
