@@ -284,7 +284,12 @@ def test_junit_xunit2_stays_valid_and_small(project):
     for case in cases:
         assert {child.tag for child in case} <= _XUNIT2_TESTCASE_CHILDREN, case.get("name")
     text = (project.path / "j.xml").read_text()
-    assert "data:image" not in text and "certkit_requirement" not in text and size < 20_000
+    assert "data:image" not in text and "certkit_requirement\"" not in text and size < 20_000
+    suite = {p.get("name"): p.get("value") for p in root.find("testsuite").find("properties")}
+    doc = json.loads((project.path / "reports" / "results.json").read_text())
+    assert suite["certkit_gate"] == doc["summary"]["gate"] == "failed"
+    assert suite["certkit_gate_reason"] == doc["summary"]["gate_reason"] and suite["certkit_results"] == "reports/results.json"
+    assert suite["certkit_requirements"] == "8"
 
 
 @pytest.mark.parametrize("family", ["xunit1", "legacy"])

@@ -25,6 +25,24 @@ def gate_report(summary: dict, results_file: str) -> pytest.TestReport:
                              outcome="failed", longrepr=text, when="call", duration=0.0, user_properties=[])
 
 
+def junit_suite_properties(config: pytest.Config, summary: dict, state: RunState) -> None:
+    """With --junitxml: the gate, its reason, the pass rate, the run id and the results file as test-suite
+    properties, which every JUnit schema allows (xunit2 included). The same object ``record_testsuite_property``
+    writes to; junitxml keeps it under this stash key."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # a pytest without it: the gate's failed test case still says it
+        return
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    rate = summary["pass_rate"]
+    for name, value in (("certkit_gate", summary["gate"]), ("certkit_gate_reason", summary["gate_reason"]),
+                        ("certkit_pass_rate", "n/a" if rate is None else f"{rate:.6f}"),
+                        ("certkit_requirements", summary["requirements"]), ("certkit_results", shown(state.json_path, config))):
+        xml.add_global_property(name, value)
+
+
 def terminal_summary(terminalreporter, state: RunState) -> None:
     summary = state.summary
     if summary is None:
@@ -95,6 +113,8 @@ class Controller:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         finish(session, self.state)
         summary = self.state.summary
+        if summary is not None:
+            junit_suite_properties(session.config, summary, self.state)
         if summary is not None and summary["gate"] != "passed":
             session.testscollected += 1  # the gate is one more test: the progress counter counts it
             session.config.hook.pytest_runtest_logreport(report=gate_report(summary, shown(self.state.json_path, session.config)))
