@@ -239,20 +239,27 @@ def test_a_run_stopped_early_is_incomplete_never_passed(pytester, args, reason):
     res.stdout.fnmatch_lines(["*gate: INCOMPLETE*"])
 
 
-def test_sigterm_keeps_finished_results_and_says_incomplete(pytester, monkeypatch):
+@pytest.mark.parametrize("args", [("--certkit-min-pass-rate", "0"), ()], ids=["configured", "known-from-its-requirements"])
+def test_sigterm_keeps_finished_results_and_says_incomplete(pytester, monkeypatch, args):
     """A job runner's SIGTERM (CI timeout, preemption) ends the run like Ctrl-C: what finished is written, the gate
-    says incomplete, the exit code is not 0."""
+    says incomplete, the exit code is not 0. Also in a run with no certkit option or ini key (armed at the first
+    requirement)."""
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_suite=SUITE.replace(
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n        os.kill(os.getpid(), signal.SIGINT)",
         "os.kill(os.getpid(), signal.SIGTERM)"))
     monkeypatch.setenv("STOP_AT", "2")
-    res = pytester.runpytest_subprocess("-p", "no:randomly", "--certkit-min-pass-rate", "0")
+    res = pytester.runpytest_subprocess("-p", "no:randomly", *args)
     assert res.ret != pytest.ExitCode.OK
     doc = json.loads((pytester.path / "reports" / "results.json").read_text())
     assert doc["summary"]["gate"] == "incomplete"
     assert [r["status"] for r in doc["results"]] == ["certified", "certified"]
     assert any("SIGTERM" in r for r in doc["summary"]["incomplete"])
+
+
+def test_a_project_without_certkit_keeps_the_default_sigterm(pytester):
+    pytester.makepyfile(test_plain="import signal\n\ndef test_a():\n    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_collection_errors_make_the_run_incomplete(pytester):

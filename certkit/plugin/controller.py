@@ -12,7 +12,7 @@ import pytest
 
 from .recording import collect
 from .results import finish
-from .settings import shown
+from .settings import shown, uses_certkit
 from .state import RunState
 
 GATE_NODEID = "certkit::gate"
@@ -83,6 +83,8 @@ class Controller:
         self._previous_sigterm = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "certkit", None) is not None:
+            self._arm_sigterm()  # a certkit run, known from its first requirement
         collect(self.state, report)
 
     def pytest_collectreport(self, report) -> None:
@@ -91,11 +93,18 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session) -> None:
-        """A SIGTERM (a CI timeout, a preempted job) ends the run like Ctrl-C, so what finished is written and the
-        gate says incomplete. A handler the caller installed is left alone."""
+        if uses_certkit(session.config):
+            self._arm_sigterm()
+
+    def _arm_sigterm(self) -> None:
+        """In a certkit run, a SIGTERM (a CI timeout, a preempted job) ends the run like Ctrl-C, so what finished is
+        written and the gate says incomplete. A handler the caller installed is left alone, and a run that is not a
+        certkit run keeps the default."""
         import signal
         import threading
 
+        if self._previous_sigterm is not None:
+            return
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             def terminate(signum, frame):
                 self.state.terminated = True
