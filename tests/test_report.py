@@ -293,3 +293,13 @@ def test_overlapping_requirements_show_the_worst_status_on_top():
     svg = _case_chart([_cert("not certified", outcome="throw"), _cert("certified", outcome="safe")])
     assert svg.index(COLOURS["certified"]) < svg.index(COLOURS["not certified"])  # drawn later = on top
     assert "throw not certified: d=1" in svg and "safe certified: d=1" in svg
+
+
+def test_without_scripts_every_row_is_there_and_the_form_is_hidden():
+    doc = _doc()
+    html = render_report(doc)
+    rows = html[html.index('<div id="requirements">'):html.index('<div id="case-index">')]
+    certificates = sum(len(r["certificates"]) for r in doc["results"])
+    without = sum(1 for r in doc["results"] if not r["certificates"])
+    assert len(re.findall(r"(?<!<thead>)<tr(?: class=\w| class=\"\w\")?>", rows)) == certificates + without
+    assert "hidden" not in rows and '<form id="filters" hidden>' in html
