@@ -26,7 +26,8 @@ from .controller import Controller
 from .devices import controller_devices, pin_worker, pytest_configure_node, pytest_xdist_auto_num_workers, share_cores_on_worker
 from .fixtures import CertkitRequirement, _certkit_smoothed_cache, case_summary, certkit, certkit_model, certkit_oracle, failure_message
 from .recording import pytest_make_collect_report, pytest_runtest_makereport, tag_requirements
-from .settings import SETTINGS, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, uses_certkit
+from .settings import (SETTINGS, as_given, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, shown,
+                       uses_certkit)
 from .state import STATE, RunState
 
 __all__ = [
@@ -60,7 +61,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _configure_controller(config: pytest.Config, state: RunState) -> None:
     from ..regression import ResultsError, load_results, read_history
-    from .settings import as_given
 
     state.seed = from_cli_or_ini(config, "seed", int, 0)
     state.devices = controller_devices(config)
@@ -92,8 +92,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     """One line with the run's certkit settings, in a certkit run only."""
     if not uses_certkit(config):
         return None
-    from .settings import shown
-
     state = config.stash[STATE]
     s = run_settings(config)
     gate = (f"pass rate >= {100 * state.min_pass_rate:g}%" if state.min_pass_rate is not None

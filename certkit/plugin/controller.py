@@ -26,7 +26,7 @@ def gate_report(summary: dict, results_file: str) -> pytest.TestReport:
 
 
 def junit_suite_properties(config: pytest.Config, summary: dict, state: RunState) -> None:
-    """With --junitxml: the gate, its reason, the pass rate, the run id and the results file as test-suite
+    """With --junitxml: the gate, its reason, the pass rate, the requirement count and the results file as test-suite
     properties, which every JUnit schema allows (xunit2 included). The same object ``record_testsuite_property``
     writes to; junitxml keeps it under this stash key."""
     try:
@@ -122,9 +122,10 @@ class Controller:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         finish(session, self.state)
         summary = self.state.summary
-        if summary is not None:
-            junit_suite_properties(session.config, summary, self.state)
-        if summary is not None and summary["gate"] != "passed":
+        if summary is None:  # not a certkit run
+            return
+        junit_suite_properties(session.config, summary, self.state)
+        if summary["gate"] != "passed":
             session.testscollected += 1  # the gate is one more test: the progress counter counts it
             session.config.hook.pytest_runtest_logreport(report=gate_report(summary, shown(self.state.json_path, session.config)))
 

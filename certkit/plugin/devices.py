@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from .settings import from_cli_or_ini, uses_certkit
+from .state import STATE
 
 
 def _nvidia_smi(query: str) -> list[str] | None:
@@ -91,8 +92,6 @@ def share_cores_on_worker(config: pytest.Config, certkit_run: bool) -> None:
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: a run with xdist absent or disabled (-p no:xdist) has no such hook
 def pytest_configure_node(node) -> None:
     """xdist (controller): hand the run seed and the device list to each worker."""
-    from .state import STATE
-
     state = node.config.stash[STATE]
     node.workerinput["certkit_seed"] = state.seed
     node.workerinput["certkit_devices"] = state.devices

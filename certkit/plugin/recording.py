@@ -35,9 +35,13 @@ def tag_requirements(items) -> int:
     return count
 
 
+def _records(item: pytest.Item) -> dict:
+    return item.stash.setdefault(_RECORDS, {"certificates": [], "cases": {}, "sent": (0, 0)})
+
+
 def record_certificate(item: pytest.Item, certificate: dict, case_hash: str, case_summary) -> None:
     """Keep a certificate (and, once per case, ``case_summary()``) on the item until its next report."""
-    records = item.stash.setdefault(_RECORDS, {"certificates": [], "cases": {}, "sent": (0, 0)})
+    records = _records(item)
     records["certificates"].append(certificate)
     if case_hash not in records["cases"]:
         records["cases"][case_hash] = case_summary()
@@ -69,7 +73,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
             report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {exc}"
         if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
             error = (str(exc) if isinstance(exc, CertkitError) else f"{type(exc).__name__}: {exc}")[:2000]
-    records = item.stash.get(_RECORDS, {"certificates": [], "cases": {}, "sent": (0, 0)})
+    records = _records(item)
     sent_certs, sent_cases = records["sent"]
     certificates = records["certificates"][sent_certs:]
     cases = list(records["cases"].values())[sent_cases:]

@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 
 from ..certificate import from_json_float
 from .charts import COLOURS, STATUS_ORDER, accuracy_curves, case_chart, trend_chart
-from .text import attribute, visible
+from .text import visible
 
 __all__ = ["render_report", "write_report", "COLOURS", "STATUS_ORDER"]
 
@@ -128,7 +128,8 @@ def _table(rows: list[tuple], with_change: bool) -> dict:
 
 def chunks(rows: list[str]) -> list[dict]:
     """Rows in blocks of CHUNK_ROWS, each its own table that the browser lays out only when it is scrolled into view
-    (``content-visibility: auto``): one 50,000-row table took Chromium 14 s to open, blocks of 1,000 rows 1.9 s."""
+    (``content-visibility: auto``): bare pages of 50,000 rows took Chromium 6.3 s as one table, 1.75 s in blocks of
+    1,000 (``python -m bench.bench_report --layout``, BENCHMARKS.md)."""
     return [{"rows": Markup("\n".join(rows[i:i + CHUNK_ROWS]) + "\n"), "height": ROW_PX * len(rows[i:i + CHUNK_ROWS])}
             for i in range(0, len(rows), CHUNK_ROWS)]
 
@@ -234,7 +235,6 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "script_source": Markup(script_source),  # base64 and quotes: literal in the CSP
         "fmt": _fmt,
         "visible": visible,
-        "attribute": attribute,
         "limits": {"card": PROMPT_CARD_CHARS, "index": PROMPT_INDEX_CHARS, "error": ERROR_CHARS},
     }
 

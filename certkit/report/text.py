@@ -37,7 +37,3 @@ def visible(text, limit: int | None = None, isolate: bool = True) -> Markup:
     tail = Markup(f'<span class="cut">{escape(cut)}</span>') if cut else Markup("")
     return Markup("<bdi>") + shown + tail + Markup("</bdi>") if isolate else shown + tail
 
-
-def attribute(text) -> str:
-    """Untrusted text for an attribute value (a tooltip): invisible characters marked; Jinja escapes the rest."""
-    return "" if text is None else marked(str(text))

@@ -2,7 +2,6 @@
 // Content-Security-Policy; it reads and changes this page only (no network, no storage).
 (function () {
   "use strict";
-  document.documentElement.dataset.parsed = String(Math.round(performance.now()));
   var form = document.getElementById("filters");
   var root = document.getElementById("requirements");
   if (!form || !root) return;
