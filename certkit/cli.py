@@ -60,23 +60,54 @@ def _non_negative(name: str, kind=float):
     return parse
 
 
+def _pytest_default(name: str):
+    """The default the pytest plugin uses for a setting, so the command line and a pytest run agree."""
+    from .plugin.settings import SETTINGS
+
+    return SETTINGS[name][1]
+
+
 def _add_kernel_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sigma", type=_positive("--sigma"), required=True, help="image Gaussian noise std (pixels in [0, 1])")
+    p.add_argument("--sigma", type=_positive("--sigma"), default=_pytest_default("sigma"),
+                   help="image Gaussian noise std in [0, 1] pixel units (default: %(default)s)")
     p.add_argument("--beta", type=_probability("--beta"), help="per-token replace/mask probability of the text kernel")
-    p.add_argument("--vocab", type=_positive("--vocab", int), help="replacement alphabet size V (uniform kernel)")
-    p.add_argument("--kernel", choices=("uniform", "mask"), default="uniform", help="text kernel (default: uniform)")
-    p.add_argument("--tau", type=_probability("--tau"), default=0.5, help="threshold on the worst-case probability (default 0.5)")
+    vocab = p.add_mutually_exclusive_group()
+    vocab.add_argument("--vocab", type=_positive("--vocab", int), help="replacement alphabet size V (uniform kernel)")
+    vocab.add_argument("--model", metavar="DIR", help="read V from a model folder: its tokenizer's ids less the special and "
+                       "image-layout tokens, as VisionLanguageModel and ServedVLM count them (no weights are loaded)")
+    p.add_argument("--kernel", choices=("uniform", "mask"), default=_pytest_default("kernel"), help="text kernel (default: %(default)s)")
+    # --tau: the name the papers use; the markers, ini keys and options say threshold
+    p.add_argument("--threshold", "--tau", dest="tau", metavar="THRESHOLD", type=_probability("--threshold"), default=_pytest_default("threshold"),
+                   help="threshold tau on the worst-case probability of the outcome (default: %(default)s)")
+
+
+def _alphabet_size(folder: str, parser: argparse.ArgumentParser) -> int:
+    """The replacement alphabet size of the model saved in ``folder`` (its processor and config; no weights)."""
+    path = Path(folder)
+    if not path.is_dir():
+        parser.error(f"--model {folder!r} is not a folder; pass the model's folder (config.json, tokenizer and processor files)")
+    try:
+        from transformers import AutoConfig, AutoProcessor
+
+        from .models.encoding import ProcessorEncoding
+
+        encoding = ProcessorEncoding(AutoProcessor.from_pretrained(path), AutoConfig.from_pretrained(path))
+    except Exception as exc:  # noqa: BLE001 - whatever transformers or certkit refuses, the user gets its message, not a trace
+        parser.error(f"--model {folder!r}: cannot read its processor and config ({type(exc).__name__}: {exc}); give --vocab instead")
+    return len(encoding.alphabet)
 
 
 def _text_kernel(args, parser: argparse.ArgumentParser):
     if args.beta is None:
-        if args.vocab is not None:
-            parser.error("--vocab needs --beta (the text kernel's replacement probability)")
+        if args.vocab is not None or args.model is not None:
+            parser.error(f"{'--vocab' if args.vocab is not None else '--model'} needs --beta (the text kernel's replacement probability)")
         return None
     if args.kernel == "mask":
         return Mask(args.beta)
+    if args.model is not None:
+        args.vocab = _alphabet_size(args.model, parser)
     if args.vocab is None:
-        parser.error("the uniform text kernel needs --vocab (alphabet size, e.g. --vocab 32000); or use --kernel mask")
+        parser.error("the uniform text kernel needs --vocab (alphabet size, e.g. --vocab 32000) or --model DIR; or use --kernel mask")
     if args.vocab < 2:
         parser.error("--vocab must be at least 2")
     return UniformReplace(args.beta, args.vocab)
@@ -232,16 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bounds", help="print the (d, eps) frontier: max certified image radius per token-edit budget")
     b.add_argument("--p-a", dest="p_a", type=_probability("p_a"), required=True, help="clean probability (use a lower bound)")
     _add_kernel_args(b)
-    b.add_argument("--max-edits", type=_non_negative("--max-edits", int), default=8, help="largest d to show (default 8)")
+    b.add_argument("--max-edits", type=_non_negative("--max-edits", int), default=8, help="largest d to show (default: %(default)s)")
     b.set_defaults(func=cmd_bounds)
 
     p = sub.add_parser("plan", help="samples needed to certify an image radius at d token edits")
     p.add_argument("--radius", type=_non_negative("--radius"), required=True, help="image l2 radius to certify")
-    p.add_argument("--edits", type=_non_negative("--edits", int), default=0, help="token edits d (default 0)")
+    p.add_argument("--edits", type=_non_negative("--edits", int), default=0, help="token edits d (default: %(default)s)")
     _add_kernel_args(p)
-    p.add_argument("--alpha", type=_probability("--alpha"), default=0.01, help="false-certification rate (default 0.01)")
-    p.add_argument("--oracle-error", type=_non_negative("--oracle-error"), default=0.0, help="oracle error bound e (default 0)")
-    p.add_argument("--n-max", type=_positive("--n-max", int), default=100_000, help="sample cap of the sequential test")
+    p.add_argument("--alpha", type=_probability("--alpha"), default=_pytest_default("alpha"),
+                   help="false-certification rate (default: %(default)s)")
+    p.add_argument("--oracle-error", type=_non_negative("--oracle-error"), default=0.0, help="oracle error bound e (default: %(default)s)")
+    p.add_argument("--n-max", type=_positive("--n-max", int), default=_pytest_default("n_max"),
+                   help="sample cap of the sequential test (default: %(default)s, as in a pytest run)")
     p.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("report", help="render the HTML audit report from a results.json")
@@ -278,6 +311,17 @@ def _audit_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a pipe's buffered output fails here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader went away (`certkit plan ... | head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["audit"]:  # pytest's flags are not certkit's: pass through whatever --path is not
         audit = _audit_parser()

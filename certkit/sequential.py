@@ -70,16 +70,21 @@ def _log_mass(k, n, a, b):
 
 @functools.lru_cache(maxsize=64)
 def _boundaries(p_star: float, alpha: float, n_max: int, w_one: float, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two boundaries for n = 1..n_max by bisection on k, every n at once. They do not depend on n_max (only
+    their length does), so a shorter call gives a prefix of a longer one. The brackets use that no certify evidence
+    exists at k <= p* n and no not-certify evidence at k >= p* n: there every likelihood ratio in the mixture is at
+    most 1 (its maximum over q lies at k / n, on the other side of p*), so the mixture is below 1 < 1 / alpha."""
     test = MixtureTest(p_star, alpha, n_max, w_one, width)
     n = np.arange(1, n_max + 1)
-    lo, hi = np.zeros(n_max, dtype=np.int64), n + 1  # certify boundary in [lo, hi]; hi = n + 1 means never
+    pivot = np.floor(p_star * n).astype(np.int64)
+    lo, hi = pivot, n + 1  # certify boundary in [lo, hi]; hi = n + 1 means never
     while np.any(lo < hi):
         mid = (lo + hi) // 2
         ok = test.evidence(np.minimum(mid, n), n, sides="certify")[0] >= test.threshold
         ok &= mid <= n
         hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid + 1)
     cert_k = hi
-    lo, hi = np.full(n_max, -1, dtype=np.int64), n.copy()  # not-certify boundary in [lo, hi]; -1 means never
+    lo, hi = np.full(n_max, -1, dtype=np.int64), np.minimum(pivot + 1, n)  # not-certify boundary in [lo, hi]; -1 means never
     while np.any(lo < hi):
         mid = (lo + hi + 1) // 2
         ok = test.evidence(np.maximum(mid, 0), n, sides="against")[1] >= test.threshold
@@ -176,8 +181,10 @@ class MixtureTest:
 
     def simulate(self, p_true: float, replicates: int, rng, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """Run the test on ``replicates`` independent Bernoulli(``p_true``) streams: (decision strings, samples used)
-        per stream, the decisions :meth:`first_decision` makes (for planning, benchmarks and validity checks)."""
-        cert_k, fut_k = self.boundaries()
+        per stream, the decisions :meth:`first_decision` makes (for planning, benchmarks and validity checks).
+        The boundaries are computed only as far as some stream is still undecided (a prefix, doubled as needed)."""
+        horizon = 0
+        cert_k = fut_k = None
         k = np.zeros(replicates, dtype=np.int64)
         used = np.full(replicates, self.n_max)
         decision = np.full(replicates, Decision.INCONCLUSIVE.value, dtype=object)
@@ -186,6 +193,9 @@ class MixtureTest:
         while done < self.n_max and alive.any():
             idx = np.flatnonzero(alive)
             width = min(block, self.n_max - done)
+            if done + width > horizon:
+                horizon = min(self.n_max, max(2 * horizon, done + width, 1024))
+                cert_k, fut_k = _boundaries(float(self.p_star), float(self.alpha), horizon, float(self.w_one), float(self.width))
             cum = k[idx, None] + np.cumsum(rng.random((idx.size, width)) < p_true, axis=1)
             n = done + np.arange(1, width + 1)
             cert = cum >= cert_k[None, n - 1]

@@ -13,7 +13,9 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta as beta_dist
+# the beta quantiles as scipy.special's inverses (the same Boost routines scipy.stats' beta calls, bit for bit):
+# importing scipy.stats costs the command line 0.35 s
+from scipy.special import betainccinv, betaincinv
 
 __all__ = [
     "clopper_pearson",
@@ -50,8 +52,8 @@ def clopper_pearson(k, n, alpha: float):
     alpha = _check_alpha(alpha)
     k, n = _check_counts(k, n)
     with np.errstate(invalid="ignore"):
-        lower = np.where(k > 0, beta_dist.ppf(alpha, np.maximum(k, 1), n - k + 1), 0.0)
-        upper = np.where(k < n, beta_dist.isf(alpha, k + 1, np.maximum(n - k, 1)), 1.0)
+        lower = np.where(k > 0, betaincinv(np.maximum(k, 1), n - k + 1, alpha), 0.0)
+        upper = np.where(k < n, betainccinv(k + 1, np.maximum(n - k, 1), alpha), 1.0)
     if lower.ndim == 0:
         return float(lower), float(upper)
     return lower, upper

@@ -86,3 +86,43 @@ def test_audit_passes_pytest_flags_through_in_order(tmp_path, capfd, monkeypatch
 def test_audit_without_suites_is_not_a_pass(tmp_path, capfd):
     assert main(["audit", "--path", str(tmp_path / "none")]) == 5
     assert "no audits yet" in capfd.readouterr().err
+
+
+def test_plan_reads_the_alphabet_from_a_model_folder(capsys):
+    """--model DIR gives the alphabet VisionLanguageModel certifies over (the demo assistant's), no weights loaded."""
+    from importlib.resources import files
+
+    from certkit.models import VisionLanguageModel
+
+    folder = files("certkit.demo") / "weights" / "assistant"
+    vocab = int(VisionLanguageModel.from_pretrained(str(folder)).alphabet.numel())
+    common = ["plan", "--radius", "0.1", "--edits", "1", "--sigma", "0.5", "--beta", "0.25", "--threshold", "4.6e-5"]
+    assert main(common + ["--model", str(folder)]) == 0
+    by_model = capsys.readouterr().out
+    assert main(common + ["--vocab", str(vocab)]) == 0
+    assert by_model == capsys.readouterr().out
+
+
+def test_plan_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--radius", "0.1", "--edits", "1", "--beta", "0.25", "--model", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--model" in err and "give --vocab instead" in err and "Traceback" not in err
+
+
+def test_threshold_and_tau_are_one_option(capsys):
+    main(["plan", "--radius", "0.25", "--threshold", "0.3"])
+    by_name = capsys.readouterr().out
+    main(["plan", "--radius", "0.25", "--tau", "0.3"])
+    assert by_name == capsys.readouterr().out and "tau = 0.3," in by_name
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`certkit plan ... | head -1`: no BrokenPipeError traceback. The reader closes before the command writes (its
+    imports alone take longer than closing a pipe), so every write meets a closed pipe."""
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "plan", "--radius", "0.25"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
