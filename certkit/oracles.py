@@ -318,11 +318,30 @@ class JudgeOracle(Oracle):
     def config(self):
         return {"judge": self.judge.fingerprint, "template": self.template}
 
+    def _conversation(self, request, answer: str) -> tuple[str, list[tuple[int, int, str]]]:
+        """The template with the request's prompt and the answer filled in (each placed once, so a prompt that
+        holds the text "{answer}" is not rewritten), and the character span of each part: what a word the judge's
+        tokenizer cannot spell is blamed on."""
+        text, spans = "", []
+        for part in re.split(r"(\{prompt\}|\{answer\})", self.template):
+            what = {"{prompt}": "the request's prompt", "{answer}": "the answer being judged"}.get(part, "the judge template")
+            part = {"{prompt}": request.prompt, "{answer}": answer}.get(part, part)
+            spans.append((len(text), len(text) + len(part), what))
+            text += part
+        return text, spans
+
     def _judge(self, request, answer: str) -> str:
         from .cases import Case
+        from .models.base import UnspellableText
 
-        text = self.template.replace("{prompt}", request.prompt).replace("{answer}", answer)
-        enc = self.judge.encode(Case(f"{request.id}/judge", text, request.image))
+        text, spans = self._conversation(request, answer)
+        try:
+            enc = self.judge.encode(Case(f"{request.id}/judge", text, request.image))
+        except UnspellableText as exc:
+            where = next((what for a, b, what in spans if a <= exc.start < b), "the judge template")
+            fix = "rephrase the template with words the judge knows" if where == "the judge template" else "the judge cannot read it"
+            raise OracleError(f"case {request.id!r}: the word {exc.text!r} in {where} cannot be spelled by the judge's tokenizer "
+                              f"(it reads it as its unknown token); {fix}") from None
         args = (enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0)
         out = self.judge.run(*args, encoded=enc) if self._run_takes_encoded else self.judge.run(*args)
         if not isinstance(out, (list, tuple)) or len(out) != 1 or not isinstance(out[0], str):

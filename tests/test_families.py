@@ -3,7 +3,9 @@ from each family's config with its real processor class (tests/vlm_families.py).
 
 For each family: the adapter's token ids are the processor's own, the located prompt decodes to the prompt, at
 zero noise its greedy answers equal plain transformers' ``generate`` on the processor's inputs, and certify and
-frontier run through the pytest plugin. Families whose processors need torchvision run where torchvision
+frontier run through the pytest plugin. Models run on the suite's device (tests/conftest.py: CERTKIT_TEST_DEVICE), and
+every reference path (plain transformers, ShieldGemma 2's classifier) runs on the adapter's device, so answers are
+compared on one device. Families whose processors need torchvision run where torchvision
 imports (CI runs them in a second environment, ``make test-families``); elsewhere they skip, unless
 ``CERTKIT_REQUIRE_TORCHVISION=1`` makes a missing torchvision an error.
 """
@@ -64,14 +66,17 @@ def _image(h=40, w=56, seed=0):
 
 
 def _plain_inputs(adapter, prompt, image):
-    """What a user of plain transformers would feed: the templated text and the image, as an 8-bit array (PIL
-    processors) or a float tensor in [0, 1] (torchvision processors)."""
+    """What a user of plain transformers would feed, on the model's device: the templated text and the image, as an
+    8-bit array (PIL processors) or a float tensor in [0, 1] on the model's device (torchvision processors, which
+    then process it there, as they do the adapter's)."""
     full, _, _ = adapter.templated(prompt)
     if adapter.processor.image_processor.backend == "torchvision":
-        return adapter.processor(text=[full], images=[[torch.from_numpy(image)]], return_tensors="pt", do_rescale=False,
-                                 **adapter.processor_kwargs)
-    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
-    return adapter.processor(text=[full], images=[[pixels]], return_tensors="pt", **adapter.processor_kwargs)
+        inputs = adapter.processor(text=[full], images=[[torch.from_numpy(image).to(adapter.device)]], return_tensors="pt",
+                                   do_rescale=False, **adapter.processor_kwargs)
+    else:
+        pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+        inputs = adapter.processor(text=[full], images=[[pixels]], return_tensors="pt", **adapter.processor_kwargs)
+    return inputs.to(adapter.device)
 
 
 def test_ids_are_the_processors_and_the_prompt_is_located_exactly(family):
@@ -108,7 +113,32 @@ def test_every_processor_input_reaches_the_model(family):
     assert set(plain) - {"labels"} <= set(inputs), name
     for key in set(plain) - {"labels", "input_ids", "attention_mask"}:
         if isinstance(plain[key], torch.Tensor):
-            assert torch.equal(inputs[key].cpu().to(plain[key].dtype), plain[key]), (name, key)
+            assert torch.equal(inputs[key], plain[key].to(inputs[key].dtype)), (name, key)
+    for key, value in inputs.items():  # on the model's device; floating inputs in its dtype, integer ones stay integer
+        if isinstance(value, torch.Tensor):
+            assert value.device == adapter.device, (name, key, value.device)
+            assert value.dtype == (adapter.dtype if value.is_floating_point() else plain.get(key, value).dtype), (name, key, value.dtype)
+
+
+def test_every_pad_token_id_is_inside_the_vocabulary(family):
+    """A pad id at or past the vocabulary makes torch refuse the embedding ("Padding_idx must be within
+    num_embeddings"), and generate pad with a token the model has no row for: every config level (the top-level
+    one too, which some transformers versions read) names a pad id the text model has."""
+    name, directory, _ = family
+    config = json.loads((Path(directory) / "config.json").read_text())
+    vocab = config.get("text_config", {}).get("vocab_size", config.get("vocab_size"))
+    found = []
+
+    def walk(d, path):
+        for key, value in d.items():
+            if isinstance(value, dict):
+                walk(value, f"{path}{key}.")
+            elif key in ("pad_token_id", "_pad_token_id") and value is not None:
+                found.append((f"{path}{key}", value))
+
+    walk(config, "")
+    assert found, f"{name}: no pad_token_id in config.json"
+    assert all(0 <= value < vocab for _, value in found), (name, vocab, found)
 
 
 def test_certify_and_frontier_are_deterministic(family):
@@ -194,10 +224,16 @@ def test_a_prompt_with_the_image_token_is_refused_with_its_name(family):
         adapter.encode(Case("c", "pick zyzzyva up", _image()))
 
 
-def test_guard_vlm_as_a_classifier_reads_the_label_logits(tmp_path):
-    """Label mode: one forward pass, the label whose word's first token has the highest next-token logit."""
-    directory = F.build_llava_next(tmp_path / "guard")
-    guard = VisionLanguageModel.from_pretrained(directory, labels={"safe": "safe", "unsafe": "unsafe"}, batch_size=8,
+@pytest.fixture(scope="module")
+def guard_checkpoint(tmp_path_factory):
+    """One tiny LLaVA-NeXT checkpoint for the label-mode tests (a guard is a VLM read in label mode)."""
+    return F.build_llava_next(tmp_path_factory.mktemp("guard"))
+
+
+def test_guard_vlm_as_a_classifier_reads_the_label_logits(guard_checkpoint):
+    """Label mode: one forward pass, the label whose word's first token has the highest next-token logit; the
+    logits of the last position only (``logits_to_keep=1``) are the full forward's."""
+    guard = VisionLanguageModel.from_pretrained(guard_checkpoint, labels={"safe": "safe", "unsafe": "unsafe"}, batch_size=8,
                                                 prompt_format="is this safe : {prompt}")
     assert guard.output_kind == "label"
     image = _image()
@@ -206,6 +242,10 @@ def test_guard_vlm_as_a_classifier_reads_the_label_logits(tmp_path):
     plain = _plain_inputs(guard, PROMPT, image)
     with torch.inference_mode():
         logits = guard.model(**plain).logits[0, -1]
+        inputs = guard.model_inputs(enc, enc.ids.unsqueeze(0).expand(3, -1), enc.image.unsqueeze(0).expand(3, -1, -1, -1))
+        full, last = guard.model(**inputs).logits[:, -1], guard.model(**inputs, logits_to_keep=1).logits
+    assert guard._label_kwargs == {"logits_to_keep": 1} and last.shape[1] == 1
+    torch.testing.assert_close(last[:, -1], full)
     ids = [guard.tokenizer.convert_tokens_to_ids(w) for w in ("safe", "unsafe")]
     expected = ["safe", "unsafe"][int(logits[ids].argmax())]
     assert guard.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0, encoded=enc) == [expected]
@@ -216,12 +256,40 @@ def test_guard_vlm_as_a_classifier_reads_the_label_logits(tmp_path):
     assert cert.n >= 1 and set(cert.label_counts) <= {"safe", "unsafe"}
 
 
-def test_label_words_that_share_a_first_token_are_refused(tmp_path):
+def test_label_words_that_share_a_first_token_are_refused(guard_checkpoint):
     from certkit.models import ModelError
 
-    directory = F.build_llava_next(tmp_path / "guard")
     with pytest.raises(ModelError, match="begin with the same token"):
-        VisionLanguageModel.from_pretrained(directory, labels={"a": "safe", "b": "safe please"})
+        VisionLanguageModel.from_pretrained(guard_checkpoint, labels={"a": "safe", "b": "safe please"})
+
+
+def test_label_words_the_tokenizer_cannot_spell_are_named_as_such(guard_checkpoint):
+    """Unknown words all read as the unknown token: the error names that cause, not a shared first token."""
+    from certkit.models import ModelError
+
+    with pytest.raises(ModelError, match=r"labels 'safe' and 'unsafe': this tokenizer cannot spell the words 'Safe' and 'Unsafe' "
+                                         r"and reads them all as its unknown token '<unk>'.*choose label words the tokenizer knows"):
+        VisionLanguageModel.from_pretrained(guard_checkpoint, labels={"safe": "Safe", "unsafe": "Unsafe"})
+    with pytest.raises(ModelError, match=r"label 'unsafe': this tokenizer cannot spell the word 'Unsafe' and reads it as"):
+        VisionLanguageModel.from_pretrained(guard_checkpoint, labels={"safe": "safe", "unsafe": "Unsafe"})
+
+
+def test_a_judge_word_the_tokenizer_cannot_spell_is_blamed_on_the_text_it_is_in(guard_checkpoint):
+    """A judge reads its template around the request and the answer as one prompt: an unknown word is named with
+    the part it is in (the template, the request's prompt, the answer), never blamed on "the prompt" alone."""
+    from certkit.oracles import JudgeOracle, OracleError
+
+    judge = VisionLanguageModel.from_pretrained(guard_checkpoint, labels={"safe": "safe", "unsafe": "unsafe"}, batch_size=8)
+    case = Case("j", PROMPT, _image())
+    assert JudgeOracle(judge, template="USER : {prompt} ASSISTANT : {answer}")(["I cannot help"], request=case)[0] in ("safe", "unsafe")
+    with pytest.raises(OracleError, match=r"case 'j': the word 'Conversation' in the judge template cannot be spelled by the judge's "
+                                          r"tokenizer.*rephrase the template"):
+        JudgeOracle(judge, template="Conversation : {prompt} ASSISTANT : {answer}")(["I cannot help"], request=case)
+    with pytest.raises(OracleError, match=r"the word 'zyzzyva' in the answer being judged cannot be spelled"):
+        JudgeOracle(judge, template="USER : {prompt} ASSISTANT : {answer}")(["I cannot zyzzyva"], request=case)
+    with pytest.raises(OracleError, match=r"the word 'zyzzyva' in the request's prompt cannot be spelled"):
+        JudgeOracle(judge, template="USER : {prompt} ASSISTANT : {answer}")(["I cannot help"],
+                                                                             request=Case("j", "pick zyzzyva up", _image()))
 
 
 def test_shieldgemma2_in_label_mode_agrees_with_its_image_classifier(tmp_path):
@@ -231,7 +299,7 @@ def test_shieldgemma2_in_label_mode_agrees_with_its_image_classifier(tmp_path):
 
     directory = F.build_shieldgemma2(tmp_path / "sg2")
     guard = VisionLanguageModel.from_pretrained(directory, labels={"unsafe": "Yes", "safe": "No"}, batch_size=8)
-    classifier = ShieldGemma2ForImageClassification.from_pretrained(directory).eval()
+    classifier = ShieldGemma2ForImageClassification.from_pretrained(directory).to(guard.device).eval()
     policy = "knife to the person"  # the case prompt is the policy text the guard's template wraps
     ours, theirs = [], []
     for seed in range(6):

@@ -1,11 +1,11 @@
 """Tiny random checkpoints of the major VLM families, built from their configs with their real processor
 classes and a word-level tokenizer trained in-process (nothing is downloaded).
 
-``FAMILIES`` maps a family name to a builder ``build(directory) -> directory`` that ``save_pretrained``s a
-model and its processor; :class:`certkit.models.VisionLanguageModel.from_pretrained` loads them back like
+``build_<family>(directory) -> directory`` ``save_pretrained``s a model and its processor; :class:`certkit.models.VisionLanguageModel.from_pretrained` loads them back like
 any checkpoint. Each chat template is a short one of the family's own shape (its role markers and image
-placeholder), not the full published template. A family whose processor needs torchvision is listed in
-``NEEDS_TORCHVISION``.
+placeholder), not the full published template (tests/test_families.py lists the families whose processors
+need torchvision). Every pad id, at every config level (Idefics3 and SmolVLM keep a top-level one whose default,
+128002, is past a tiny vocabulary), is the tokenizer's: torch refuses an embedding whose padding index is past its rows.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def build_idefics3(directory):
     template, tok, ip, vision = _idefics3_parts()
     processor = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=4, chat_template=template)
     config = Idefics3Config(vision_config=vision, text_config=_llama_text(tok), scale_factor=2,
-                            image_token_id=tok.convert_tokens_to_ids("<image>"))
+                            image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
     return _save(Idefics3ForConditionalGeneration, config, processor, directory)
 
 
@@ -331,7 +331,8 @@ def build_smolvlm(directory):
     vp = SmolVLMVideoProcessor(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
     processor = SmolVLMProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_len=4, chat_template=template)
     vision = SmolVLMVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-    config = SmolVLMConfig(vision_config=vision, text_config=_llama_text(tok), scale_factor=2, image_token_id=tok.convert_tokens_to_ids("<image>"))
+    config = SmolVLMConfig(vision_config=vision, text_config=_llama_text(tok), scale_factor=2, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                           pad_token_id=tok.pad_token_id)
     return _save(SmolVLMForConditionalGeneration, config, processor, directory)
 
 

@@ -18,12 +18,22 @@ import torch
 
 from ..errors import CertkitError
 
-__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "fingerprint_module", "code_fingerprint", "callable_fingerprint",
-           "takes_encoded"]
+__all__ = ["EncodedCase", "ModelAdapter", "ModelError", "UnspellableText", "fingerprint_module", "code_fingerprint",
+           "callable_fingerprint", "takes_encoded", "resolve_device", "module_device", "module_dtype", "to_device", "runtime"]
 
 
 class ModelError(CertkitError):
     """A model, or a case as the model sees it, that cannot be certified; the message says how to fix it."""
+
+
+class UnspellableText(ModelError):
+    """The case prompt holds text the model's tokenizer reads as its unknown token. ``text`` is that text and
+    ``start``/``end`` its character span in the case prompt, so a caller that built the prompt from parts (a
+    judge's template around a request and an answer) can name the part it is in."""
+
+    def __init__(self, message: str, text: str, start: int, end: int):
+        super().__init__(message)
+        self.text, self.start, self.end = text, start, end
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,68 @@ def fingerprint_module(module: torch.nn.Module, extra: str = "") -> str:
 
 
 def resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``device``, or the current GPU if any, else the CPU. A bare "cuda" gets its index, so the device compares
+    equal to the ``.device`` of the tensors placed on it."""
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def module_device(module: torch.nn.Module) -> torch.device | None:
+    """Where a module reads its inputs: its input embeddings' device (the first shard of a model spread over
+    devices), else its first parameter's or buffer's; None for a module that holds no tensor."""
+    try:
+        weight = getattr(module.get_input_embeddings(), "weight", None)
+    except (AttributeError, NotImplementedError):  # not a transformers model, or one without token embeddings
+        weight = None
+    if isinstance(weight, torch.Tensor):
+        return weight.device
+    first = next(iter(module.parameters()), None)
+    if first is None:
+        first = next(iter(module.buffers()), None)
+    return first.device if first is not None else None
+
+
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype a module computes in: its first floating-point parameter's (a quantised model's integer weights
+    say nothing about it), float32 for a module without one."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
+def to_device(value, device: torch.device, dtype: torch.dtype):
+    """A model input on ``device``: floating tensors in ``dtype``, the others (ids, sizes, grids, masks) keep
+    theirs; lists and tuples of tensors likewise (processors return some inputs as lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, dtype) if value.is_floating_point() else value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device, dtype) for v in value)
+    return value
+
+
+def runtime(device: torch.device) -> dict:
+    """How this process computes on ``device``: what decides whether the same seed gives the same labels twice.
+
+    Recorded with the results, not in the fingerprint: labels computed on another device or with other kernels
+    are draws of the same smoothed classifier as far as the maths goes (a non-deterministic kernel makes the base
+    classifier randomised, which the certificate covers), but counts are reproducible bit for bit only on the
+    same device, software and flags, with ``deterministic_algorithms`` on for CUDA."""
+    record = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    if device.type == "cuda":
+        record.update(
+            gpu=torch.cuda.get_device_name(device),
+            cuda=torch.version.cuda,
+            cudnn_deterministic=bool(torch.backends.cudnn.deterministic),
+            cudnn_benchmark=bool(torch.backends.cudnn.benchmark),
+            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
+        )
+    return record
 
 
 def _source(obj) -> bytes:

@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import EncodedCase, ModelError
+from .base import EncodedCase, ModelError, UnspellableText
 
 __all__ = ["ProcessorEncoding", "tokenizer_fingerprint", "processor_settings", "quantise", "check_prompt_format"]
 
@@ -132,7 +132,8 @@ class ProcessorEncoding:
         }
 
     def label_token_ids(self, labels: Mapping[str, str] | Sequence[str] | None) -> tuple[tuple[str, ...] | None, list[int]]:
-        """Label names and the first token id of each label's word; refused where two words share a first token."""
+        """Label names and the first token id of each label's word; refused where a word is the unknown token or two
+        words share a first token."""
         if labels is None:
             return None, []
         if isinstance(labels, str):
@@ -146,6 +147,14 @@ class ProcessorEncoding:
             if not toks:
                 raise ModelError(f"label {label!r}: the word {word!r} tokenizes to nothing")
             ids.append(int(toks[0]))
+        unk = self.tokenizer.unk_token_id
+        unknown = [(label, word) for (label, word), i in zip(words.items(), ids) if unk is not None and i == unk]
+        if unknown:  # the unknown token's logit says nothing about a word (and two unknown words would clash as one token)
+            labels_, words_ = (" and ".join(repr(x) for x in xs) for xs in zip(*unknown))
+            one = len(unknown) == 1
+            raise ModelError(f"label{'' if one else 's'} {labels_}: this tokenizer cannot spell the word{'' if one else 's'} {words_} "
+                             f"and reads {'it' if one else 'them all'} as its unknown token {self.tokenizer.unk_token!r}, whose logit "
+                             "says nothing about a word; choose label words the tokenizer knows")
         if len(set(ids)) != len(ids):
             clash = [label for label, i in zip(words, ids) if ids.count(i) > 1]
             raise ModelError(f"labels {clash} begin with the same token, so one next-token read cannot tell them apart; "
@@ -184,14 +193,16 @@ class ProcessorEncoding:
         return EncodedCase(ids, editable.to(device), image, context=full)
 
     def refuse_special_text(self, ids, offsets, full, start, end, case_id) -> None:
-        """Refuse a prompt whose characters the tokenizer reads as a special or unknown token (shared with served models)."""
+        """Refuse a prompt whose characters the tokenizer reads as a special or unknown token (shared with served models).
+        An unknown one raises :class:`UnspellableText` with its span in the prompt."""
         for tid, (a, b) in zip(ids, offsets):
             if tid in self.special_ids and a < end and b > start:
                 text = self.tokenizer.convert_ids_to_tokens(int(tid))
                 if tid == self.tokenizer.unk_token_id:
-                    raise ModelError(f"case {case_id!r}: this model's tokenizer cannot spell {full[a:b]!r} in the prompt and "
-                                     f"reads it as its unknown token {text!r}; an attacker could place that token, but the clean "
-                                     "prompt must be in the replacement alphabet: rephrase it")
+                    raise UnspellableText(f"case {case_id!r}: this model's tokenizer cannot spell {full[a:b]!r} in the prompt and "
+                                          f"reads it as its unknown token {text!r}; an attacker could place that token, but the "
+                                          "clean prompt must be in the replacement alphabet: rephrase it",
+                                          full[a:b], max(a, start) - start, min(b, end) - start)
                 raise ModelError(f"case {case_id!r}: the prompt contains {text!r}, which this model's tokenizer reads as a special token "
                                  "(an image placeholder or control token); remove it from the prompt")
 

@@ -6,7 +6,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .base import EncodedCase, ModelError, callable_fingerprint, code_fingerprint, fingerprint_module, resolve_device
+from .base import (EncodedCase, ModelError, callable_fingerprint, code_fingerprint, fingerprint_module, module_device, module_dtype,
+                   resolve_device, runtime)
 
 __all__ = ["TorchClassifier"]
 
@@ -16,7 +17,9 @@ class TorchClassifier:
 
     ``tokenize`` maps the prompt to token ids; every prompt token is editable. ``labels[k]`` names class
     ``k``. ``alphabet`` lists the token ids text noise may draw (default: ``range(vocab_size)`` minus
-    ``special_ids``); ``mask_id`` is the id the Mask kernel writes.
+    ``special_ids``); ``mask_id`` is the id the Mask kernel writes. ``device``: where the module runs (default:
+    where its weights are if that is a GPU, else the first GPU if any, else CPU); ids and images reach it there,
+    images in the dtype of its floating-point weights.
     """
 
     output_kind = "label"
@@ -48,8 +51,10 @@ class TorchClassifier:
             alphabet = [i for i in range(int(vocab_size)) if i not in specials]
         if isinstance(batch_size, bool) or int(batch_size) < 1:
             raise ModelError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.device = resolve_device(device)
+        own = module_device(module)
+        self.device = resolve_device(device if device is not None or own is None or own.type == "cpu" else own)
         self.module = module.to(self.device).eval()
+        self.dtype = module_dtype(module)
         self.labels = labels
         self.tokenize = tokenize
         self.alphabet = torch.as_tensor(sorted(set(int(i) for i in alphabet)), dtype=torch.long, device=self.device)
@@ -74,9 +79,14 @@ class TorchClassifier:
         image = torch.tensor(case.image, dtype=torch.float32, device=self.device)
         return EncodedCase(ids_t, torch.ones_like(ids_t, dtype=torch.bool), image)
 
+    @property
+    def runtime(self) -> dict:
+        """The device, software and kernel flags the labels are computed with (see :func:`certkit.models.base.runtime`)."""
+        return runtime(self.device)
+
     @torch.inference_mode()
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase | None = None) -> list[str]:
-        logits = self.module(ids, images)
+        logits = self.module(ids.to(self.device), images.to(self.device, self.dtype))
         if logits.ndim != 2 or logits.shape[1] != len(self.labels):
             raise ModelError(f"the module returned logits of shape {tuple(logits.shape)}; expected (batch, {len(self.labels)})")
         if ids.shape[0] != logits.shape[0]:

@@ -21,6 +21,7 @@ used as a classifier, the way Llama Guard 3 Vision or LlavaGuard are used.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -28,7 +29,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import EncodedCase, ModelError, code_fingerprint, fingerprint_module, resolve_device
+from .base import (EncodedCase, ModelError, code_fingerprint, fingerprint_module, module_device, module_dtype,
+                   resolve_device, runtime, to_device)
 from .encoding import ProcessorEncoding
 
 __all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]
@@ -101,8 +103,10 @@ class VisionLanguageModel:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = self.encoding.tokenizer
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
+        # where the model reads its inputs (the first shard of a model spread over devices) and the dtype it
+        # computes in: every processor output goes there, floating ones in that dtype
+        self.device = module_device(model)
+        self.dtype = module_dtype(model)
         self.max_new_tokens = int(max_new_tokens)
         self.do_sample = bool(do_sample)
         self.temperature = float(temperature)
@@ -114,11 +118,16 @@ class VisionLanguageModel:
         self.labels, label_ids = self.encoding.label_token_ids(labels)
         self._label_token_ids = torch.tensor(label_ids, dtype=torch.long, device=self.device)
         self.output_kind = "text" if self.labels is None else "label"
+        # label mode reads the last position only: the models that take ``logits_to_keep`` skip the vocabulary
+        # projection of every other position (same logits; tests/test_families.py checks them against the full ones)
+        keep = self.labels is not None and "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._label_kwargs = {"logits_to_keep": 1} if keep else {}
         self.max_context = self._max_context()
         settings = {
             **self.encoding.settings(),
             "output": self.output_kind,
             "labels": dict(zip(self.labels, label_ids)) if self.labels else None,
+            "label_read": "last position only (logits_to_keep=1)" if keep else ("full logits" if self.labels else None),
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
             "temperature": self.temperature,
@@ -184,6 +193,11 @@ class VisionLanguageModel:
             model = model.to(resolve_device(device))
         return cls(model, processor, weights_fingerprint=fingerprint, **settings)
 
+    @property
+    def runtime(self) -> dict:
+        """The device, software and kernel flags the labels are computed with (see :func:`certkit.models.base.runtime`)."""
+        return runtime(self.device)
+
     def _max_context(self) -> int | None:
         cfg = getattr(self.model.config, "text_config", self.model.config)
         return getattr(cfg, "max_position_embeddings", None)
@@ -211,17 +225,9 @@ class VisionLanguageModel:
     def model_inputs(self, encoded: EncodedCase, ids: torch.Tensor, images: torch.Tensor) -> dict:
         """Every input the processor returns for the noisy ``images``, with ``input_ids`` replaced by the noisy ``ids``."""
         inputs = self.encoding.checked_inputs(encoded, images)
-        out = {}
-        for key, value in inputs.items():
-            if key in _NOT_MODEL_INPUTS:
-                continue
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device)
-                if value.is_floating_point():
-                    value = value.to(self.dtype)
-            out[key] = value
-        out["input_ids"] = ids
-        out["attention_mask"] = torch.ones_like(ids)
+        out = {key: to_device(value, self.device, self.dtype) for key, value in inputs.items() if key not in _NOT_MODEL_INPUTS}
+        out["input_ids"] = ids.to(self.device)
+        out["attention_mask"] = torch.ones_like(out["input_ids"])
         return out
 
     # ------------------------------------------------------------------ running
@@ -230,8 +236,9 @@ class VisionLanguageModel:
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
         inputs = self.model_inputs(encoded, ids, images)
         if self.labels is not None:
-            logits = self.model(**inputs).logits[:, -1, :].float()
-            scores = logits[:, self._label_token_ids]
+            logits = self.model(**inputs, **self._label_kwargs).logits[:, -1, :]
+            # the logits are where the model's last shard left them, which need not be self.device
+            scores = logits[:, self._label_token_ids.to(logits.device)].float()
             if bool(torch.isnan(scores).any()):
                 raise ModelError("the model returned NaN logits for the label tokens of a noisy sample; certkit will not guess its label")
             return [self.labels[i] for i in scores.argmax(dim=1).tolist()]
