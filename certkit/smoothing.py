@@ -26,8 +26,10 @@ batch size.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import numbers
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -40,13 +42,13 @@ from .sequential import MixtureTest
 from .cache import CountCache, stream_key
 from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
-from .errors import RequirementError
+from .errors import CertkitError, RequirementError
 from .models.base import ModelError, takes_encoded
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
 from .sampling import alphabet_index, noisy_images, noisy_token_ids
 
-__all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK"]
+__all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
 
 CHUNK = 32
 #: streams one Smoothed keeps in memory for the requirements that follow (at most n_max bytes each)
@@ -57,6 +59,99 @@ def derive_seed(*parts) -> int:
     """A 63-bit seed from any parts (stable across processes and machines)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def generation_seed(stream_seed: int, start: int) -> int:
+    """The seed ``model.run`` gets for the batch whose first sample is sample ``start`` of the stream."""
+    return derive_seed(stream_seed, "gen", start // CHUNK, start % CHUNK)
+
+
+def grid_batch(size: int) -> int:
+    """The batch size ``size`` runs at on the stream's grid: whole chunks from ``CHUNK`` up, else ``size`` itself."""
+    return size // CHUNK * CHUNK if size >= CHUNK else size
+
+
+def batch_end(start: int, size: int, stop: int) -> int:
+    """The end of the batch that holds sample ``start`` at grid batch size ``size``, cut at ``stop``.
+
+    The grid is fixed by the size alone: multiples of ``size`` from ``CHUNK`` up; below it, multiples of ``size``
+    within each chunk, and every chunk boundary. So a sample lands in the same batch, with the same generation seed,
+    whatever the range drawn around it, except where a range starts or stops inside a batch (a cached prefix, a cap)."""
+    if size >= CHUNK:
+        end = (start // size + 1) * size
+    else:
+        chunk = start // CHUNK * CHUNK
+        end = min(chunk + CHUNK, chunk + ((start - chunk) // size + 1) * size)
+    return min(end, stop)
+
+
+def smaller_batch(size: int) -> int | None:
+    """The grid batch size an out-of-memory error at ``size`` steps down to (None at 1): half of it where that is on the
+    grid, else its largest divisor below half that is (96 -> 32). Its grid refines the failing one, so the failing
+    batch splits into whole batches of the smaller size: exactly those a run at that size from the start has there."""
+    return next((d for d in range(size // 2, 0, -1) if size % d == 0 and (d < CHUNK or d % CHUNK == 0)), None)
+
+
+def _shape(enc) -> tuple:
+    """What a batch's memory depends on besides its size: the shapes of one sample's inputs."""
+    return tuple(enc.ids.shape), tuple(enc.image.shape)
+
+
+def _cuda(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Bytes a batch may take on a CUDA device: free on the device, plus what torch holds cached but unused (else None)."""
+    if not _cuda(device):
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def _reset_peak(device: torch.device) -> int | None:
+    """On CUDA: start measuring a batch's peak memory; the bytes in use now (else None)."""
+    if not _cuda(device):
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _after_out_of_memory(device: torch.device, base: int | None, batch: int, message: str) -> str:
+    """Return torch's cached blocks to the device after an out-of-memory error; what the batch needed, in words."""
+    if base is None:
+        return message
+    peak = torch.cuda.max_memory_allocated(device) - base
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info(device)
+    asked = re.search(r"Tried to allocate ([0-9.]+) ([KMGT]?i?B)", message)
+    more = f" plus the {asked.group(1)} {asked.group(2)} it asked for" if asked else ""
+    return (f"a batch of {batch} held {_gib(peak)}{more} on {device}, which has {_gib(free)} free of {_gib(total)} "
+            f"({message})")
+
+
+class _Draw:
+    """One requirement's reading of a case's sample stream: the labels it found (this process or the cache), the
+    batches it has drawn since, and its timings."""
+
+    def __init__(self, case: Case, enc, seed: int, key: str, have: np.ndarray):
+        self.case, self.enc, self.seed, self.key = case, enc, seed, key
+        self.cached = self.size = int(have.size)
+        self.timing: dict = {}
+        self._parts = [have]
+
+    def add(self, labels: np.ndarray) -> None:
+        self._parts.append(labels)
+        self.size += int(labels.size)
+
+    def labels(self) -> np.ndarray:
+        if len(self._parts) > 1:
+            self._parts = [np.concatenate(self._parts)]
+        return self._parts[0]
 
 
 def refuse_text_noise(model) -> None:
@@ -115,6 +210,8 @@ class Smoothed:
         self.model, self.oracle, self.image, self.text, self.seed = model, oracle, image, text, int(seed)
         self.cache = CountCache(cache) if isinstance(cache, (str, Path)) else cache
         self._streams: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._batch_caps: dict[tuple, int] = {}  # input shape -> batch size learned from out-of-memory or the footprint
+        self._footprints: dict[tuple, float] = {}  # input shape -> peak bytes per sample measured on CUDA
         self._label_index = {label: i for i, label in enumerate(oracle.all_labels)}
         alphabet_bytes = model.alphabet.detach().cpu().numpy().astype(np.int64).tobytes()
         self._alphabet_hash = hashlib.sha256(alphabet_bytes).hexdigest()[:16]
@@ -140,7 +237,7 @@ class Smoothed:
             mask_id=getattr(self.model, "mask_id", None),
             seed=seed,
             chunk=CHUNK,
-            sampler=3,
+            sampler=4,  # 4: batches on a grid fixed by the batch size (generation seeds of sampling models)
         )
         return seed, key
 
@@ -159,10 +256,20 @@ class Smoothed:
         return enc
 
     def _batch_size(self, enc) -> int:
-        """Samples per model call: the adapter's ``batch_size``, fewer when a batch of noisy images at the case's
-        resolution would exceed ``max_batch_bytes`` (counting the noise, the noisy copy and the adapter's own)."""
+        """Samples per model call, on the stream's batch grid (:func:`grid_batch`): the adapter's ``batch_size``, fewer
+        when a batch of noisy images at the case's resolution would exceed ``max_batch_bytes`` (counting the noise,
+        the noisy copy and the adapter's own), fewer again once the device ran out of memory on this input shape or
+        its measured footprint no longer fits the free memory (both remembered for the rest of this Smoothed)."""
         per_sample = 3 * enc.image.element_size() * enc.image.numel()
-        return max(1, min(self.model.batch_size, self.max_batch_bytes // max(1, per_sample)))
+        shape = _shape(enc)
+        size = self._batch_caps.get(shape) or grid_batch(max(1, min(self.model.batch_size, self.max_batch_bytes // max(1, per_sample))))
+        footprint = self._footprints.get(shape)
+        if footprint:
+            free = _free_memory(enc.image.device)
+            while free is not None and size > 1 and size * footprint > free:
+                size = smaller_batch(size)
+            self._batch_caps[shape] = size
+        return size
 
     def _noisy_samples(self, enc, stream_seed: int, first_chunk: int, last_chunk: int):
         """Noisy (ids, image) pairs of chunks ``first_chunk .. last_chunk - 1``, one at a time, in stream order.
@@ -180,29 +287,67 @@ class Smoothed:
             for i in range(CHUNK):
                 yield ids[i], noisy_images(enc.image, self.image, 1, image_gen)[0]
 
-    def _run_batch(self, enc, ids: list, images: list, seed: int, case: Case) -> list[str]:
+    def _run_batch(self, draw: "_Draw", ids: list, images: list, start: int) -> list[str]:
+        """The oracle labels of one batch, whose first sample is sample ``start`` of the stream. Any error the user's
+        model raises becomes one :class:`ModelError` naming the case, the inputs' shapes and dtypes and the model's
+        own message (the original chained); certkit's own errors, interrupts and out-of-memory pass as they are."""
         ids_t, images_t = torch.stack(ids), torch.stack(images)
-        if self._run_takes_encoded:
-            outputs = self.model.run(ids_t, images_t, seed, encoded=enc)
-        else:
-            outputs = self.model.run(ids_t, images_t, seed)
+        seed = generation_seed(draw.seed, start)
+        try:
+            if self._run_takes_encoded:
+                outputs = self.model.run(ids_t, images_t, seed, encoded=draw.enc)
+            else:
+                outputs = self.model.run(ids_t, images_t, seed)
+        except (CertkitError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"case {draw.case.id!r}: {type(self.model).__name__}.run failed on a batch of {len(ids)} noisy samples with token ids "
+                f"{tuple(ids_t.shape)} {ids_t.dtype} and images {tuple(images_t.shape)} {images_t.dtype}: {type(exc).__name__}: {exc} "
+                "(the model's own error: check that the case's image has the channels and size, and the prompt the length, "
+                "the model takes)") from exc
         outputs = self._checked_outputs(outputs, len(ids))
-        return self.oracle(outputs, request=case) if self.oracle.needs_request else self.oracle(outputs)
+        return self.oracle(outputs, request=draw.case) if self.oracle.needs_request else self.oracle(outputs)
 
-    def _draw_chunks(self, enc, stream_seed: int, first_chunk: int, count: int, case: Case) -> np.ndarray:
-        """Oracle label indices of chunks ``first_chunk .. first_chunk + count - 1``."""
-        bs = self._batch_size(enc)
+    def _run_fitting(self, draw: "_Draw", ids: list, images: list, start: int) -> np.ndarray:
+        """Label indices of the samples ``start ..``, run in batches on the grid. When the device runs out of memory, the
+        batch size steps down (:func:`smaller_batch`, remembered for the case's input shape) and the same samples run
+        again in the smaller size's batches: the batches, seeds and so labels a run at that size gives from the start."""
         labels: list[str] = []
-        ids, images = [], []
-        for i, (sample_ids, image) in enumerate(self._noisy_samples(enc, stream_seed, first_chunk, first_chunk + count)):
-            ids.append(sample_ids)
-            images.append(image)
-            if len(ids) == bs:
-                labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, i + 1 - bs), case))
-                ids, images = [], []
-        if ids:
-            labels.extend(self._run_batch(enc, ids, images, derive_seed(stream_seed, "gen", first_chunk, count * CHUNK - len(ids)), case))
+        at = 0
+        while at < len(ids):
+            size = self._batch_size(draw.enc)
+            end = batch_end(start + at, size, start + len(ids)) - start
+            out, failure = self._attempt(draw, ids[at:end], images[at:end], start + at)
+            if failure is None:
+                labels.extend(out)
+                at = end
+                continue
+            smaller = smaller_batch(size)
+            while smaller is not None and smaller >= end - at:  # a batch cut short by the drawn range: smaller than it
+                smaller = smaller_batch(smaller)
+            if smaller is None:
+                raise ModelError(f"case {draw.case.id!r}: {type(self.model).__name__} runs out of memory on a single sample: {failure}. "
+                                 "Free the device (other processes, other models), or use a smaller model, dtype or image")
+            self._batch_caps[_shape(draw.enc)] = smaller
+            draw.timing["out_of_memory_retries"] = draw.timing.get("out_of_memory_retries", 0) + 1
         return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
+
+    def _attempt(self, draw: "_Draw", ids: list, images: list, start: int) -> tuple[list[str] | None, str | None]:
+        """One batch: (labels, None), or (None, what the memory needed) when the device ran out of it. On CUDA it also
+        measures the batch's peak memory per sample (the footprint that sizes later batches of this input shape)."""
+        device = draw.enc.image.device
+        base = _reset_peak(device)
+        try:
+            labels = self._run_batch(draw, ids, images, start)
+        except torch.OutOfMemoryError as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            if base is not None:
+                self._footprints[_shape(draw.enc)] = max(1.0, (torch.cuda.max_memory_allocated(device) - base) / len(ids))
+            return labels, None
+        # past the except block the error's frames, and the tensors they held, are gone: return them to the device
+        return None, _after_out_of_memory(device, base, len(ids), failure)
 
     def _checked_outputs(self, outputs, batch: int) -> list[str]:
         """The adapter's outputs for one batch, refused unless they are exactly ``batch`` strings: a short,
@@ -218,33 +363,43 @@ class Smoothed:
                                  "(decoded text for generators, class names for classifiers)")
         return list(outputs)
 
-    def _labels(self, enc, stream_seed: int, n: int, have: np.ndarray, timing: dict, case: Case) -> np.ndarray:
-        """The stream's labels extended to at least ``n`` samples (whole chunks)."""
-        if have.size >= n:
-            return have
-        t0 = time.perf_counter()
-        chunks_per_batch = max(1, self._batch_size(enc) // CHUNK)
-        parts = [have]
-        done = have.size // CHUNK
-        need = math.ceil(n / CHUNK)
-        while done < need:
-            count = min(chunks_per_batch, need - done)
-            parts.append(self._draw_chunks(enc, stream_seed, done, count, case))
-            done += count
-        labels = np.concatenate(parts)
-        timing["sampling_s"] = timing.get("sampling_s", 0.0) + time.perf_counter() - t0
-        timing["forward_samples"] = timing.get("forward_samples", 0) + int(labels.size - have.size)
-        return labels
+    def _open(self, case: Case) -> "_Draw":
+        """The case's stream as this requirement starts: what this process or the cache already holds."""
+        enc = self._encode(case)
+        seed, key = self._stream(case, enc)
+        return _Draw(case, enc, seed, key, self._cached(key))
 
-    def _store(self, key: str, labels: np.ndarray, cached: int) -> None:
-        """Keep the stream in memory, and write it to the cache once per requirement, if it grew."""
-        if labels.size > cached:
-            self._streams[key] = labels
-            self._streams.move_to_end(key)
+    def _extend(self, draw: "_Draw", n: int) -> None:
+        """Draw the stream on to at least ``n`` samples (whole chunks), batch by batch; each batch's labels join the
+        draw as it finishes, so an error or interrupt loses at most the batch in flight (see :meth:`_keep`)."""
+        if draw.size >= n:
+            return
+        t0 = time.perf_counter()
+        before = draw.size
+        first, stop = draw.size // CHUNK, math.ceil(n / CHUNK)
+        samples = self._noisy_samples(draw.enc, draw.seed, first, stop)
+        start = first * CHUNK
+        while start < stop * CHUNK:
+            end = batch_end(start, self._batch_size(draw.enc), stop * CHUNK)
+            ids, images = zip(*itertools.islice(samples, end - start))
+            draw.add(self._run_fitting(draw, list(ids), list(images), start))
+            start = end
+        draw.timing["sampling_s"] = draw.timing.get("sampling_s", 0.0) + time.perf_counter() - t0
+        draw.timing["forward_samples"] = draw.timing.get("forward_samples", 0) + draw.size - before
+        draw.timing["batch_size"] = self._batch_size(draw.enc)
+
+    def _keep(self, draw: "_Draw") -> None:
+        """Keep the stream's whole chunks in memory, and write them to the cache, if it grew: at the end of every
+        requirement, also one ended by an error, an interrupt (Ctrl-C, or SIGTERM in a certkit run) or a timeout."""
+        labels = draw.labels()
+        labels = labels[: labels.size // CHUNK * CHUNK]
+        if labels.size > draw.cached:
+            self._streams[draw.key] = labels
+            self._streams.move_to_end(draw.key)
             while len(self._streams) > STREAMS_IN_MEMORY:
                 self._streams.popitem(last=False)
             if self.cache is not None:
-                self.cache.put(key, self.oracle.all_labels, labels)
+                self.cache.put(draw.key, self.oracle.all_labels, labels)
 
     def _cached(self, key: str) -> np.ndarray:
         """The stream's labels known so far: in memory (this process), else in the cache, whole chunks only."""
@@ -326,13 +481,9 @@ class Smoothed:
         alpha, threshold = self._check_requirement(outcome, edits, radius, alpha, threshold)
         n_max = _check_count("n_max", n_max)
         p_star, p_test = self._required(radius, int(edits), threshold)
-        enc = self._encode(case)
-        seed, key = self._stream(case, enc)
-        timing: dict = {}
+        draw = self._open(case)
         target_label = self._label_index[outcome]
-        have = self._cached(key)
-        cached_before = have.size
-        common = self._common(case, seed, timing, outcome=outcome, edits=int(edits), radius=float(radius),
+        common = self._common(case, draw.seed, draw.timing, outcome=outcome, edits=int(edits), radius=float(radius),
                               threshold=threshold, alpha=alpha, p_star=p_star, n_max=n_max, mode="certify")
         test = MixtureTest(p_test, alpha, n_max)
         first = test.min_samples_to_certify()
@@ -343,22 +494,28 @@ class Smoothed:
                 f"need p_A >= {p_test:.6g}, which {n_max} samples cannot show even if every one agrees; it takes "
                 f"{'more than 10^9' if math.isinf(need) else int(need)} samples: raise n_max to that, or ask for a smaller radius or "
                 "fewer edits, a larger sigma or smaller beta, or a lower threshold (`certkit plan` prints the numbers)")
-        labels, n, k, decision = have, 0, 0, stats.Decision.CONTINUE
-        target = first  # no certificate is possible before it; each further draw adds a quarter
-        while decision is stats.Decision.CONTINUE:
-            labels = self._labels(enc, seed, target, labels, timing, case)
-            n, k, decision = test.first_decision(labels[n:n_max] == target_label, k, n)
-            target = min(n_max, max(n + CHUNK, math.ceil(1.25 * n)))
-        self._store(key, labels, cached_before)
+        n, k, decision = 0, 0, stats.Decision.CONTINUE
+        # The test scans sample by sample, so where the looks fall changes no decision, only the draws: the first look
+        # after one batch (or the fewest samples that can certify, if fewer), then a quarter more, at least a chunk. So a
+        # decision at n costs at most max(1.25 n + CHUNK, a batch + CHUNK) forward passes (each draw rounds up to chunks).
+        target = min(first, self._batch_size(draw.enc))
+        try:
+            while decision is stats.Decision.CONTINUE:
+                self._extend(draw, min(n_max, target))
+                labels = draw.labels()
+                n, k, decision = test.first_decision(labels[n:n_max] == target_label, k, n)
+                target = max(n + CHUNK, math.ceil(1.25 * n))
+        finally:
+            self._keep(draw)
         lower, upper = test.bounds(k, n)
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
         p_adv = float(bounds.worst_case(lower, self.image, radius, self.text, int(edits)))
         status = {stats.Decision.CERTIFIED: CERTIFIED, stats.Decision.NOT_CERTIFIED: NOT_CERTIFIED}.get(decision, INCONCLUSIVE)
         if status == CERTIFIED and not bool(bounds.is_certified(p_adv, threshold)):
             status = INCONCLUSIVE  # never record a certificate whose own numbers do not meet the threshold
-        timing["total_s"] = time.perf_counter() - t_start
+        draw.timing["total_s"] = time.perf_counter() - t_start
         return Certificate(status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=p_adv, n=n, successes=k,
-                           label_counts=self._label_counts(labels[:n]), cached=cached_before >= n, **common)
+                           label_counts=self._label_counts(labels[:n]), cached=draw.cached >= n, **common)
 
     def frontier(self, case: Case, max_edits: int | None = None, *, outcome: str, n: int = 10_000, alpha: float = 0.01,
                  threshold: float = bounds.DEFAULT_THRESHOLD) -> Certificate:
@@ -371,22 +528,22 @@ class Smoothed:
         n = _check_count("n", n)
         if self.image is None:
             raise RequirementError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")
-        enc = self._encode(case)
-        seed, key = self._stream(case, enc)
-        timing: dict = {}
-        have = self._cached(key)
-        labels = self._labels(enc, seed, n, have, timing, case)
-        self._store(key, labels, have.size)
+        draw = self._open(case)
+        try:
+            self._extend(draw, n)
+        finally:
+            self._keep(draw)
+        labels = draw.labels()
         k = int((labels[:n] == self._label_index[outcome]).sum())
         lower, upper = stats.clopper_pearson(k, n, alpha)
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
         radii = bounds.frontier(lower, self.image, self.text, int(max_edits) if self.text else 0, threshold)
         p_star = float(bounds.required_p_a(self.image, 0.0, None, 0, threshold))
         status = CERTIFIED if bool(bounds.is_certified(lower, threshold)) else NOT_CERTIFIED
-        timing["total_s"] = time.perf_counter() - t_start
+        draw.timing["total_s"] = time.perf_counter() - t_start
         return Certificate(
             status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=float(lower), n=n, successes=k,
-            label_counts=self._label_counts(labels[:n]), cached=have.size >= n, frontier=tuple(float(r) for r in np.atleast_1d(radii)),
-            **self._common(case, seed, timing, outcome=outcome, edits=int(max_edits), radius=0.0, threshold=threshold,
+            label_counts=self._label_counts(labels[:n]), cached=draw.cached >= n, frontier=tuple(float(r) for r in np.atleast_1d(radii)),
+            **self._common(case, draw.seed, draw.timing, outcome=outcome, edits=int(max_edits), radius=0.0, threshold=threshold,
                            alpha=alpha, p_star=p_star, n_max=n, mode="frontier"),
         )

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from certkit import Case, Certificate, Smoothed
+from certkit.cache import CountCache
 from certkit.cases import CaseError, load_image
 from certkit.models import ModelError, TorchClassifier, VisionLanguageGenerator
 from certkit.noise import Gaussian, Mask, UniformReplace
@@ -233,16 +234,17 @@ def test_requirements_on_one_case_read_one_stream(tmp_path):
     certs = [shared.certify(case(0.53), radius=r, outcome="bright", n_max=2000) for r in radii]
     forward = sum(c.timings.get("forward_samples", 0) for c in certs)
     longest = max(c.n for c in certs)
-    assert forward == math.ceil(longest / 32) * 32 < sum(c.n for c in certs)
+    assert math.ceil(longest / 32) * 32 <= forward <= 1.25 * longest + 32 + 32 and forward < sum(c.n for c in certs)
     for r, c in zip(radii, certs):
         alone = Smoothed(brightness_model(batch_size=32), oracle, image=Gaussian(0.5), seed=5).certify(
             case(0.53), radius=r, outcome="bright", n_max=2000)
         assert (alone.n, alone.successes, alone.status) == (c.n, c.successes, c.status)
     frontier = shared.frontier(case(0.53), outcome="bright", n=longest)
     assert frontier.timings.get("forward_samples", 0) == 0
-    first = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
+    first = Smoothed(brightness_model(batch_size=32), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
         case(0.53), radius=0.6, outcome="bright", n_max=2000)
-    later = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
+    later = Smoothed(brightness_model(batch_size=32), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
         case(0.53), radius=0.1, outcome="bright", n_max=2000)
-    assert first.n < later.n
-    assert later.timings["forward_samples"] == math.ceil(later.n / 32) * 32 - math.ceil(first.n / 32) * 32
+    assert first.timings["forward_samples"] < later.n  # the first run's draws do not cover the later requirement
+    stored = CountCache(tmp_path).get(next(iter(shared._streams)), oracle.all_labels).size
+    assert first.timings["forward_samples"] + later.timings["forward_samples"] == stored  # it extends the stream, redraws none
