@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import pytest
 
-from .controller import Controller
+from .controller import Controller, settings_line, shows_header
 from .devices import controller_devices, pin_worker, pytest_configure_node, pytest_xdist_auto_num_workers, share_cores_on_worker
 from .fixtures import CertkitRequirement, _certkit_smoothed_cache, case_summary, certkit, certkit_model, certkit_oracle, failure_message
-from .recording import pytest_make_collect_report, pytest_runtest_makereport, tag_requirements
-from .settings import (SETTINGS, as_given, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, shown,
-                       uses_certkit)
+from .recording import is_requirement, pytest_make_collect_report, pytest_runtest_makereport, tag_requirements
+from .settings import SETTINGS, as_given, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, uses_certkit
 from .state import STATE, RunState
 
 __all__ = [
     "CertkitRequirement", "RunState", "SETTINGS", "case_summary", "failure_message", "resolve_settings",
     # hooks and fixtures pytest finds on this module
     "certkit", "certkit_model", "certkit_oracle", "_certkit_smoothed_cache", "pytest_addoption", "pytest_configure",
-    "pytest_collection_modifyitems", "pytest_configure_node", "pytest_make_collect_report", "pytest_report_header",
+    "pytest_collection_modifyitems", "pytest_configure_node", "pytest_make_collect_report", "pytest_report_collectionfinish",
+    "pytest_report_header",
     "pytest_runtest_makereport", "pytest_xdist_auto_num_workers",
 ]
 
@@ -48,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state.report_path = path_setting(config, "report")
     state.min_pass_rate = from_cli_or_ini(config, "min_pass_rate", float, None)
     state.allow_inconclusive = from_cli_or_ini(config, "allow_inconclusive", bool, False)
+    state.allow_removed = from_cli_or_ini(config, "allow_removed", bool, False)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         state.seed = int(workerinput.get("certkit_seed", 0))
@@ -89,14 +90,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    """One line with the run's certkit settings, in a certkit run only."""
+    """One line with the run's certkit settings, in a run configured for certkit (pytest calls this before it
+    collects, and only when it shows its header)."""
     if not uses_certkit(config):
         return None
     state = config.stash[STATE]
-    s = run_settings(config)
-    gate = (f"pass rate >= {100 * state.min_pass_rate:g}%" if state.min_pass_rate is not None
-            else "every requirement certified" + (" or inconclusive" if state.allow_inconclusive else ""))
-    return [f"certkit: seed {state.seed}, sigma {s['sigma']:g}, beta {s['beta']:g} ({s['kernel']}), alpha {s['alpha']:g}, "
-            f"tau {s['threshold']:g}, n_max {s['n_max']}; gate: {gate}"
-            + (f", baseline {shown(state.baseline_path, config)}" if state.baseline_path and not state.update_baseline else "")
-            + f"; results {shown(state.json_path, config)}"]
+    state.settings_shown = True
+    return [settings_line(config, state)]
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items) -> list[str] | None:
+    """The settings line for a run that only the ``certkit`` fixture makes a certkit run: known once it is collected
+    (under xdist the controller collects nothing, and the certkit section at the end says it)."""
+    state = config.stash[STATE]
+    if state.settings_shown or not shows_header(config) or not any(is_requirement(item) for item in items):
+        return None
+    state.settings_shown = True
+    return [settings_line(config, state)]

@@ -12,7 +12,7 @@ import pytest
 
 from .recording import collect
 from .results import finish
-from .settings import shown, uses_certkit
+from .settings import run_settings, shown, uses_certkit
 from .state import RunState
 
 GATE_NODEID = "certkit::gate"
@@ -43,6 +43,26 @@ def junit_suite_properties(config: pytest.Config, summary: dict, state: RunState
         xml.add_global_property(name, value)
 
 
+def settings_line(config: pytest.Config, state: RunState) -> str:
+    """The run's certkit settings and gate, in one line (the report header)."""
+    s = run_settings(config)
+    gate = (f"pass rate >= {100 * state.min_pass_rate:g}%" if state.min_pass_rate is not None
+            else "every requirement certified" + (" or inconclusive" if state.allow_inconclusive else ""))
+    if state.baseline_path and not state.update_baseline:
+        gate += f", baseline {shown(state.baseline_path, config)}" + (" (removed requirements allowed)" if state.allow_removed else "")
+    return (f"certkit: seed {state.seed}, sigma {s['sigma']:g}, beta {s['beta']:g} ({s['kernel']}), alpha {s['alpha']:g}, "
+            f"tau {s['threshold']:g}, n_max {s['n_max']}; gate: {gate}; results {shown(state.json_path, config)}")
+
+
+def shows_header(config: pytest.Config) -> bool:
+    """Whether pytest shows its header lines (not under -q or --no-header)."""
+    return config.get_verbosity() >= 0 and not getattr(config.option, "no_header", False)
+
+
+def _removed_id(key) -> str:
+    return key if isinstance(key, str) else key["nodeid"]
+
+
 def terminal_summary(terminalreporter, state: RunState) -> None:
     summary = state.summary
     if summary is None:
@@ -50,12 +70,15 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
     tr = terminalreporter
     config = tr.config
     tr.section("certkit")
+    if not state.settings_shown and shows_header(config):  # a run that only its requirements made a certkit run, under xdist
+        tr.write_line(settings_line(config, state))
     tr.write_line(
         f"{summary['requirements']} requirements: {summary['certified']} certified, {summary['not certified']} not certified, "
         f"{summary['inconclusive']} inconclusive, {summary['error']} errors"
     )
     rate = summary["pass_rate"]
-    tr.write_line(f"samples used: {summary['samples']} ({summary['forward_samples']} new forward passes, the rest from the cache); "
+    tr.write_line(f"samples: {summary['samples']} read by the requirements, {summary['forward_samples']} forward passes run (a case's "
+                  "noisy samples are drawn in whole chunks, shared by its requirements and cached across runs, so the two differ); "
                   f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
     passed = summary["gate"] == "passed"
     tr.write_line(f"gate: {summary['gate_reason']}" + ("" if not summary.get("incomplete") else
@@ -67,6 +90,12 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
                       f"improvements, {len(comparison['new'])} new, {len(comparison['removed'])} removed", red=bool(regs), green=not regs)
         for reg in regs[:50]:
             tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
+        removed = comparison["removed"]
+        for key in removed[:50]:
+            tr.write_line(f"  REMOVED {_removed_id(key)}" + (" (allowed)" if state.allow_removed else ""), red=not state.allow_removed)
+        for more, what in ((len(regs) - 50, "regressions"), (len(removed) - 50, "removed requirements")):
+            if more > 0:
+                tr.write_line(f"  ... and {more} more {what}: see {shown(state.json_path, config)}", red=True)
     if state.update_baseline and shown(state.baseline_path, config) in state.written:
         tr.write_line(f"baseline updated: {shown(state.baseline_path, config)}")
     for error in state.write_errors:

@@ -13,11 +13,22 @@ import math
 
 import pytest
 
-from .recording import record_certificate
-from .settings import resolve_settings, validate
+from .recording import record_certificate, record_error
+from .settings import SETTINGS, convert, resolve_settings, validate
 from .state import STATE
 
 THUMBNAIL_PX = 48
+CERTIFY_KEYWORDS = ("edits", "radius", "outcome", "alpha", "threshold", "n_max", "sigma", "beta")
+FRONTIER_KEYWORDS = ("max_edits", "outcome", "n", "alpha", "threshold", "sigma", "beta")
+
+
+def _refuse_unknown(method: str, given: dict, known: tuple) -> None:
+    """A keyword the method does not take is refused by name (Python's own TypeError would be a traceback)."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        from ..errors import RequirementError
+
+        raise RequirementError(f"certkit.{method}() got unknown keyword(s) {unknown}; it takes {', '.join(known)}")
 
 
 def case_summary(case) -> dict:
@@ -111,13 +122,39 @@ class CertkitRequirement:
                                         cache=state.cache_dir)
         return self._cache[key]
 
-    def _settings(self, overrides: dict) -> dict:
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """An error raised while evaluating is the requirement's error even if the test catches it (a ``try``
+        around the call, a ``pytest.skip`` in its ``except``): it is kept on the item for the report."""
+        try:
+            yield
+        except Exception as exc:
+            record_error(self._item, exc)
+            raise
+
+    def _settings(self, case, overrides: dict) -> dict:
+        """The requirement's settings: an argument > command line > closest marker > ini > default. An outcome
+        nowhere given is the case's ``expected`` label (a case file's column): the requirement states its outcome,
+        the case only proposes one."""
+        from ..errors import RequirementError
+
         s = dict(self.settings)
         for name, value in overrides.items():
-            if value is not None:
-                s[name] = validate(name, value, "argument")
+            if value is None:
+                continue
+            if name == "outcome" and not isinstance(value, str):
+                raise RequirementError(f"argument outcome = {value!r}: give the outcome label as text, e.g. outcome='harmless'")
+            s[name] = validate(name, convert(name, SETTINGS[name][0], value, "argument", RequirementError), "argument", RequirementError)
         if s.get("outcome") is None:
-            raise pytest.UsageError(f"certkit: no outcome for {self._item.nodeid}: pass outcome=... or set it in the certkit marker / ini")
+            expected = getattr(case, "expected", None)
+            if expected is None:
+                raise RequirementError(
+                    "no outcome to certify: pass outcome=..., set it with @pytest.mark.certkit(outcome=...), the "
+                    "certkit_outcome ini key or --certkit-outcome, or give the case an expected label (`expected` in a case file)")
+            if not isinstance(expected, str) or not expected.strip():
+                raise RequirementError(f"case {getattr(case, 'id', case)!r}: expected = {expected!r} is no outcome label; give a label "
+                                       "such as 'harmless', or pass outcome=...")
+            s["outcome"] = expected
         return s
 
     def _record(self, cert, case) -> None:
@@ -125,26 +162,34 @@ class CertkitRequirement:
         record_certificate(self._item, cert.to_dict(), case.content_hash, lambda: case_summary(case))
 
     def certify(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, alpha=None, threshold=None,
-                n_max=None, sigma=None, beta=None):
-        s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
-        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], edits)
-        with _deadline(s.get("timeout")):
-            cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"], threshold=s["threshold"],
-                                    n_max=s["n_max"])
-        self._record(cert, case)
+                n_max=None, sigma=None, beta=None, **unknown):
+        with self._evaluating():
+            _refuse_unknown("certify", unknown, CERTIFY_KEYWORDS)
+            s = self._settings(case, dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
+            smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], edits)
+            with _deadline(s.get("timeout")):
+                cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"],
+                                        threshold=s["threshold"], n_max=s["n_max"])
+            self._record(cert, case)
         return cert
 
     def frontier(self, case, *, max_edits: int | None = None, outcome: str | None = None, n: int = 10_000, alpha=None, threshold=None,
-                 sigma=None, beta=None):
-        s = self._settings(dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
-        smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], max_edits)
-        with _deadline(s.get("timeout")):
-            cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"], threshold=s["threshold"])
-        self._record(cert, case)
+                 sigma=None, beta=None, **unknown):
+        with self._evaluating():
+            _refuse_unknown("frontier", unknown, FRONTIER_KEYWORDS)
+            s = self._settings(case, dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
+            smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], max_edits)
+            with _deadline(s.get("timeout")):
+                cert = smoothed.frontier(case, max_edits=max_edits, outcome=s["outcome"], n=n, alpha=s["alpha"],
+                                         threshold=s["threshold"])
+            self._record(cert, case)
         return cert
 
     def assert_certified(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, **kwargs):
-        """Certify and fail the test unless certified (inconclusive fails too unless allowed)."""
+        """Certify and fail the test unless certified (inconclusive fails too unless allowed). Takes the keywords of
+        :meth:`certify`."""
+        with self._evaluating():
+            _refuse_unknown("assert_certified", kwargs, CERTIFY_KEYWORDS)
         cert = self.certify(case, edits=edits, radius=radius, outcome=outcome, **kwargs)
         if cert.certified:
             return cert

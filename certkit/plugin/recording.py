@@ -19,7 +19,7 @@ import pytest
 from .state import RunState
 
 _REQUIREMENT = pytest.StashKey[bool]()
-_RECORDS = pytest.StashKey[dict]()  # {"certificates": [...], "cases": {hash: summary}, "sent": (n certs, n cases)}
+_RECORDS = pytest.StashKey[dict]()  # {"certificates": [...], "cases": {hash: summary}, "sent": (n certs, n cases), "error": text}
 _CRASH = re.compile(r"worker '[^']+' crashed while running")
 JUNIT_PROPERTY = "certkit_certificate"
 _PROPERTY_FAMILIES = ("xunit1", "legacy")
@@ -33,6 +33,11 @@ def tag_requirements(items) -> int:
             item.stash[_REQUIREMENT] = True
             count += 1
     return count
+
+
+def is_requirement(item: pytest.Item) -> bool:
+    """Whether ``item`` was tagged a certkit requirement at collection."""
+    return item.stash.get(_REQUIREMENT, False)
 
 
 def _records(item: pytest.Item) -> dict:
@@ -54,26 +59,52 @@ def certificate_line(c: dict) -> str:
             f"{c['p_a_upper']:.6f}] at confidence {1 - c['alpha']:g}, needs >= {c['p_star']}; n = {c['n']}")
 
 
+def error_text(exc: BaseException) -> str:
+    """A requirement's error as the results keep it: a certkit error's own message (it names the field and the fix),
+    any other exception with its type."""
+    from ..errors import CertkitError
+
+    return (str(exc) if isinstance(exc, CertkitError) else f"{type(exc).__name__}: {exc}")[:2000]
+
+
+def record_error(item: pytest.Item, exc: BaseException) -> None:
+    """Keep the first error raised while evaluating a requirement on its item: it is the requirement's error even
+    when the test catches it."""
+    records = _records(item)
+    if records.get("error") is None:
+        records["error"] = error_text(exc)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
-    """Attach the certificates made since the last report, and record a requirement that could not be evaluated.
+    """Attach the certificates made since the last report, and make a requirement that could not be evaluated a
+    failed test.
 
-    A :class:`~certkit.errors.CertkitError` (a case, model output, oracle or requirement certkit refuses) fails its
-    test with the message alone, no traceback. Any exception other than an assertion in a requirement is its error,
-    whatever the markers (xfail turns it into "xfailed", the results still say error)."""
+    An error is an exception other than an assertion (or a pytest outcome such as ``pytest.fail``) raised in the
+    requirement, or one that certify or frontier raised and the test caught. Whatever the test or its markers made of
+    it (passed, skipped, xfailed), the report is failed and says the error: the terminal, JUnit and the gate agree.
+    A :class:`~certkit.errors.CertkitError` (a case, model output, oracle or requirement certkit refuses) is shown
+    by its message alone, no traceback."""
     from ..errors import CertkitError
 
     report = yield
-    if not item.stash.get(_REQUIREMENT, False):
+    if not is_requirement(item):
         return report
-    error = None
-    exc = call.excinfo.value if call.excinfo is not None else None
-    if exc is not None:
-        if report.failed and isinstance(exc, CertkitError):
-            report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {exc}"
-        if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
-            error = (str(exc) if isinstance(exc, CertkitError) else f"{type(exc).__name__}: {exc}")[:2000]
     records = _records(item)
+    error = records.pop("error", None)
+    exc = call.excinfo.value if call.excinfo is not None else None
+    raised = isinstance(exc, Exception) and not isinstance(exc, AssertionError)
+    if raised:
+        error = error or error_text(exc)
+    if error is not None:
+        xfailed = hasattr(report, "wasxfail")
+        if not raised or isinstance(exc, CertkitError):  # any other exception keeps its traceback
+            why = (" (the test caught it; an error fails its requirement whatever the test does with it)" if not raised else
+                   " (an error fails its requirement, xfail or not)" if xfailed else "")
+            report.longrepr = f"ERROR: certkit could not evaluate {item.nodeid}: {error}{why}"
+        report.outcome = "failed"
+        if xfailed:
+            del report.wasxfail
     sent_certs, sent_cases = records["sent"]
     certificates = records["certificates"][sent_certs:]
     cases = list(records["cases"].values())[sent_cases:]

@@ -79,7 +79,7 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
         "workers": getattr(config.option, "numprocesses", None) or 0,
         "args": list(config.invocation_params.args),
         "settings": run_settings(config),
-        "gate": {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive},
+        "gate": {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive, "allow_removed": state.allow_removed},
         "models": sorted({c["model_fingerprint"] for c in certs}),
         "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
     }
@@ -101,51 +101,66 @@ def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
     return reasons
 
 
-def _gate_reason(summary: dict, state: RunState, comparison: dict | None, baseline: str) -> str:
-    """One sentence: which rules decided the gate, with their numbers (terminal, results.json, report)."""
-    failing, passing = [], []
-    if summary.get("incomplete"):
-        failing.append("the run did not finish (" + "; ".join(summary["incomplete"]) + ")")
+def gate_rules(summary: dict, state: RunState, comparison: dict | None, baseline: str) -> list[tuple[bool, str]]:
+    """Every rule of the gate as (failed, sentence with its numbers). The one list the verdict, its reason (terminal,
+    results.json, report, JUnit) and the exit status are all read from, so they cannot disagree."""
+    rules = []
     if summary["error"]:
-        failing.append(f"{summary['error']} requirement(s) could not be evaluated")
+        rules.append((True, f"{summary['error']} requirement(s) could not be evaluated"))
     rate = summary["pass_rate"]
     if state.min_pass_rate is not None:
-        text = f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * state.min_pass_rate:.1f}%"
-        (failing if rate is not None and rate < state.min_pass_rate else passing).append(text)
+        rules.append((rate is not None and rate < state.min_pass_rate,
+                      f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * state.min_pass_rate:.1f}%"))
     else:
         if summary["not certified"]:
-            failing.append(f"{summary['not certified']} requirement(s) not certified (each must be)")
+            rules.append((True, f"{summary['not certified']} requirement(s) not certified (each must be)"))
         if summary["inconclusive"] and not state.allow_inconclusive:
-            failing.append(f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)")
-        if not failing:
-            passing.append(f"all {summary['certified']} evaluated requirement(s) certified")
+            rules.append((True, f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)"))
+        if not any(failed for failed, _ in rules):
+            rules.append((False, f"all {summary['certified']} evaluated requirement(s) certified"))
     if state.baseline is not None:
         if comparison is None:
-            failing.append(f"the comparison with the baseline {baseline} failed")
-        elif comparison["regressions"]:
-            failing.append(f"{len(comparison['regressions'])} regression(s) against the baseline {baseline}")
+            rules.append((True, f"the comparison with the baseline {baseline} failed"))
         else:
-            passing.append(f"no regression against the baseline {baseline}")
-    verdict = summary["gate"].upper()
-    return f"{verdict}: " + "; ".join(failing if summary["gate"] != "passed" else passing)
+            regressions, removed = len(comparison["regressions"]), len(comparison["removed"])
+            rules.append((bool(regressions), f"{regressions} regression(s) against the baseline {baseline}" if regressions else
+                          f"no regression against the baseline {baseline}"))
+            if removed:
+                rules.append((not state.allow_removed,
+                              f"{removed} requirement(s) of the baseline not in this run (removed, renamed or deselected; "
+                              + ("allowed by --certkit-allow-removed)" if state.allow_removed else "allow with --certkit-allow-removed)")))
+    return rules
+
+
+def decide(summary: dict, rules: list[tuple[bool, str]]) -> tuple[str, str]:
+    """The gate and its reason: INCOMPLETE when the run did not finish, FAILED when a rule failed, else PASSED; the
+    reason gives the sentences that decided it."""
+    failing = [text for failed, text in rules if failed]
+    if summary.get("incomplete"):
+        gate, said = "incomplete", ["the run did not finish (" + "; ".join(summary["incomplete"]) + ")"] + failing
+    elif failing:
+        gate, said = "failed", failing
+    else:
+        gate, said = "passed", [text for _, text in rules]
+    return gate, f"{gate.upper()}: " + "; ".join(said)
+
+
+def exit_status(current: int, gate: str) -> int:
+    """The one place the gate reaches the exit status: a gate that did not pass never leaves it at 0 (OK)."""
+    return pytest.ExitCode.TESTS_FAILED if gate != "passed" and current == pytest.ExitCode.OK else current
 
 
 def finish(session: pytest.Session, state: RunState) -> None:
-    """Summarise, gate, compare with the baseline, append the history and write the results and the report."""
+    """Summarise, compare with the baseline, decide the gate (and so the exit status), append the history and write
+    the results and the report. A run with a baseline is gated even if it evaluated no requirement (its -k
+    deselected every one): the baseline's requirements are then missing from it."""
     config = session.config
-    if not state.results:
+    if not state.results and state.baseline is None:
         return
     summary = summarize(state)
-    if state.min_pass_rate is not None:
-        gate_failed = summary["pass_rate"] is not None and summary["pass_rate"] < state.min_pass_rate
-    else:  # every requirement must be certified (inconclusive ones too, unless allowed)
-        gate_failed = summary["not certified"] > 0 or (summary["inconclusive"] > 0 and not state.allow_inconclusive)
-    summary["gate"] = "failed" if gate_failed or summary["error"] else "passed"
     incomplete = _incomplete(session, state)
     if incomplete:  # what finished is kept and written; the gate cannot pass on a run that did not finish
-        summary["gate"], summary["incomplete"] = "incomplete", incomplete
-        if session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        summary["incomplete"] = incomplete
     results = []
     for nodeid in sorted(state.results):
         record = dict(state.results[nodeid])
@@ -168,12 +183,9 @@ def finish(session: pytest.Session, state: RunState) -> None:
             state.write_errors.append(f"could not compare with the baseline {baseline}: {type(exc).__name__}: {exc}")
         else:
             document["baseline"] = {"path": baseline, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
-        if (comparison is None or comparison["regressions"]) and summary["gate"] != "incomplete":
-            summary["gate"] = "failed"  # a regression, or a comparison that could not be made
-        if summary["gate"] != "passed" and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     state.comparison = comparison
-    summary["gate_reason"] = _gate_reason(summary, state, comparison, baseline)
+    summary["gate"], summary["gate_reason"] = decide(summary, gate_rules(summary, state, comparison, baseline))
+    session.exitstatus = exit_status(session.exitstatus, summary["gate"])
     history = []
     if state.history_path:
         try:
@@ -208,6 +220,4 @@ def finish(session: pytest.Session, state: RunState) -> None:
                     message += "; the results could not be saved anywhere"
             state.write_errors.append(message)
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-    if gate_failed and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     state.summary = summary

@@ -35,6 +35,8 @@ RUN_OPTIONS = {
     "cache_dir": (str, "reports/.cache", "count cache folder ('none' to disable)"),
     "min_pass_rate": (float, None, "gate on the certified share of requirements instead of each one"),
     "allow_inconclusive": (bool, False, "do not fail requirements that stay inconclusive at n_max"),
+    "allow_removed": (bool, False, "do not fail the gate on baseline requirements missing from this run (removed, renamed or "
+                                   "deselected, e.g. by -k)"),
     "devices": (str, None, "comma-separated GPU ids for xdist workers (default: CUDA_VISIBLE_DEVICES or all)"),
 }
 
@@ -69,8 +71,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(ini_name(name), help=help_text, default=None)
 
 
-def convert(name: str, kind, value, source: str):
+def _prefixed(error, text: str) -> str:
+    """A usage error says it is certkit's; a requirement's error is shown under its test, already named certkit's."""
+    return f"certkit: {text}" if error is pytest.UsageError else text
+
+
+def convert(name: str, kind, value, source: str, error=pytest.UsageError):
+    """``value`` as ``kind``; text is parsed (options and ini keys are text, markers may hold either). A bool is no
+    number, so True is refused where an int or a float is meant. ``error``: the exception to raise (inside a test, a
+    :class:`~certkit.errors.RequirementError`, so it fails that requirement only)."""
     try:
+        if kind in (int, float) and isinstance(value, bool):
+            raise ValueError
         if kind is bool:
             return parse_bool(value)
         if kind is float:
@@ -81,12 +93,12 @@ def convert(name: str, kind, value, source: str):
             return int(str(value)) if not isinstance(value, int) else value
         return str(value)
     except (TypeError, ValueError):
-        raise pytest.UsageError(f"certkit: {source} {name} = {value!r} is not a valid {kind.__name__}") from None
+        raise error(_prefixed(error, f"{source} {name} = {value!r} is not a valid {kind.__name__}")) from None
 
 
-def validate(name: str, value, source: str):
+def validate(name: str, value, source: str, error=pytest.UsageError):
     def bad(why):
-        raise pytest.UsageError(f"certkit: {source} {name} = {value!r}: {why}")
+        raise error(_prefixed(error, f"{source} {name} = {value!r}: {why}"))
 
     if value is None:
         return value
@@ -181,14 +193,15 @@ def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
         if cli is not None:
             source = "option " + opt_name(name)
             out[name] = validate(name, convert(name, kind, cli, source), source)
-        elif name in marker_values:
-            source = f"marker on {item.nodeid}"
-            if marker_values[name] is None and name != "outcome":
-                from ..errors import RequirementError
+        elif name in marker_values:  # a bad marker value fails the requirements it marks, not the run
+            from ..errors import RequirementError
 
+            source, value = f"marker on {item.nodeid}", marker_values[name]
+            if value is None and name != "outcome":
                 raise RequirementError(f"{source}: {name}=None is not a value; give a {kind.__name__} "
                                        f"or leave the key out to use the default ({default})")
-            out[name] = validate(name, convert(name, kind, marker_values[name], source) if marker_values[name] is not None else None, source)
+            out[name] = validate(name, convert(name, kind, value, source, RequirementError) if value is not None else None, source,
+                                 RequirementError)
         else:
             out[name] = from_cli_or_ini(config, name, kind, default)
     return out

@@ -23,6 +23,8 @@ class RunState:
     cache_dir: Path | None = Path("reports/.cache")
     min_pass_rate: float | None = None
     allow_inconclusive: bool = False
+    allow_removed: bool = False
+    settings_shown: bool = False  # the settings line is in the terminal (header or collection)
     devices: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)  # wall clock, for the record
     started_monotonic: float = field(default_factory=time.monotonic)  # for the duration: immune to clock changes
