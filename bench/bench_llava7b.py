@@ -9,6 +9,15 @@ with a word-level tokenizer of 32,000 tokens trained in-process, and a 40-token 
 sample generates exactly ``--new-tokens`` tokens: the timing is that of the worst case, not of short
 refusals. ``--shape tiny --device cpu`` runs the same code path with a tiny model (a smoke run).
 Without CUDA (and without ``--device cpu``) it prints why and returns.
+
+``--mode label`` reads the model as a guard: one forward pass per sample, the next-token logits of two label
+words at the last position only (``logits_to_keep=1``), no generation. Each row reports the MFU, model FLOPs
+utilisation: model FLOPs per sample x samples/s / the device's peak (``--peak-tflops``, else measured with a
+large bf16 matmul). Model FLOPs per sample are 2 x (vision tower parameters x its positions + text parameters x
+the tokens they process + LM head x the positions it reads): the prompt's tokens, plus ``--new-tokens`` - 1
+decoding steps when generating; token embeddings are a lookup, and attention's L^2 term (about 2% at 618 tokens)
+is not counted. ``--oom-batch B`` asks for one requirement at batch B and prints the batch the engine settled on
+(the certificate's timings), or the out-of-memory error where it has no back-off.
 """
 
 from __future__ import annotations
@@ -30,8 +39,12 @@ TEMPLATE = (
 )
 
 
-def build(shape: str, device: str, batch: int, new_tokens: int):
-    """A VisionLanguageModel around a randomly initialised LLaVA of the given shape."""
+#: the label words of ``--mode label`` (two words of the bench tokenizer)
+LABELS = {"safe": "w1", "unsafe": "w2"}
+
+
+def build(shape: str, device: str, batch: int, new_tokens: int, labels: dict | None = None):
+    """A VisionLanguageModel around a randomly initialised LLaVA of the given shape (label mode with ``labels``)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
                               LlavaProcessor, PreTrainedTokenizerFast)
@@ -69,9 +82,65 @@ def build(shape: str, device: str, batch: int, new_tokens: int):
     finally:
         torch.set_default_dtype(default)
     params = sum(p.numel() for p in model.parameters())
-    adapter = VisionLanguageModel(model, processor, max_new_tokens=new_tokens, batch_size=batch,
-                                      weights_fingerprint=f"random-llava-{shape}-seed0")
+    adapter = VisionLanguageModel(model, processor, max_new_tokens=new_tokens, batch_size=batch, labels=labels,
+                                  weights_fingerprint=f"random-llava-{shape}-seed0")
     return adapter, params
+
+
+def flops_per_sample(adapter, prompt_tokens: int, new_tokens: int, label: bool) -> float:
+    """Model FLOPs of one sample (see the module docstring): 2 x parameters x the positions each part processes."""
+    config = adapter.model.config.vision_config
+    positions = (config.image_size // config.patch_size) ** 2 + 1  # patches and the class token
+    vision = text = head = 0
+    for name, p in adapter.model.named_parameters():
+        if "vision_tower" in name:
+            vision += p.numel()
+        elif "lm_head" in name:
+            head += p.numel()
+        elif "embed_tokens" not in name:  # an embedding is a lookup, no FLOPs
+            text += p.numel()
+    tokens = prompt_tokens if label else prompt_tokens + new_tokens - 1
+    return 2.0 * (vision * positions + text * tokens + head * (1 if label else new_tokens))
+
+
+def peak_flops(device: str, size: int = 8192, repeats: int = 10) -> float:
+    """FLOP/s of a large bf16 matmul on ``device``, best of ``repeats``: the measured peak MFU is taken against."""
+    size = size if device.startswith("cuda") else 1024
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+def oom_step(args, prompt: str) -> dict:
+    """One requirement asked at batch ``--oom-batch``: the batch the engine ran at and how many times it backed off
+    (the certificate's timings), or the error where the engine has no back-off."""
+    import numpy as np
+
+    from certkit import Case, Smoothed
+    from certkit.noise import Gaussian
+    from certkit.oracles import KeywordOracle
+
+    adapter, _ = build(args.shape, args.device, args.oom_batch, args.new_tokens)
+    size = adapter.model.config.vision_config.image_size
+    case = Case("oom", prompt, np.full((3, size, size), 0.5, dtype=np.float32))
+    smoothed = Smoothed(adapter, KeywordOracle.refusal(), image=Gaussian(0.5), seed=0)
+    try:
+        cert = smoothed.frontier(case, max_edits=0, outcome="complied", n=args.oom_batch)
+    except torch.OutOfMemoryError as exc:
+        print(f"oom step: asked batch {args.oom_batch}: out of memory, no back-off ({str(exc).splitlines()[0][:120]})")
+        return {"asked": args.oom_batch, "error": "out of memory"}
+    found = {k: v for k, v in cert.timings.items() if "batch" in k or "memory" in k}
+    print(f"oom step: asked batch {args.oom_batch}; certificate timings {found or '(no batch field)'}; n = {cert.n}")
+    return {"asked": args.oom_batch, **found}
 
 
 def main(argv=None):
@@ -82,30 +151,48 @@ def main(argv=None):
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--n", type=int, default=512, help="samples per timed pass (a multiple of --batch)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--mode", choices=("generate", "label"), default="generate",
+                    help="generate answers, or read two label words' logits in one forward pass (a guard)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s for the MFU (default: measured)")
+    ap.add_argument("--oom-batch", type=int, default=None, help="only ask one requirement at this batch and print the batch it ran at")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_llava7b: no CUDA GPU here; skipped (run it on a GPU machine, or --shape tiny --device cpu for a smoke run)")
         return None
     from bench.bench_engine import throughput
+    from certkit import Case
     from certkit.noise import Gaussian
-    from certkit.oracles import KeywordOracle
+    from certkit.oracles import KeywordOracle, LabelOracle
 
+    prompt = " ".join(f"w{i * 37 % 1000}" for i in range(40))  # a 40-token user prompt
+    if args.oom_batch is not None:
+        return oom_step(args, prompt)
+    label = args.mode == "label"
     t0 = time.perf_counter()
-    adapter, params = build(args.shape, args.device, args.batch, args.new_tokens)
+    adapter, params = build(args.shape, args.device, args.batch, args.new_tokens, labels=LABELS if label else None)
     built = time.perf_counter() - t0
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"{args.shape} LLaVA, {params / 1e6:,.1f} M parameters, bf16, on {name}; built in {built:.0f} s; "
-          f"batch {args.batch}, {args.new_tokens} new tokens, {args.n} samples per pass, best of {args.repeats}")
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(args.device)
+    size = adapter.model.config.vision_config.image_size
+    tokens = adapter.encode(Case("t", prompt, torch.zeros(3, size, size).numpy())).ids.numel()
+    flops = flops_per_sample(adapter, tokens, args.new_tokens, label)
+    what = "label mode (one forward, logits_to_keep=1)" if label else f"{args.new_tokens} new tokens"
+    print(f"{args.shape} LLaVA, {params / 1e6:,.1f} M parameters, bf16, on {name}; built in {built:.0f} s; batch {args.batch}, "
+          f"{what}, {tokens}-token input, {args.n} samples per pass, best of {args.repeats}; {flops / 1e9:,.4g} GFLOP per "
+          f"sample, peak {peak / 1e12:.4g} TFLOP/s ({'given' if args.peak_tflops else 'measured, bf16 matmul'})")
     kernels = {"image-only": (Gaussian(0.5), None), "hybrid": (Gaussian(0.5), "uniform")}
-    prompt = " ".join(f"w{i * 37 % 1000}" for i in range(40))  # a 40-token user prompt
-    res = throughput(adapter, KeywordOracle.refusal(), kernels, args.n, repeats=args.repeats, prompt=prompt)
+    oracle = LabelOracle(list(LABELS)) if label else KeywordOracle.refusal()
+    res = throughput(adapter, oracle, kernels, args.n, repeats=args.repeats, prompt=prompt)
     paper = {"image-only": 156.0, "hybrid": 500.0}
-    print(f"{'kernels':<11} {'raw clean':>9} {'raw':>8} {'smoothed':>9} {'ratio':>6} {'in-run':>7} {'n=10,000':>9} {'paper':>6} {'n=195':>6}")
-    for label, m in res.items():
-        print(f"{label:<11} {m['raw_clean']:>9.1f} {m['raw']:>8.1f} {m['smoothed']:>9.1f} {m['smoothed'] / m['raw']:>6.2f} "
-              f"{m['model_share']:>7.2f} {10_000 / m['smoothed']:>8.0f}s {paper[label]:>5.0f}s {195 / m['smoothed']:>5.1f}s")
-    print("samples/s; n=10,000 = seconds for a fixed-n requirement at the smoothed rate; n=195 = the sequential test's "
-          "mean samples per requirement on the demo audit (BENCHMARKS.md)")
+    print(f"{'kernels':<11} {'raw clean':>9} {'raw':>8} {'smoothed':>9} {'ratio':>6} {'in-run':>7} {'MFU raw':>8} {'MFU smoothed':>12} "
+          f"{'n=10,000':>9} {'paper':>6} {'n=195':>6}")
+    for kernel, m in res.items():
+        m["mfu_raw"], m["mfu_smoothed"] = m["raw"] * flops / peak, m["smoothed"] * flops / peak
+        print(f"{kernel:<11} {m['raw_clean']:>9.1f} {m['raw']:>8.1f} {m['smoothed']:>9.1f} {m['smoothed'] / m['raw']:>6.2f} "
+              f"{m['model_share']:>7.2f} {m['mfu_raw']:>8.1%} {m['mfu_smoothed']:>12.1%} {10_000 / m['smoothed']:>8.0f}s "
+              f"{paper[kernel]:>5.0f}s {195 / m['smoothed']:>5.1f}s")
+    print("samples/s; MFU = model FLOPs x samples/s / peak; n=10,000 = seconds for a fixed-n requirement at the smoothed rate; "
+          "n=195 = the sequential test's mean samples per requirement on the demo audit (BENCHMARKS.md)")
     if args.device.startswith("cuda"):
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     return res

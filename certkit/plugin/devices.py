@@ -60,7 +60,8 @@ def controller_devices(config: pytest.Config) -> list[str]:
 
 
 def pin_worker(workerinput: dict) -> list[str]:
-    """On an xdist worker, before any CUDA call: pin it to one GPU of the controller's list (round robin)."""
+    """On an xdist worker, before any CUDA call: pin it to one GPU of the controller's list (round robin: with more
+    workers than GPUs, worker k shares GPU k mod the GPU count, each worker with its own copy of the model)."""
     devices = workerinput.get("certkit_devices") or []
     if not devices:
         return []
@@ -89,12 +90,24 @@ def share_cores_on_worker(config: pytest.Config, certkit_run: bool) -> None:
         share_cores(int(workerinput.get("workercount", 1)))
 
 
+def sharing_note(devices: list[str], workers: int) -> str | None:
+    """What the run says where more xdist workers than GPUs share them (None where each has its own)."""
+    if not devices or workers <= len(devices):
+        return None
+    return (f"certkit: {workers} xdist workers share {len(devices)} GPU(s) ({', '.join(devices)}) round robin, each worker with its "
+            "own copy of the model in GPU memory; -n auto starts one worker per GPU")
+
+
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: a run with xdist absent or disabled (-p no:xdist) has no such hook
 def pytest_configure_node(node) -> None:
-    """xdist (controller): hand the run seed and the device list to each worker."""
+    """xdist (controller): hand the run seed and the device list to each worker; say once where workers share GPUs."""
     state = node.config.stash[STATE]
     node.workerinput["certkit_seed"] = state.seed
     node.workerinput["certkit_devices"] = state.devices
+    note = sharing_note(state.devices, int(node.workerinput.get("workercount", 1)))
+    reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+    if note and reporter is not None and node.workerinput.get("workerid") == f"gw{len(state.devices)}":  # the first that shares
+        reporter.write_line(note)
 
 
 @pytest.hookimpl(optionalhook=True)
