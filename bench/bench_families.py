@@ -47,7 +47,7 @@ def measure(name: str, n: int, batch: int, new_tokens: int, repeats: int) -> dic
     case = Case("bench", "pick up the red cube please", image)
     enc = adapter.encode(case)
     text, noise = UniformReplace(0.1, adapter.alphabet.numel()), Gaussian(0.25)
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator(device=enc.ids.device).manual_seed(1)  # noise is drawn where the case lives (a CPU generator cannot draw on CUDA)
     batches = [(noisy_token_ids(enc.ids, enc.editable, text, batch, gen, adapter.alphabet), noisy_images(enc.image, noise, batch, gen))
                for _ in range(n // batch)]
     prepared = [adapter.model_inputs(enc, ids, imgs) for ids, imgs in batches]

@@ -141,6 +141,28 @@ def test_every_pad_token_id_is_inside_the_vocabulary(family):
     assert all(0 <= value < vocab for _, value in found), (name, vocab, found)
 
 
+def test_label_mode_reads_the_last_position_of_the_full_forward(family):
+    """Every family read as a guard: the labels are the argmax of the full forward's last-position logits, and where
+    the model takes ``logits_to_keep`` (which label mode passes, to skip the other positions' vocabulary projection)
+    its logits equal the full forward's there."""
+    name, directory, _ = family
+    guard = VisionLanguageModel.from_pretrained(directory, labels={"cube": "cube", "knife": "knife"}, batch_size=8,
+                                                **F.SETTINGS.get(name, {}))
+    enc = guard.encode(Case("c", PROMPT, _image()))
+    other = enc.ids.clone()
+    other[enc.editable] = other[enc.editable].flip(0)  # a second sample with the prompt's words reversed (as text noise would)
+    ids = torch.stack([enc.ids, other])
+    images = torch.stack([enc.image, 1.0 - enc.image])
+    with torch.inference_mode():
+        inputs = guard.model_inputs(enc, ids, images)
+        full = guard.model(**inputs).logits[:, -1]
+        if guard._label_kwargs:
+            torch.testing.assert_close(guard.model(**inputs, logits_to_keep=1).logits[:, -1], full)
+    words = [guard.tokenizer.convert_tokens_to_ids(w) for w in ("cube", "knife")]
+    expected = [("cube", "knife")[int(i)] for i in full[:, words].argmax(dim=1)]
+    assert guard.run(ids, images, 0, encoded=enc) == expected, name
+
+
 def test_certify_and_frontier_are_deterministic(family):
     name, _, adapter = family
     oracle = KeywordOracle.refusal()
@@ -231,8 +253,7 @@ def guard_checkpoint(tmp_path_factory):
 
 
 def test_guard_vlm_as_a_classifier_reads_the_label_logits(guard_checkpoint):
-    """Label mode: one forward pass, the label whose word's first token has the highest next-token logit; the
-    logits of the last position only (``logits_to_keep=1``) are the full forward's."""
+    """Label mode: one forward pass, the label whose word's first token has the highest next-token logit."""
     guard = VisionLanguageModel.from_pretrained(guard_checkpoint, labels={"safe": "safe", "unsafe": "unsafe"}, batch_size=8,
                                                 prompt_format="is this safe : {prompt}")
     assert guard.output_kind == "label"
@@ -242,10 +263,6 @@ def test_guard_vlm_as_a_classifier_reads_the_label_logits(guard_checkpoint):
     plain = _plain_inputs(guard, PROMPT, image)
     with torch.inference_mode():
         logits = guard.model(**plain).logits[0, -1]
-        inputs = guard.model_inputs(enc, enc.ids.unsqueeze(0).expand(3, -1), enc.image.unsqueeze(0).expand(3, -1, -1, -1))
-        full, last = guard.model(**inputs).logits[:, -1], guard.model(**inputs, logits_to_keep=1).logits
-    assert guard._label_kwargs == {"logits_to_keep": 1} and last.shape[1] == 1
-    torch.testing.assert_close(last[:, -1], full)
     ids = [guard.tokenizer.convert_tokens_to_ids(w) for w in ("safe", "unsafe")]
     expected = ["safe", "unsafe"][int(logits[ids].argmax())]
     assert guard.run(enc.ids.unsqueeze(0), enc.image.unsqueeze(0), 0, encoded=enc) == [expected]
