@@ -21,6 +21,26 @@ errors are not independent of one another (a union bound over them still holds).
 Reproducibility: the stream is drawn in chunks of ``CHUNK`` samples, each with its own generators, so counts do
 not depend on the order of requirements, on the worker that runs them, or (for deterministic models) on the
 batch size.
+
+Batches and memory: a model call takes one batch of the stream, on a grid the batch size alone fixes
+(:func:`batch_end`), and the generation seed ``model.run`` gets is derived from the batch's first sample index
+(:func:`generation_seed`). When the device runs out of memory (``torch.OutOfMemoryError``) the batch size steps down
+to about half (:func:`smaller_batch`), whose grid splits the failing batch into whole batches, and the same samples
+run again; the smaller size is kept for that input shape for the rest of the ``Smoothed``, and on CUDA the measured
+peak memory per sample keeps later batches within the free memory. The batch used is in ``timings["batch_size"]``
+(and the retries in ``timings["out_of_memory_retries"]``). A deterministic model's counts do not depend on any of
+this. A sampling model (temperature > 0) draws from its batch's seed, so its outputs depend on where batches start:
+a run that stepped down to batch size ``b`` gives the outputs a run at ``b`` from the start gives, from the failing
+batch on (earlier batches ran, and are cached, at the larger size); a stream extended from a cache whose end falls
+inside a batch starts that batch there.
+
+Draws and failures: ``certify`` looks after one batch (or the fewest samples that can certify, if fewer), then after
+a quarter more; the test scans sample by sample, so the looks change the draws, never the decision, and a decision
+at ``n`` samples costs at most ``max(1.25 n, one batch) + CHUNK`` forward passes. Every batch's labels are kept as it
+finishes; a requirement that ends by an error (the model's, a timeout) or an interrupt (Ctrl-C, SIGTERM in a certkit
+run) still writes the whole chunks it drew to the count cache, so the rerun draws only the rest. An error raised by
+the user's model is reported once, as a :class:`~certkit.models.base.ModelError` naming the case, the inputs' shapes
+and dtypes and the model's own message.
 """
 
 from __future__ import annotations
@@ -318,7 +338,7 @@ class Smoothed:
         while at < len(ids):
             size = self._batch_size(draw.enc)
             end = batch_end(start + at, size, start + len(ids)) - start
-            out, failure = self._attempt(draw, ids[at:end], images[at:end], start + at)
+            out, failure = self._attempt(draw, ids[at:end], images[at:end], start + at, whole=end - at == size)
             if failure is None:
                 labels.extend(out)
                 at = end
@@ -333,9 +353,10 @@ class Smoothed:
             draw.timing["out_of_memory_retries"] = draw.timing.get("out_of_memory_retries", 0) + 1
         return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
 
-    def _attempt(self, draw: "_Draw", ids: list, images: list, start: int) -> tuple[list[str] | None, str | None]:
-        """One batch: (labels, None), or (None, what the memory needed) when the device ran out of it. On CUDA it also
-        measures the batch's peak memory per sample (the footprint that sizes later batches of this input shape)."""
+    def _attempt(self, draw: "_Draw", ids: list, images: list, start: int, whole: bool) -> tuple[list[str] | None, str | None]:
+        """One batch: (labels, None), or (None, what the memory needed) when the device ran out of it. On CUDA a ``whole``
+        batch (not one cut short by the drawn range, whose fixed costs would weigh more per sample) also measures its
+        peak memory per sample: the footprint that keeps later batches of this input shape within the free memory."""
         device = draw.enc.image.device
         base = _reset_peak(device)
         try:
@@ -343,7 +364,7 @@ class Smoothed:
         except torch.OutOfMemoryError as exc:
             failure = f"{type(exc).__name__}: {exc}"
         else:
-            if base is not None:
+            if base is not None and whole:
                 self._footprints[_shape(draw.enc)] = max(1.0, (torch.cuda.max_memory_allocated(device) - base) / len(ids))
             return labels, None
         # past the except block the error's frames, and the tensors they held, are gone: return them to the device

@@ -248,3 +248,96 @@ def test_requirements_on_one_case_read_one_stream(tmp_path):
     assert first.timings["forward_samples"] < later.n  # the first run's draws do not cover the later requirement
     stored = CountCache(tmp_path).get(next(iter(shared._streams)), oracle.all_labels).size
     assert first.timings["forward_samples"] + later.timings["forward_samples"] == stored  # it extends the stream, redraws none
+
+
+# ---------------------------------------------------------------- a model's own errors, once, with what it got
+
+
+class ThreeChannelConv(torch.nn.Module):
+    """A guard whose network needs 3 channels and at least 3x3 pixels (a conv without padding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3)
+
+    def forward(self, ids, images):
+        return self.conv(images).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("shape, words", [((1, 8, 8), "expected input[32, 1, 8, 8] to have 3 channels"),
+                                          ((3, 1, 1), "Kernel size can't be greater than actual input size")],
+                         ids=["greyscale", "1x1"])
+def test_a_models_own_error_names_the_case_the_inputs_and_its_message(shape, words):
+    model = TorchClassifier(ThreeChannelConv(), ["dark", "bright"], tokenize, vocab_size=VOCAB, special_ids=[0, 1], batch_size=32)
+    smoothed = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=0)
+    bad = Case("grey-cat", "hand the knife to the person", np.full(shape, 0.5, dtype=np.float32))
+    with pytest.raises(ModelError) as raised:
+        smoothed.certify(bad, radius=0.05, outcome="bright", n_max=200)
+    message = str(raised.value)
+    assert "case 'grey-cat'" in message and "TorchClassifier.run failed on a batch of 32 noisy samples" in message
+    assert f"token ids (32, 6) torch.int64 and images (32, {', '.join(map(str, shape))}) torch.float32" in message
+    assert "RuntimeError: " in message and words in message
+    assert isinstance(raised.value.__cause__, RuntimeError)  # the original, chained
+
+
+def test_certkits_own_errors_and_interrupts_from_a_model_pass_unwrapped():
+    class Raising(torch.nn.Module):
+        def forward(self, ids, images):
+            raise self._error  # set per run below (private: not part of the fingerprint)
+
+    module = Raising()
+    model = TorchClassifier(module, ["dark", "bright"], tokenize, vocab_size=VOCAB, special_ids=[0, 1], batch_size=32)
+    smoothed = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=0)
+    for error in (ModelError("the adapter's own message"), KeyboardInterrupt()):
+        module._error = error
+        with pytest.raises(type(error)) as raised:
+            smoothed.certify(case(), radius=0.05, outcome="bright", n_max=200)
+        assert raised.value is error
+
+
+# ---------------------------------------------------------------- draws: what the decision needs, the same decisions
+
+
+def _whole_stream_decision(smoothed, c, radius, outcome, n_max, alpha=0.01, threshold=0.5):
+    """The decision of a sample-by-sample scan of the case's whole stream (n_max samples, drawn by the frontier)."""
+    from certkit.sequential import MixtureTest
+
+    stream = Smoothed(smoothed.model, smoothed.oracle, image=smoothed.image, text=smoothed.text, seed=smoothed.seed)
+    stream.frontier(c, max_edits=0, outcome=outcome, n=n_max)
+    labels = next(iter(stream._streams.values()))[:n_max]
+    test = MixtureTest(smoothed._required(radius, 0, threshold)[1], alpha, n_max)
+    return test.first_decision(labels == smoothed._label_index[outcome])
+
+
+@pytest.mark.parametrize("value, radius, n_max, batch", [(0.9, 0.05, 2000, 256), (0.53, 0.1, 2000, 32), (0.6, 0.3, 3000, 96),
+                                                         (0.2, 0.1, 2000, 7), (0.5, 0.0, 300, 64)])
+def test_decisions_and_counts_are_those_of_a_scan_of_the_whole_stream(value, radius, n_max, batch):
+    """The looks grow from one batch, but the test scans sample by sample: n, successes and the decision are those of a
+    scan of the whole stream, certified, not certified and inconclusive alike."""
+    smoothed = Smoothed(brightness_model(batch_size=batch), LabelOracle(["dark", "bright"]), image=Gaussian(0.5), seed=2)
+    cert = smoothed.certify(case(value), radius=radius, outcome="bright", n_max=n_max)
+    n, k, decision = _whole_stream_decision(smoothed, case(value), radius, "bright", n_max)
+    assert (cert.n, cert.successes, cert.status) == (n, k, {"continue": "inconclusive"}.get(decision.value, decision.value))
+
+
+class CoinFlip(torch.nn.Module):
+    """Right half the time: "bright" iff the first noisy pixel is above the clean 0.5."""
+
+    def forward(self, ids, images):
+        s = images[:, 0, 0, 0] - 0.5
+        return torch.stack([-s, s], 1)
+
+
+@pytest.mark.parametrize("p_star", [0.96, 0.9996])
+@pytest.mark.parametrize("batch", [64, 512])
+def test_a_requirement_that_fails_early_draws_about_what_its_decision_used(p_star, batch):
+    """Issue 22.6: a coin flip at p* = 0.96 or 0.9996 is decided within a few samples; certify used to draw the samples a
+    certificate would need first (160 and 13,664). Now: at most 1.25 n + one batch + one chunk forward passes."""
+    from statistics import NormalDist
+
+    model = TorchClassifier(CoinFlip(), ["dark", "bright"], tokenize, vocab_size=VOCAB, special_ids=[0, 1], batch_size=batch)
+    smoothed = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), seed=0)
+    cert = smoothed.certify(case(0.5), radius=0.5 * NormalDist().inv_cdf(p_star), outcome="bright", n_max=100_000)
+    assert cert.status == "not certified" and abs(cert.p_star - p_star) < 1e-9
+    assert cert.timings["forward_samples"] <= 1.25 * cert.n + batch + 32
+    assert cert.timings["batch_size"] == batch

@@ -344,3 +344,114 @@ def test_concurrent_result_writes_use_their_own_temporary_files(tmp_path, monkey
     write_results(tmp_path / "results.json", {"a": 2})
     assert len(set(sources)) == 2 and not any(s.endswith("results.json.tmp") for s in sources)
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+# --------------------------------------------------------------------------- samples drawn before a failure are kept
+
+
+class _Failing:
+    """Module factory: 'bright' iff the mean pixel exceeds 0.5; from its ``fail_at``-th call on it raises ``error``
+    (a dead server, Ctrl-C). The failure is private state: the fingerprint, so the cache key, is the healthy model's."""
+
+    @staticmethod
+    def build(fail_at=None, error=None):
+        import torch
+
+        class Flaky(torch.nn.Module):
+            def forward(self, ids, images):
+                self._calls += 1
+                if self._fail_at is not None and self._calls >= self._fail_at:
+                    raise self._error
+                s = images.mean(dim=(1, 2, 3)) - 0.5
+                return torch.stack([-s, s], 1)
+
+        module = Flaky()
+        module._calls, module._fail_at, module._error = 0, fail_at, error
+        return module
+
+
+def _draw(cache, module, mode):
+    import numpy as np
+
+    from certkit import Case, Smoothed
+    from certkit.models import TorchClassifier
+    from certkit.noise import Gaussian
+    from certkit.oracles import LabelOracle
+
+    model = TorchClassifier(module, ["dark", "bright"], lambda t: [2 + len(w) % 8 for w in t.split()], vocab_size=10,
+                            special_ids=[0, 1], batch_size=32)
+    s = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), cache=cache)
+    c = Case("c", "pick it up", np.full((3, 8, 8), 0.5, dtype=np.float32))
+    if mode == "certify":
+        return s.certify(c, outcome="bright", n_max=600)  # p_A = 1/2 = p*: it runs to n_max
+    return s.frontier(c, outcome="bright", n=600)
+
+
+@pytest.mark.parametrize("mode", ["certify", "frontier"])
+@pytest.mark.parametrize("error", [RuntimeError("connection refused: the server died"), KeyboardInterrupt()], ids=["error", "interrupt"])
+def test_samples_drawn_before_a_failure_are_cached_and_not_redrawn(tmp_path, mode, error):
+    """Issue 21.7: the chunks a requirement drew before its model failed (or the run was interrupted: Ctrl-C, and SIGTERM,
+    which a certkit run turns into the same interrupt) are in the cache; the rerun reads them and draws only the rest,
+    and its counts are those of a run that never failed."""
+    from certkit.cache import CountCache
+    from certkit.models import ModelError
+
+    whole = _draw(None, _Failing.build(), mode)
+    assert whole.timings["forward_samples"] > 5 * 32
+    with pytest.raises(ModelError if isinstance(error, Exception) else KeyboardInterrupt):
+        _draw(tmp_path, _Failing.build(fail_at=6, error=error), mode)  # five batches of 32 answered
+    cache = CountCache(tmp_path)
+    (stored,) = [row[0] for row in cache._conn.execute("SELECT length(labels) FROM streams")]
+    assert stored == 5 * 32
+    rerun = _draw(tmp_path, _Failing.build(), mode)
+    assert rerun.timings["forward_samples"] == whole.timings["forward_samples"] - 5 * 32
+    assert (rerun.status, rerun.n, rerun.successes, rerun.label_counts, rerun.p_a_lower) == (
+        whole.status, whole.n, whole.successes, whole.label_counts, whole.p_a_lower)
+
+
+SIGTERM_MID_REQUIREMENT = '''
+import os
+import signal
+import numpy as np
+import pytest
+import torch
+from certkit import Case
+from certkit.models import TorchClassifier
+
+CALLS = [0]
+
+
+class Bright(torch.nn.Module):
+    def forward(self, ids, images):
+        CALLS[0] += 1
+        if CALLS[0] == int(os.environ.get("TERM_AT", "0")):
+            os.kill(os.getpid(), signal.SIGTERM)  # the job runner's timeout, mid-requirement
+        s = images.mean(dim=(1, 2, 3)) - 0.5
+        return torch.stack([-s, s], 1)
+
+
+@pytest.fixture(scope="session")
+def certkit_model():
+    return TorchClassifier(Bright(), ["dark", "bright"], lambda t: [2 + len(w) % 20 for w in t.split()],
+                           vocab_size=24, special_ids=[0, 1], mask_id=0, batch_size=32)
+
+
+@pytest.mark.certkit(beta=0.0, outcome="bright", n_max=600)
+def test_req(certkit):
+    certkit.assert_certified(Case("c", "hi", np.full((3, 8, 8), 0.5, dtype=np.float32)))
+'''
+
+
+def test_sigterm_mid_requirement_keeps_its_drawn_samples(pytester, monkeypatch):
+    """A SIGTERM while a requirement samples: the run stops, and the rerun draws only what the first did not."""
+    pytester.makeconftest(CONFTEST.split("@pytest.fixture(scope=\"session\")\ndef certkit_model")[0]
+                          + "@pytest.fixture(scope=\"session\")\ndef certkit_oracle():\n    return LabelOracle([\"dark\", \"bright\"])\n")
+    pytester.makepyfile(test_suite=SIGTERM_MID_REQUIREMENT)
+    monkeypatch.setenv("TERM_AT", "6")
+    first = pytester.runpytest_subprocess("--certkit-min-pass-rate", "0")
+    assert first.ret == pytest.ExitCode.INTERRUPTED
+    first.stdout.fnmatch_lines(["*KeyboardInterrupt: SIGTERM*"])
+    monkeypatch.setenv("TERM_AT", "0")
+    pytester.runpytest_subprocess("--certkit-min-pass-rate", "0")
+    (cert,) = json.loads((pytester.path / "reports" / "results.json").read_text())["results"][0]["certificates"]
+    assert cert["n"] == 600 and cert["timings"]["forward_samples"] == 608 - 5 * 32  # five batches were answered before
