@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.bench_efficiency import CoinFlip
 from certkit import Case, Certificate, Smoothed
 from certkit.cache import CountCache
 from certkit.cases import CaseError, load_image
@@ -318,14 +319,6 @@ def test_decisions_and_counts_are_those_of_a_scan_of_the_whole_stream(value, rad
     cert = smoothed.certify(case(value), radius=radius, outcome="bright", n_max=n_max)
     n, k, decision = _whole_stream_decision(smoothed, case(value), radius, "bright", n_max)
     assert (cert.n, cert.successes, cert.status) == (n, k, {"continue": "inconclusive"}.get(decision.value, decision.value))
-
-
-class CoinFlip(torch.nn.Module):
-    """Right half the time: "bright" iff the first noisy pixel is above the clean 0.5."""
-
-    def forward(self, ids, images):
-        s = images[:, 0, 0, 0] - 0.5
-        return torch.stack([-s, s], 1)
 
 
 @pytest.mark.parametrize("p_star", [0.96, 0.9996])
