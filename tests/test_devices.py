@@ -1,5 +1,6 @@
-"""xdist workers and GPUs (certkit/plugin/devices.py): more workers than GPUs share them round robin, and the run says
-so. The GPU list is faked with --certkit-devices (on a machine with nvidia-smi, GPU 0 must be one it lists)."""
+"""Devices. xdist workers and GPUs (certkit/plugin/devices.py): more workers than GPUs share them round robin, and the
+run says so; the GPU list is faked with --certkit-devices (on a machine with nvidia-smi, GPU 0 must be one it lists).
+Where inputs reach a model (certkit/models): on its device, floating ones in its dtype; and the runtime record."""
 
 import json
 
@@ -73,3 +74,57 @@ def test_the_sharing_note_is_said_only_where_workers_share_a_gpu(devices, worker
     assert (note is not None) == shared
     if shared:
         assert f"{workers} xdist workers share {len(devices)} GPU(s)" in note
+
+
+# ---------------------------------------------------------------- where inputs reach a model: device and dtype
+
+
+def test_processor_outputs_go_to_the_model_device_floats_in_its_dtype_lists_too():
+    import torch
+
+    from certkit.models.base import to_device
+
+    pixels, sizes = torch.rand(2, 3, 4, 4), torch.tensor([[4, 4], [4, 4]])
+    inputs = {"pixel_values": [pixels, pixels[:1]], "image_sizes": sizes, "n": 3}
+    moved = {key: to_device(value, torch.device("cpu"), torch.bfloat16) for key, value in inputs.items()}
+    assert isinstance(moved["pixel_values"], list) and [t.dtype for t in moved["pixel_values"]] == [torch.bfloat16] * 2
+    assert moved["image_sizes"].dtype == torch.int64 and moved["n"] == 3
+
+
+def test_a_bfloat16_classifier_gets_its_images_in_bfloat16():
+    """A module in bfloat16 cannot take float32 images (torch refuses the mixed convolution): the adapter casts them."""
+    import numpy as np
+    import torch
+
+    from certkit import Case, Smoothed
+    from certkit.models import TorchClassifier
+    from certkit.noise import Gaussian
+    from certkit.oracles import LabelOracle
+    from tests.tiny_models import SmallGuard
+
+    model = TorchClassifier(SmallGuard(vocab_size=16).to(torch.bfloat16), ["a", "b"], lambda t: [2 + len(w) % 10 for w in t.split()],
+                            vocab_size=16, batch_size=32)
+    assert model.dtype == torch.bfloat16 and model.device == torch.device("cpu")
+    cert = Smoothed(model, LabelOracle(["a", "b"]), image=Gaussian(0.25), seed=0).frontier(
+        Case("c", "pick up the cube", np.full((3, 8, 8), 0.5, dtype=np.float32)), max_edits=0, outcome="a", n=64)
+    assert cert.n == 64
+
+
+def test_the_runtime_record_says_how_labels_are_computed():
+    """Recorded with results (not fingerprinted): device, software and the kernel flags that decide bitwise reproducibility."""
+    import torch
+
+    from certkit.models import TorchClassifier
+    from tests.tiny_models import BrightnessClassifier
+
+    model = TorchClassifier(BrightnessClassifier(), ["dark", "bright"], lambda t: [2], vocab_size=4)
+    record = model.runtime
+    assert record["device"] == str(model.device) and record["torch"] == torch.__version__
+    assert record["deterministic_algorithms"] is False
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert model.runtime["deterministic_algorithms"] is True
+    finally:
+        torch.use_deterministic_algorithms(False)
+    if model.device.type == "cuda":
+        assert {"gpu", "cuda", "cudnn_deterministic", "cudnn_benchmark", "tf32_matmul"} <= set(record)
