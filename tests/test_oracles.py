@@ -114,7 +114,7 @@ def test_judge_oracle_reads_the_clean_request_with_each_answer():
 
     cert = Smoothed(Answerer(), oracle, image=Gaussian(0.1), seed=0).certify(case, radius=0.01, outcome="safe", n_max=64)
     assert set(cert.label_counts) == {"safe", "unsafe"}
-    assert all(torch.equal(img, torch.tensor(case.image).unsqueeze(0)) for img in judge.seen)
+    assert all(torch.equal(img, torch.tensor(case.image, device=img.device).unsqueeze(0)) for img in judge.seen)  # on the judge's device
     assert JudgeOracle(judge.adapter, template="{answer}").fingerprint != oracle.fingerprint
 
 
