@@ -7,33 +7,7 @@ import json
 import pytest
 
 from certkit.plugin.devices import sharing_note
-
-CONFTEST = '''
-import os
-
-import pytest
-import torch
-
-from certkit.models import TorchClassifier
-from certkit.oracles import LabelOracle
-
-
-class Brightness(torch.nn.Module):
-    def forward(self, ids, images):
-        s = images.mean(dim=(1, 2, 3)) - 0.5
-        return torch.stack([-s, s], 1)
-
-
-@pytest.fixture(scope="session")
-def certkit_model():
-    return TorchClassifier(Brightness(), ["dark", "bright"], lambda t: [2 + len(w) % 8 for w in t.split()], vocab_size=10,
-                           special_ids=[0, 1], batch_size=64)
-
-
-@pytest.fixture(scope="session")
-def certkit_oracle():
-    return LabelOracle(["dark", "bright"])
-'''
+from tests.test_plugin import CONFTEST  # a brightness classifier and its label oracle
 
 TESTS = '''
 import os
