@@ -127,7 +127,6 @@ class VisionLanguageModel:
             **self.encoding.settings(),
             "output": self.output_kind,
             "labels": dict(zip(self.labels, label_ids)) if self.labels else None,
-            "label_read": "last position only (logits_to_keep=1)" if keep else ("full logits" if self.labels else None),
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
             "temperature": self.temperature,
@@ -137,6 +136,8 @@ class VisionLanguageModel:
             "model_code": code_fingerprint(model),
             "model_config": model.config.to_json_string(use_diff=False),
         }
+        if self.labels is not None:  # the last position alone may round differently from the full forward's
+            settings["label_read"] = "logits_to_keep=1" if keep else "full logits"
         weights = weights_fingerprint if weights_fingerprint is not None else fingerprint_module(model)
         self.weights_fingerprint = weights
         self.fingerprint = hashlib.sha256((weights + json.dumps(settings, sort_keys=True, default=str)).encode()).hexdigest()
