@@ -126,6 +126,7 @@ def oom_step(args, prompt: str) -> dict:
     import numpy as np
 
     from certkit import Case, Smoothed
+    from certkit.errors import CertkitError
     from certkit.noise import Gaussian
     from certkit.oracles import KeywordOracle
 
@@ -135,9 +136,9 @@ def oom_step(args, prompt: str) -> dict:
     smoothed = Smoothed(adapter, KeywordOracle.refusal(), image=Gaussian(0.5), seed=0)
     try:
         cert = smoothed.frontier(case, max_edits=0, outcome="complied", n=args.oom_batch)
-    except torch.OutOfMemoryError as exc:
-        print(f"oom step: asked batch {args.oom_batch}: out of memory, no back-off ({str(exc).splitlines()[0][:120]})")
-        return {"asked": args.oom_batch, "error": "out of memory"}
+    except (torch.OutOfMemoryError, CertkitError) as exc:  # an engine without back-off, or one that gave up
+        print(f"oom step: asked batch {args.oom_batch}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        return {"asked": args.oom_batch, "error": type(exc).__name__}
     found = {k: v for k, v in cert.timings.items() if "batch" in k or "memory" in k}
     print(f"oom step: asked batch {args.oom_batch}; certificate timings {found or '(no batch field)'}; n = {cert.n}")
     return {"asked": args.oom_batch, **found}
