@@ -12,6 +12,7 @@ against the server that test names.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -30,7 +32,7 @@ import certkit
 from certkit import demo
 from certkit.demo.train import answer_oracle
 from certkit.models import ModelError, ServedVLM, ServerError
-from certkit.models.served import ServedModelWarning
+from certkit.models.served import CANARY_PROMPT, ServedModelWarning, canary_hash, same_canary
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import ClassifierOracle
 from tests.http_replay import Forwarder, ReplayServer
@@ -128,6 +130,37 @@ def test_an_unreachable_server_is_an_error_after_the_retries():
     assert time.monotonic() - t0 < 30
 
 
+# ---------------------------------------------------------------------- the canary: a served model's behavioural identity
+
+_CANARY = {"answer": [7, 9], "logprobs": [(7, -0.10, [(7, -0.10), (3, -2.50), (4, -4.00)]),
+                                          (9, -0.20, [(9, -0.20), (5, -1.90), (6, -3.00)])]}
+
+
+def _canary(changes: dict) -> dict:
+    positions = [list(p) for p in _CANARY["logprobs"]]
+    for (i, j), value in changes.items():  # (position, top-k index) -> (token, logprob)
+        positions[i][2] = [value if k == j else e for k, e in enumerate(positions[i][2])]
+        if j == 0:
+            positions[i][:2] = value
+    return {"answer": _CANARY["answer"], "logprobs": [tuple(p) for p in positions]}
+
+
+def test_the_canary_tolerates_one_servers_jitter_and_not_another_models_answer():
+    assert same_canary(_CANARY, _canary({(0, 1): (3, -2.46), (1, 0): (9, -0.23)}))  # within 0.05 nats
+    assert canary_hash(_canary({(0, 1): (3, -2.501)})) == canary_hash(_CANARY)  # the hash rounds to 0.01 nats
+    assert not same_canary(_CANARY, _canary({(0, 1): (3, -2.40)}))  # a top-k logprob off by 0.1
+    assert not same_canary(_CANARY, _canary({(1, 0): (5, -0.20)}))  # another greedy token, 1.7 nats above its own
+    assert not same_canary(_CANARY, {**_CANARY, "logprobs": _CANARY["logprobs"][:1]})  # stopped one token early
+    tie = {"answer": [7, 5], "logprobs": [_CANARY["logprobs"][0], (5, -0.20, [(5, -0.20), (9, -0.22), (6, -3.00)])]}
+    assert same_canary(_canary({(1, 1): (5, -0.21)}), tie)  # a near tie broken the other way: the answers part there
+    assert not same_canary(_CANARY, {**_CANARY, "logprobs": None})  # logprobs gone: another server
+    assert same_canary(_CANARY, _canary({(0, 2): (8, -4.02)}))  # a near tie swapped at the top-k cut-off
+    assert not same_canary(_CANARY, _canary({(0, 2): (8, -3.50)}))  # a newcomer well above the cut-off
+    assert canary_hash(_canary({(0, 1): (3, -2.40)})) != canary_hash(_CANARY)
+    text = {"answer": "pick up", "logprobs": None}
+    assert same_canary(text, dict(text)) and not same_canary(text, {**text, "answer": "put down"})
+
+
 # ---------------------------------------------------------------------- contract: transformers serve, chat protocol
 
 
@@ -141,19 +174,21 @@ def test_chat_requests_and_answers_match_the_recording_and_the_model_in_process(
             assert _counts(served, case, text) == _counts(assistant, case, text)
         assert served.server["model"].endswith(SERVED_ID)
     finally:
-        server.close("transformers serve (transformers 5.24) of the demo assistant; chat protocol")
+        server.close("transformers serve (transformers 5.25) of the demo assistant; chat protocol")
 
 
 def test_retries_resend_the_identical_body_and_lose_no_sample(assistant):
     """Connection resets, stalls past the timeout, 429 and 503 on first attempts: the same counts, every retry
     byte-identical to its first attempt."""
-    plan = {1: "reset", 4: ("503", None), 7: ("429", {"Retry-After": "0"}), 10: "stall"}
+    plan = {1: "reset", 4: ("503", None), 7: ("429", {"Retry-After": "0"}), 10: "stall"}  # sample requests, in order
+    firsts = []
 
     def faults(path, attempt, index):
-        if path != "/v1/chat/completions" or attempt > 1 or index not in plan:
+        if path != "/v1/chat/completions" or attempt > 1 or _max_tokens(server.server.bodies[index][1]) != 6:
             return None
-        fault = plan[index]
-        return fault if isinstance(fault, str) else (int(fault[0]), "momentarily unavailable", fault[1])
+        firsts.append(index)
+        fault = plan.get(len(firsts) - 1)
+        return fault if fault is None or isinstance(fault, str) else (int(fault[0]), "momentarily unavailable", fault[1])
 
     server = _Recorded("transformers_serve_chat", faults=faults)
     try:
@@ -161,15 +196,17 @@ def test_retries_resend_the_identical_body_and_lose_no_sample(assistant):
         served.endpoint.backoff = 0.01
         case = CASES["blade-harmless-05-knife"]
         assert _counts(served, case, None) == _counts(assistant, case, None)
-        by_key: dict = {}
-        for path, body in server.server.bodies:
-            by_key.setdefault(body, 0)
-            by_key[body] += 1
-        assert sum(by_key.values()) == len(server.server.bodies)
-        retried = [b for b, k in by_key.items() if k > 1]
-        assert len(retried) == len(plan), "each injected fault was answered by exactly one retry of the same bytes"
+        sent = Counter(body for path, body in server.server.bodies if path == "/v1/chat/completions")
+        samples = {body: k for body, k in sent.items() if _max_tokens(body) == 6}
+        assert len(samples) == 64 and sorted(samples.values()) == [1] * 60 + [2] * len(plan), \
+            "each injected fault was answered by exactly one retry of the same bytes"
+        assert sum(k for body, k in sent.items() if CANARY_PROMPT.encode() in body) >= 2, "the canary was asked again after retries"
     finally:
         server.close()
+
+
+def _max_tokens(body: bytes) -> int:
+    return json.loads(body)["max_tokens"]
 
 
 @pytest.mark.parametrize("status, retried", [(400, False), (404, False), (422, False), (503, True)])
@@ -201,6 +238,63 @@ def test_a_changed_system_fingerprint_stops_the_run():
         smoothed = certkit.Smoothed(served, answer_oracle(), image=Gaussian(0.5), seed=0)
         with pytest.raises(ServerError, match="system_fingerprint changed during the run"):
             smoothed.frontier(CASES["blade-harmless-05-knife"], outcome="refuse", n=32, max_edits=0)
+    finally:
+        server.close()
+
+
+def _sample_requests(forwarder, served) -> int:
+    """The sample requests (not the probe's, not the canary's) a forwarder saw."""
+    return sum(1 for path, body in forwarder.bodies
+               if path == "/v1/chat/completions" and json.loads(body)["max_tokens"] == served.max_new_tokens)
+
+
+def test_a_model_that_changes_behind_a_retry_stops_the_run_and_its_batch_is_not_used():
+    """A connection reset in the second batch, after which the server answers as another model: the canary asked
+    again after the retry stops the requirement with both fingerprints, and the adapter sends no later batch."""
+    armed, sent = [], []
+    other = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "sure here"}, "finish_reason": "stop"}]}
+
+    def faults(path, attempt, index):
+        if path != "/v1/chat/completions" or not armed:
+            return None
+        sent.append(index)
+        if len(sent) == 40 and attempt == 1:  # in the second batch of 32: the server restarts as another model
+            server.replay.overrides["/v1/chat/completions"] = other
+            return "reset"
+        return None
+
+    server = _Recorded("transformers_serve_chat", faults=faults)
+    try:
+        served = _served(server.url)
+        served.endpoint.backoff = 0.01
+        armed.append(True)
+        smoothed = certkit.Smoothed(served, answer_oracle(), image=Gaussian(0.5), seed=0)
+        with pytest.raises(ModelError, match="changed during the run") as info:
+            smoothed.frontier(CASES["blade-harmless-05-knife"], outcome="refuse", n=64, max_edits=0)
+        now = _served(server.url).fingerprint  # the model the server answers as now
+        assert now != served.fingerprint
+        assert served.fingerprint[:16] in str(info.value) and now[:16] in str(info.value)
+        assert served.server["canary"]["hash"][:16] in str(info.value)
+        before = _sample_requests(server.server, served)
+        assert before == 64 + 1, "two batches (and the retry), no third"
+        with pytest.raises(ModelError, match="changed during the run"):
+            smoothed.frontier(CASES["unsafe-01-knife"], outcome="refuse", n=32, max_edits=0)
+        assert _sample_requests(server.server, served) == before, "a later batch is refused before it is sent"
+    finally:
+        server.close()
+
+
+def test_the_canary_is_part_of_the_fingerprint():
+    """The same path, revision and version, another canary answer (other weights): another fingerprint."""
+    server = _Recorded("transformers_serve_chat")
+    try:
+        served = _served(server.url)
+        assert served.server["canary"]["answer"] and "no logprobs" in served.server["canary"]["evidence"]
+        server.replay.overrides["/v1/chat/completions"] = {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "sure here"}, "finish_reason": "stop"}]}
+        other = _served(server.url)
+        assert other.server["canary"]["answer"] == "sure here"
+        assert other.fingerprint != served.fingerprint
     finally:
         server.close()
 
@@ -248,15 +342,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def transformers_serve():
-    """A real ``transformers serve`` of the demo assistant on a loopback port, for this module."""
+@contextlib.contextmanager
+def _transformers_serve(folder: str | Path, port: int | None = None):
+    """A real ``transformers serve`` of the model in ``folder`` on a loopback port; yields its URL."""
     exe = shutil.which("transformers", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.fail("the `transformers` command is missing; install certkit's test extra (transformers[serving])")
-    port = _free_port()
+    port = port or _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", ASSISTANT],
+    proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", str(folder)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(Path(ASSISTANT).parents[3]))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -278,6 +372,13 @@ def transformers_serve():
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def transformers_serve():
+    """A real ``transformers serve`` of the demo assistant on a loopback port, for this module."""
+    with _transformers_serve(ASSISTANT) as url:
+        yield url
 
 
 def test_live_transformers_serve_certifies_as_the_model_in_process(transformers_serve, assistant):
@@ -309,12 +410,90 @@ def test_live_sampling_sends_one_seed_per_sample_and_repeats_itself(transformers
         served = _served(proxy.url, temperature=0.9)
         smoothed = certkit.Smoothed(served, answer_oracle(), image=Gaussian(0.5), seed=1)
         first = smoothed.frontier(CASES["unsafe-01-knife"], outcome="refuse", n=32, max_edits=0)
-        seeds = [json.loads(b)["seed"] for p, b in proxy.bodies if p == "/v1/chat/completions" and json.loads(b)["max_tokens"] != 1]
+        seeds = [json.loads(b)["seed"] for p, b in proxy.bodies if p == "/v1/chat/completions" and _max_tokens(b) == served.max_new_tokens]
         assert len(seeds) == 32 and len(set(seeds)) == 32
         second = smoothed.frontier(CASES["unsafe-01-knife"], outcome="refuse", n=32, max_edits=0)
         assert first.label_counts == second.label_counts
     finally:
         proxy.close()
+
+
+def _other_weights(folder: Path, seed: int = 1) -> None:
+    """Overwrite the model in ``folder`` with other weights of the same architecture: every tensor drawn afresh from
+    a seeded generator with its own mean and spread (the same model initialised with another seed, untrained)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    gen = torch.Generator().manual_seed(seed)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and tensor.numel() > 1:
+            state[name] = tensor.mean() + tensor.std() * torch.randn(tensor.shape, generator=gen, dtype=tensor.dtype)
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+def test_live_other_weights_in_the_same_folder_are_another_model(tmp_path):
+    """Issue 21 part 6: a server restarted on the same folder (same path, revision and version) with other weights
+    gets another fingerprint, so a rerun draws its own samples instead of reporting the old model's counts; restarted
+    with the same weights, the fingerprint is the same and the rerun reuses the cache (no forward pass)."""
+    folder = tmp_path / "assistant"
+    shutil.copytree(ASSISTANT, folder)
+    port, cache = _free_port(), tmp_path / "cache"
+
+    def run() -> tuple[str, int]:
+        """(fingerprint, sample requests sent) of one requirement against a fresh start of the server."""
+        with _transformers_serve(folder, port) as url:
+            proxy = Forwarder(url)
+            try:
+                served = _served(proxy.url, model=str(folder))
+                certkit.Smoothed(served, answer_oracle(), image=Gaussian(0.5), seed=0, cache=cache).frontier(
+                    CASES["unsafe-01-knife"], outcome="refuse", n=32, max_edits=0)
+                return served.fingerprint, _sample_requests(proxy, served)
+            finally:
+                proxy.close()
+
+    first, drawn = run()
+    assert drawn == 32
+    assert run() == (first, 0), "the same weights restarted: the same model, its cached counts reused"
+    _other_weights(folder)
+    other, drawn = run()
+    assert other != first and drawn == 32, "other weights in the same folder: another model, new forward passes"
+
+
+def test_live_a_restart_with_other_weights_mid_run_stops_the_requirement(tmp_path):
+    """The server restarts on the same folder with other weights between two batches of a requirement: the client
+    reconnects, the canary is asked again, and the requirement stops with an error naming both fingerprints
+    before any answer of the new model is used. (The wrapper only times the restart; every request is real.)"""
+    folder = tmp_path / "assistant"
+    shutil.copytree(ASSISTANT, folder)
+    port = _free_port()
+    stack = contextlib.ExitStack()
+    try:
+        url = stack.enter_context(_transformers_serve(folder, port))
+        served = _served(url, model=str(folder), batch_size=16)
+        batches = []
+        post_many = served.endpoint.post_many
+
+        def restart_after_the_first_batch(path, bodies):
+            nonlocal stack
+            if len(batches) == 1:
+                stack.close()
+                _other_weights(folder)
+                stack = contextlib.ExitStack()
+                stack.enter_context(_transformers_serve(folder, port))
+            batches.append(len(bodies))
+            return post_many(path, bodies)
+
+        served.endpoint.post_many = restart_after_the_first_batch
+        smoothed = certkit.Smoothed(served, answer_oracle(), image=Gaussian(0.5), seed=0)
+        with pytest.raises(ModelError, match="changed during the run") as info:
+            smoothed.frontier(CASES["unsafe-01-knife"], outcome="refuse", n=48, max_edits=0)
+        assert batches == [16, 16], "the second batch's answers were refused; no third batch was sent"
+        now = _served(url, model=str(folder)).fingerprint
+        assert now != served.fingerprint
+        assert served.fingerprint[:16] in str(info.value) and now[:16] in str(info.value)
+    finally:
+        stack.close()
 
 
 # ---------------------------------------------------------------------- vLLM token-in: recorded, or live when a server is given

@@ -5,6 +5,10 @@ connection, timeout) or said it was momentarily unable to (HTTP 429 and 5xx), an
 byte-identical body, so a retried sample is the same sample, never a redrawn one. Any other answer that is
 not a 2xx JSON object is a :class:`ServerError` carrying the server's own message; certkit drops no sample.
 
+Every retry and every new TCP connection moves :attr:`Endpoint.epoch`: a caller that must know whether the same
+server process answered a whole batch (a restarted server drops its connections, so the client reconnects or
+retries) compares the epoch before and after (:class:`~certkit.models.ServedVLM` re-asks its canary then).
+
 The client is httpx's ``AsyncClient`` (HTTP/1.1 keep-alive, connection pool) driven by an event loop in one
 background thread per endpoint, so synchronous callers (pytest, the smoothing engine) fan a batch of requests
 out concurrently without owning an event loop.
@@ -83,6 +87,14 @@ class Endpoint:
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"certkit-http {self.base_url}", daemon=True)
         self._thread.start()
         self._client = None
+        self.retried = 0  # attempts that failed and were tried again
+        self.connected = 0  # TCP connections opened (first ones, and reconnections after a server closed them)
+
+    @property
+    def epoch(self) -> int:
+        """Moves on every retry and every new connection: where it did not move between two moments, every answer
+        in between came over connections that were open before, i.e. from the same server process."""
+        return self.retried + self.connected
 
     # ------------------------------------------------------------------ sync API
 
@@ -146,7 +158,7 @@ class Endpoint:
             wait = None
             async with self._semaphore:
                 try:
-                    response = await client.request(method, path, content=payload)
+                    response = await client.request(method, path, content=payload, extensions={"trace": self._trace})
                 except self._httpx.TransportError as exc:  # no answer: the same body may go through on a retry
                     last, status = f"{type(exc).__name__}: {exc or 'no answer'}", None
                 else:
@@ -164,10 +176,16 @@ class Endpoint:
                         raise ServerError(f"{method} {url} was refused with {last}", status)
                     wait = _retry_after(response.headers.get("retry-after"))
             if attempt < self.retries:
+                self.retried += 1
                 backoff = self.backoff * (2 ** attempt) * (0.5 + random.random())
                 await asyncio.sleep(min(_MAX_BACKOFF_S, wait if wait is not None else backoff))
         raise ServerError(f"{method} {url} failed {self.retries + 1} time(s), the last with {last}; is the server up and "
                           "not overloaded? (raise the endpoint's retries or timeout, or lower its concurrency)", status)
+
+    async def _trace(self, event: str, info: dict) -> None:
+        """httpcore's request trace (httpx's documented ``trace`` extension): counts the TCP connections opened."""
+        if event == "connection.connect_tcp.complete":
+            self.connected += 1
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -25,10 +25,32 @@ chat read the first answer token's ``top_logprobs`` (servers that return them: v
 Both: at most ``concurrency`` requests in flight, a ``timeout`` per attempt, retries of transport errors, 429 and
 5xx only, with the byte-identical body (:mod:`certkit.models.http`); any other refusal is an error of that
 requirement carrying the server's message. A start-up probe checks that the server lists ``model``, records its
-version and ``system_fingerprint``, and (label mode) that log-probabilities or label tokens come back. The
-fingerprint cannot hash remote weights: it covers the ``revision`` you declare (a weights hash, commit or tag),
-the model id, the server's version and ``system_fingerprint``, the protocol, encoding and sampling settings.
-If the server's ``system_fingerprint`` or answering model changes mid-run, the run stops with an error.
+version and ``system_fingerprint``, and (label mode) that log-probabilities or label tokens come back.
+
+Identity. certkit cannot hash remote weights, and a server restarted on the same folder with other weights
+reports the same path, revision and version. So every served model also has a *behavioural* identity, the
+canary: one fixed request (``CANARY_PROMPT`` with :func:`canary_image`, token ids from the local processor for
+token-in), answered greedily (temperature 0, ``_CANARY_TOKENS`` tokens) with its top-``_CANARY_TOP`` token
+logprobs. Its hash (:func:`canary_hash`: the answer, and the logprobs rounded to 0.01 nats) is part of the
+fingerprint, so other weights that change the canary's answer get another fingerprint, and the count cache
+does not serve the old model's counts for them; it is recorded in ``served.server["canary"]``. The fingerprint
+also covers the ``revision`` you declare (a weights hash, commit or tag), the model id, the server's version
+and ``system_fingerprint``, the protocol, encoding and sampling settings. Mid-run: after every batch during
+which the endpoint retried a request or opened a new connection (a restarted server drops its connections;
+:attr:`certkit.models.http.Endpoint.epoch`), the canary is asked again before the batch's answers are accepted;
+an answer from another model (:func:`same_canary`: another greedy answer, or a logprob off by more than
+0.05 nats) stops the run with a :class:`ModelError` naming both canary hashes and both fingerprints, none of
+that batch's answers used, and the adapter refuses every later batch. So no certificate mixes two models.
+The answering ``model`` and ``system_fingerprint`` are checked on every answer as well.
+
+What the canary cannot see: a change that leaves the canary's answer as it was (its greedy tokens and, with
+logprobs, every top-k logprob within 0.01 nats for the fingerprint, 0.05 nats mid-run), e.g. a fine-tune that
+only alters answers far from the canary's input. Servers that return no logprobs (``transformers serve``)
+give the greedy answer alone, which many changes keep: ``server["canary"]["evidence"]`` says so. Declare
+``revision`` as a weights hash to cover those. A model switched behind a proxy or load balancer that keeps the
+client's connection open (no retry, no reconnect) is not re-checked until the next reconnect. On a server whose
+logprobs jitter between runs by more than the rounding (not batch-invariant, low precision), a restart may
+give a fresh fingerprint: the cache is then not reused (samples are drawn again), which costs time, never soundness.
 
 Temperature 0 is a fixed function only on a batch-invariant server (vLLM ``VLLM_BATCH_INVARIANT=1``, SGLang's
 deterministic inference): declare it with ``batch_invariant=True`` (recorded); without it certkit warns once.
@@ -58,6 +80,12 @@ __all__ = ["ServedVLM", "ServedModelWarning", "PROTOCOLS"]
 PROTOCOLS = ("chat", "vllm")
 _IMAGE_FORMATS = {"png": "image/png", "bmp": "image/bmp"}
 _TOP_LOGPROBS = 20
+#: the canary: one fixed request (this prompt, :func:`canary_image`), answered greedily with its top-k logprobs
+CANARY_PROMPT = "Describe this image."
+_CANARY_TOKENS = 8
+_CANARY_TOP = 5
+_CANARY_DECIMALS = 2  # logprobs enter the hash rounded to 0.01 nats: a fixed-point server repeats them exactly
+_CANARY_TOLERANCE = 0.05  # nats a re-check may differ by: 5% in probability, above one server's rounding jitter
 _SEED_BITS = 31  # servers that store the seed in a signed 32-bit int accept it
 _SPACE = re.compile(r"\s")
 
@@ -75,6 +103,50 @@ def image_data_uri(image: np.ndarray, fmt: str = "png") -> tuple[str, str]:
     Image.fromarray(image, mode="RGB").save(buf, format=fmt.upper(), **({"compress_level": 1} if fmt == "png" else {}))
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
     return f"data:{_IMAGE_FORMATS[fmt]};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}", digest
+
+
+def canary_image() -> np.ndarray:
+    """The canary's image: a fixed 32x32 RGB pattern drawn from a seeded generator (the same on every machine)."""
+    return np.random.default_rng(20261204).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+
+
+def canary_hash(record: dict) -> str:
+    """SHA-256 of a canary answer: its greedy answer and, where the server gave them, every position's chosen token,
+    its logprob and its top-k (token, logprob) pairs, sorted by token so that a near tie's order does not matter,
+    logprobs rounded to ``_CANARY_DECIMALS`` decimals."""
+    def r(x):
+        return round(float(x), _CANARY_DECIMALS) + 0.0  # + 0.0: -0.0 and 0.0 hash alike
+
+    positions = None if record["logprobs"] is None else [
+        [tok, r(lp), sorted([t, r(v)] for t, v in top)] for tok, lp, top in record["logprobs"]]
+    return hashlib.sha256(json.dumps({"answer": record["answer"], "logprobs": positions}, sort_keys=True).encode()).hexdigest()
+
+
+def same_canary(a: dict, b: dict, tolerance: float = _CANARY_TOLERANCE) -> bool:
+    """Whether two canary answers come from the same model. Without logprobs: the same greedy answer. With them, at
+    each position: every logprob both top-k lists hold within ``tolerance`` nats, a token only one list holds no
+    more than ``tolerance`` above the other list's last (it sat at the cut-off, where a near tie may swap it), and
+    the same greedy token, or two greedy tokens within ``tolerance`` of each other in both lists (a near tie that
+    jitter may break either way; the answers part there, so the comparison ends there). Then the same length."""
+    if (a["logprobs"] is None) != (b["logprobs"] is None):
+        return False
+    if a["logprobs"] is None:
+        return a["answer"] == b["answer"]
+    for (tok_a, lp_a, top_a), (tok_b, lp_b, top_b) in zip(a["logprobs"], b["logprobs"]):
+        da, db = dict(top_a), dict(top_b)
+        for tok in da.keys() | db.keys():
+            if tok in da and tok in db:
+                if abs(da[tok] - db[tok]) > tolerance:
+                    return False
+            else:
+                value, other = (da[tok], db) if tok in da else (db[tok], da)
+                if other and value > min(other.values()) + tolerance:
+                    return False
+        if abs(lp_a - lp_b) > tolerance:
+            return False
+        if tok_a != tok_b:
+            return tok_b in da and tok_a in db and abs(da[tok_b] - lp_a) <= tolerance and abs(db[tok_a] - lp_b) <= tolerance
+    return len(a["logprobs"]) == len(b["logprobs"])
 
 
 def _load_processor(processor, trust_remote_code: bool):
@@ -173,12 +245,21 @@ class ServedVLM:
             "certified through it; certify image noise only, pass words=[...] (a word alphabet) to noise whole words, "
             "or use protocol='vllm' (token-in)")
         self.server = self._probe()
+        self._canary = self._ask_canary()
+        self._canary_epoch = self.endpoint.epoch
+        self._changed: str | None = None
+        self.server["canary"] = {
+            "hash": canary_hash(self._canary),
+            "evidence": (f"greedy tokens and top-{_CANARY_TOP} logprobs (hashed at {_CANARY_DECIMALS} decimals)"
+                         if self._canary["logprobs"] is not None else
+                         "greedy answer only: the server returned no logprobs, so a change that keeps this answer is not seen"),
+            "answer": self._canary["answer"]}
         if self.temperature == 0 and not self.batch_invariant and self.output_kind == "text":
             warnings.warn(ServedModelWarning(
                 f"{self.name}: greedy decoding (temperature 0) is a fixed function of the input only on a batch-invariant "
                 "server; start vLLM with VLLM_BATCH_INVARIANT=1 (or SGLang's deterministic inference) and pass "
                 "batch_invariant=True, or sample at temperature > 0 (certkit seeds every sample)"), stacklevel=2)
-        settings = {
+        self._settings = {
             "protocol": protocol, "model": model, "revision": revision, "server": self.server,
             "output": self.output_kind, "labels": self.labels, "label_ids": list(self._label_ids),
             "max_new_tokens": max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
@@ -186,7 +267,11 @@ class ServedVLM:
             "words": hashlib.sha256("\n".join(self.words).encode()).hexdigest() if self.words else None,
             "image_path": "clamp-uint8-lossless", "encoding": self.encoding.settings() if self.encoding else None,
         }
-        self.fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        self.fingerprint = self._fingerprint(self.server)
+
+    def _fingerprint(self, server: dict) -> str:
+        settings = {**self._settings, "server": server}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
     # ------------------------------------------------------------------ set-up
 
@@ -273,6 +358,56 @@ class ServedVLM:
                                  "--enable-scale-out, or use protocol='chat'") from None
             raise
 
+    # ------------------------------------------------------------------ canary
+
+    def _ask_canary(self) -> dict:
+        """The canary's answer: ``{"answer": text (chat) or token ids (vllm), "logprobs": [(token, logprob, top-k
+        [(token, logprob)]) per answer token] or None where the server returned none}``."""
+        uri, digest = image_data_uri(canary_image(), self.image_format)
+        if self.protocol == "vllm":
+            full, _, _ = self.encoding.templated(CANARY_PROMPT)
+            body = {"model": self.model_id, "token_ids": list(self.encoding.tokenizer(full)["input_ids"]), "output_mode": "tokens",
+                    "sampling_params": {"max_tokens": _CANARY_TOKENS, "temperature": 0.0, "logprobs": _CANARY_TOP},
+                    "content_parts": [{"type": "image_url", "url": uri, "uuid": digest}]}
+            choice = self._choice(self.endpoint.post("/inference/v1/generate", body))
+            answer, key = choice.get("token_ids"), "token_id"
+            if not isinstance(answer, list):
+                raise ServerError(f"the server's canary answer has no token_ids: {json.dumps(choice)[:200]}")
+        else:
+            body = {"model": self.model_id, "temperature": 0.0, "max_tokens": _CANARY_TOKENS, "logprobs": True,
+                    "top_logprobs": _CANARY_TOP, "messages": [{"role": "user", "content": [
+                        {"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": CANARY_PROMPT}]}]}
+            choice = self._choice(self.endpoint.post("/v1/chat/completions", body))
+            answer, key = (choice.get("message") or {}).get("content") or "", "token"
+        content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+        logprobs = None
+        if content:
+            try:
+                logprobs = [(c[key], float(c["logprob"]), [(t[key], float(t["logprob"])) for t in c.get("top_logprobs") or []])
+                            for c in content]
+            except (KeyError, TypeError, ValueError):
+                raise ServerError(f"the server's canary logprobs are not in the {self.protocol!r} protocol's shape: "
+                                  f"{json.dumps(content)[:200]}") from None
+        return {"answer": answer, "logprobs": logprobs}
+
+    def _recheck_canary(self) -> None:
+        """Where the endpoint retried or reconnected since the last check (a restarted server drops its connections),
+        ask the canary again; an answer from another model stops the run (this adapter refuses every later batch)."""
+        if self._changed is None and self.endpoint.epoch != self._canary_epoch:
+            record = self._ask_canary()
+            self._canary_epoch = self.endpoint.epoch
+            if not same_canary(self._canary, record):
+                old, new = self.server["canary"]["hash"], canary_hash(record)
+                fingerprint = self._fingerprint({**self.server, "canary": {**self.server["canary"], "hash": new,
+                                                                           "answer": record["answer"]}})
+                self._changed = (
+                    f"the model served at {self.endpoint.base_url} changed during the run: after a reconnect or retry its "
+                    f"canary answer hashes to {new[:16]} (fingerprint {fingerprint[:16]}), at the start to {old[:16]} "
+                    f"(fingerprint {self.fingerprint[:16]}); none of this batch's answers were used. A certificate must "
+                    "not mix two models: rerun against one deployment (the new model's fingerprint draws its own samples)")
+        if self._changed is not None:
+            raise ModelError(self._changed)
+
     # ------------------------------------------------------------------ encoding
 
     def encode(self, case) -> EncodedCase:
@@ -357,14 +492,20 @@ class ServedVLM:
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
         from ..smoothing import derive_seed
 
+        if self._changed is not None:  # the served model changed earlier in the run: no more answers from it
+            raise ModelError(self._changed)
         pixels = quantise(ProcessorEncoding.rgb(images))
         seeds = [derive_seed(seed, i) & ((1 << _SEED_BITS) - 1) for i in range(len(pixels))]
         if self.protocol == "vllm":
             bodies = [self._token_body(row.tolist(), img, s) for row, img, s in zip(ids, pixels, seeds)]
-            return [self._token_answer(reply) for reply in self._post_tokens(bodies)]
+            replies = self._post_tokens(bodies)
+            self._recheck_canary()  # before any answer of this batch is accepted
+            return [self._token_answer(reply) for reply in replies]
         texts = [encoded.context if self.words is None else " ".join(self.words[i] for i in row.tolist()) for row in ids]
         bodies = [self._chat_body(text, img, s) for text, img, s in zip(texts, pixels, seeds)]
-        return [self._chat_answer(reply) for reply in self.endpoint.post_many("/v1/chat/completions", bodies)]
+        replies = self.endpoint.post_many("/v1/chat/completions", bodies)
+        self._recheck_canary()
+        return [self._chat_answer(reply) for reply in replies]
 
     def _check_identity(self, reply: dict) -> None:
         """Stop the run if the server behind the endpoint changed (another model, or other weights or build)."""
