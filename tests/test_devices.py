@@ -41,6 +41,15 @@ def test_two_workers_on_one_gpu_both_run_on_it_and_the_run_says_so(pytester):
     assert doc["summary"]["requirements"] == 4
 
 
+def test_a_run_without_workers_runs_on_the_first_gpu_named(pytester, monkeypatch):
+    """--certkit-devices without -n: the one process that runs every requirement is pinned like a worker."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_share=TESTS)
+    pytester.runpytest_subprocess("--certkit-devices", "0", "-p", "no:cacheprovider", "--certkit-cache-dir", "none").assert_outcomes(passed=4)
+    assert {p.read_text() for p in pytester.path.glob("pin-*.txt")} == {"0"}
+
+
 @pytest.mark.parametrize("devices, workers, shared", [([], 4, False), (["0", "1"], 2, False), (["0", "1"], 1, False), (["0"], 2, True),
                                                        (["0", "1"], 3, True)])
 def test_the_sharing_note_is_said_only_where_workers_share_a_gpu(devices, workers, shared):

@@ -54,9 +54,18 @@ def visible_devices(config: pytest.Config) -> list[str]:
 
 
 def controller_devices(config: pytest.Config) -> list[str]:
-    """The device list the controller hands to workers; nvidia-smi is asked only in a certkit run with workers."""
-    uses_workers = bool(getattr(config.option, "numprocesses", None)) or config.getoption("certkit_devices") is not None
-    return visible_devices(config) if uses_workers and uses_certkit(config) else env_devices()
+    """The device list the controller hands to workers; nvidia-smi is asked only in a certkit run with workers or
+    --certkit-devices. With --certkit-devices and no workers, this process runs every requirement: it is pinned to
+    the first GPU named (before any CUDA call), as a worker would be."""
+    workers = bool(getattr(config.option, "numprocesses", None))
+    named = config.getoption("certkit_devices") is not None
+    if not ((workers or named) and uses_certkit(config)):
+        return env_devices()
+    devices = visible_devices(config)
+    if named and not workers and devices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[0]
+        return devices[:1]
+    return devices
 
 
 def pin_worker(workerinput: dict) -> list[str]:
