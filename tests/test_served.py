@@ -2,12 +2,17 @@
 
 Contract tests replay exchanges recorded against real servers (``tests/data/served/*.json``: ``transformers serve``
 with the demo assistant, vLLM 0.32 CPU with ``scripts/tiny_llava.py``) through a real HTTP server on loopback,
-with and without a proxy that injects failures. The live test starts a real ``transformers serve`` and certifies
-through the chat protocol, matching the in-process certificates. A live vLLM test runs where
-``CERTKIT_VLLM_URL`` and ``CERTKIT_VLLM_MODEL`` (the folder the server serves) are set (``scripts/vllm_cpu.sh``).
+with and without a proxy that injects failures; every recording holds the canary exchange (the fixed request whose
+answer is part of a served model's fingerprint). The live tests start a real ``transformers serve``: it certifies
+through the chat protocol, matching the in-process certificates; restarted on the same folder with other weights it
+is another model (another fingerprint, fresh samples), and a restart with other weights in the middle of a
+requirement stops it with an error naming both fingerprints. A live vLLM test runs where ``CERTKIT_VLLM_URL`` and
+``CERTKIT_VLLM_MODEL`` (the folder the server serves) are set (``scripts/vllm_cpu.sh``).
 
 Re-record a file: ``CERTKIT_RECORD_SERVED=http://127.0.0.1:PORT pytest tests/test_served.py -k <test>``
-against the server that test names.
+against the server that test names (``-k chat_requests_and_answers`` for ``transformers serve`` of the demo
+assistant; ``-k vllm`` for vLLM serving ``/tmp/tiny-llava``, see ``scripts/vllm_cpu.sh``); delete the file first
+to drop exchanges no test sends any more.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ from .base import EncodedCase, ModelError
 from .encoding import ProcessorEncoding, check_prompt_format, quantise
 from .http import Endpoint, ServerError
 
-__all__ = ["ServedVLM", "ServedModelWarning", "PROTOCOLS"]
+__all__ = ["ServedVLM", "ServedModelWarning", "PROTOCOLS", "CANARY_PROMPT", "canary_image", "canary_hash", "same_canary"]
 
 PROTOCOLS = ("chat", "vllm")
 _IMAGE_FORMATS = {"png": "image/png", "bmp": "image/bmp"}
