@@ -59,10 +59,6 @@ def shows_header(config: pytest.Config) -> bool:
     return config.get_verbosity() >= 0 and not getattr(config.option, "no_header", False)
 
 
-def _removed_id(key) -> str:
-    return key if isinstance(key, str) else key["nodeid"]
-
-
 def terminal_summary(terminalreporter, state: RunState) -> None:
     summary = state.summary
     if summary is None:
@@ -78,21 +74,21 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
     )
     rate = summary["pass_rate"]
     tr.write_line(f"samples: {summary['samples']} read by the requirements, {summary['forward_samples']} forward passes run (a case's "
-                  "noisy samples are drawn in whole chunks, shared by its requirements and cached across runs, so the two differ); "
+                  "noisy samples are drawn in whole chunks, shared by its requirements and cached across runs, so the two can differ); "
                   f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
     passed = summary["gate"] == "passed"
     tr.write_line(f"gate: {summary['gate_reason']}" + ("" if not summary.get("incomplete") else
                   "; the results of the requirements that finished are kept"), red=not passed, green=passed)
     comparison = state.comparison
     if comparison is not None:
-        regs = comparison["regressions"]
+        regs, removed = comparison["regressions"], comparison["removed"]
+        bad = bool(regs) or (bool(removed) and not state.allow_removed)
         tr.write_line(f"baseline {shown(state.baseline_path, config)}: {len(regs)} regressions, {len(comparison['improvements'])} "
-                      f"improvements, {len(comparison['new'])} new, {len(comparison['removed'])} removed", red=bool(regs), green=not regs)
+                      f"improvements, {len(comparison['new'])} new, {len(removed)} removed", red=bad, green=not bad)
         for reg in regs[:50]:
             tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
-        removed = comparison["removed"]
         for key in removed[:50]:
-            tr.write_line(f"  REMOVED {_removed_id(key)}" + (" (allowed)" if state.allow_removed else ""), red=not state.allow_removed)
+            tr.write_line(f"  REMOVED {key}" + (" (allowed)" if state.allow_removed else ""), red=not state.allow_removed)
         for more, what in ((len(regs) - 50, "regressions"), (len(removed) - 50, "removed requirements")):
             if more > 0:
                 tr.write_line(f"  ... and {more} more {what}: see {shown(state.json_path, config)}", red=True)
