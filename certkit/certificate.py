@@ -68,6 +68,9 @@ class Certificate:
     frontier: tuple = ()
     timings: dict = field(default_factory=dict)
     cached: bool = False
+    #: how the labels were computed (device, torch, kernel flags: :func:`certkit.models.base.runtime`); counts repeat
+    #: bit for bit only on the same runtime, with deterministic algorithms on CUDA
+    runtime: dict | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

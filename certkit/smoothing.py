@@ -258,6 +258,7 @@ class Smoothed:
             seed=seed,
             chunk=CHUNK,
             sampler=4,  # 4: batches on a grid fixed by the batch size (generation seeds of sampling models)
+            noise_device=enc.ids.device.type,  # CPU and CUDA generators draw different noise from one seed
         )
         return seed, key
 
@@ -456,6 +457,7 @@ class Smoothed:
             oracle_error=self.oracle.error,
             case_hash=case.content_hash,
             timings=timing,
+            runtime=getattr(self.model, "runtime", None),
             **extra,
         )
 

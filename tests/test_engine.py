@@ -107,6 +107,21 @@ def test_sequential_stops_early_in_both_directions():
     assert hopeless.status == "not certified" and hopeless.n <= 200
 
 
+def test_a_certificate_records_how_its_labels_were_computed(monkeypatch):
+    """The runtime (device, torch, kernel flags) travels with each certificate and its JSON: counts repeat bit for bit
+    only on the same runtime; the noise's device is part of the stream's cache key (CPU and CUDA draw differently)."""
+    import certkit.smoothing
+
+    smoothed = Smoothed(brightness_model(), LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=0)
+    cert = smoothed.certify(case(0.9), radius=0.05, outcome="bright")
+    assert cert.runtime["device"] == "cpu" and cert.runtime["deterministic_algorithms"] in (True, False)
+    assert Certificate.from_dict(json.loads(json.dumps(cert.to_dict()))).runtime == cert.runtime
+    keys = []
+    monkeypatch.setattr(certkit.smoothing, "stream_key", lambda **parts: keys.append(parts) or "k")
+    smoothed._stream(case(0.9), smoothed._encode(case(0.9)))
+    assert keys[0]["noise_device"] == "cpu"
+
+
 def test_inconclusive_at_the_cap():
     smoothed = Smoothed(brightness_model(), LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=0)
     # mean pixel 0.5 + 0.25 * N(0,1)/sqrt(192): p_A ~ 1/2, so radius 0 at tau 1/2 stays undecided
