@@ -24,3 +24,8 @@ def test_llava7b_runs_its_code_path_on_a_tiny_model(capsys):
 def test_runner_refuses_unknown_benchmarks():
     res = subprocess.run([sys.executable, "-m", "bench", "bounds", "nope"], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown benchmark(s) ['nope']" in res.stderr
+
+
+def test_llava7b_label_mode_runs_its_code_path_on_a_tiny_model():
+    res = bench_llava7b.main(["--shape", "tiny", "--device", "cpu", "--batch", "8", "--n", "16", "--repeats", "1", "--mode", "label"])
+    assert res and all(m["raw"] > 0 and m["smoothed"] > 0 for m in res.values())
