@@ -249,22 +249,24 @@ def test_a_changed_system_fingerprint_stops_the_run():
 
 def _sample_requests(forwarder, served) -> int:
     """The sample requests (not the probe's, not the canary's) a forwarder saw."""
-    return sum(1 for path, body in forwarder.bodies
-               if path == "/v1/chat/completions" and json.loads(body)["max_tokens"] == served.max_new_tokens)
+    return sum(1 for path, body in forwarder.bodies if path == "/v1/chat/completions" and _max_tokens(body) == served.max_new_tokens)
+
+
+#: what a server answers every chat request with once another model is behind it (a replay override)
+_ANOTHER_MODEL = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "sure here"}, "finish_reason": "stop"}]}
 
 
 def test_a_model_that_changes_behind_a_retry_stops_the_run_and_its_batch_is_not_used():
     """A connection reset in the second batch, after which the server answers as another model: the canary asked
     again after the retry stops the requirement with both fingerprints, and the adapter sends no later batch."""
     armed, sent = [], []
-    other = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "sure here"}, "finish_reason": "stop"}]}
 
     def faults(path, attempt, index):
         if path != "/v1/chat/completions" or not armed:
             return None
         sent.append(index)
         if len(sent) == 40 and attempt == 1:  # in the second batch of 32: the server restarts as another model
-            server.replay.overrides["/v1/chat/completions"] = other
+            server.replay.overrides["/v1/chat/completions"] = _ANOTHER_MODEL
             return "reset"
         return None
 
@@ -295,8 +297,7 @@ def test_the_canary_is_part_of_the_fingerprint():
     try:
         served = _served(server.url)
         assert served.server["canary"]["answer"] and "no logprobs" in served.server["canary"]["evidence"]
-        server.replay.overrides["/v1/chat/completions"] = {
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "sure here"}, "finish_reason": "stop"}]}
+        server.replay.overrides["/v1/chat/completions"] = _ANOTHER_MODEL
         other = _served(server.url)
         assert other.server["canary"]["answer"] == "sure here"
         assert other.fingerprint != served.fingerprint
