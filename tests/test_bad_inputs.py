@@ -472,6 +472,82 @@ def test_a_model_fixture_that_returns_none_is_named(pytester):
     assert "Traceback" not in res.stdout.str()
 
 
+# every keyword of the fixture's certify / assert_certified / frontier, given badly: (call, the requirement's error)
+ARGUMENTS = [
+    ('certkit.assert_certified(C, outcome="bright", alpha="often")', "argument alpha = 'often' is not a valid float"),
+    ('certkit.assert_certified(C, outcome="bright", alpha=2)', "argument alpha = 2.0: alpha must lie strictly between 0 and 1"),
+    ('certkit.certify(C, outcome="bright", threshold=True)', "argument threshold = True is not a valid float"),
+    ('certkit.assert_certified(C, outcome="bright", n_max=2.5)', "argument n_max = 2.5 is not a valid int"),
+    ('certkit.assert_certified(C, outcome="bright", sigma=-1)', "argument sigma = -1.0: sigma must be > 0"),
+    ('certkit.frontier(C, outcome="bright", beta="lots")', "argument beta = 'lots' is not a valid float"),
+    ('certkit.assert_certified(C, outcome=1)', "argument outcome = 1: give the outcome label as text"),
+    ('certkit.assert_certified(C, outcome="bright", edits="1")', "edits must be a non-negative integer number of token positions, got '1'"),
+    ('certkit.certify(C, outcome="bright", radius="0.1")', "radius must be a finite, non-negative image l2 distance, got '0.1'"),
+    ('certkit.frontier(C, outcome="bright", n="many")', "n must be a positive integer, got 'many'"),
+    ('certkit.frontier(C, outcome="bright", max_edits=-1)', "max_edits must be a non-negative integer (the frontier's largest"),
+    ('certkit.certify(C, outcome="bright", sigm=0.5)', "certkit.certify() got unknown keyword(s) ['sigm']; it takes edits, radius, "),
+    ('certkit.assert_certified(C, outcome="bright", eps=0.1)', "certkit.assert_certified() got unknown keyword(s) ['eps']"),
+    ('certkit.frontier(C, outcome="bright", radius=0.1)', "certkit.frontier() got unknown keyword(s) ['radius']; it takes max_edits, "),
+    ("certkit.assert_certified(C)", "no outcome to certify: pass outcome=..., set it with @pytest.mark.certkit(outcome=...), the "),
+    ('certkit.assert_certified(Case("x", "hi", BRIGHT, expected=3))', "case 'x': expected = 3 is no outcome label"),
+]
+# where a requirement's outcome comes from: an argument > the marker (or ini, or command line) > the case's expected label
+OUTCOMES = """
+
+def test_expected(certkit):
+    certkit.assert_certified(Case("e", "hi", BRIGHT, expected="bright"), radius=0.05)
+
+
+@pytest.mark.certkit(outcome="dark")
+def test_marker_over_expected(certkit):
+    certkit.certify(Case("m", "hi", BRIGHT, expected="bright"), radius=0.05)
+
+
+@pytest.mark.certkit(outcome="dark")
+def test_argument_over_marker(certkit):
+    certkit.assert_certified(Case("a", "hi", BRIGHT, expected="dark"), radius=0.05, outcome="bright")
+
+
+def test_string_alpha_is_read_as_the_marker_reads_it(certkit):
+    certkit.assert_certified(C, radius=0.05, outcome="bright", alpha="0.01")
+
+
+def test_caught(certkit):
+    try:
+        certkit.certify(C, outcome="brite")
+    except Exception:
+        pass  # the requirement is still an error
+"""
+
+
+def test_bad_fixture_arguments_fail_their_requirement_in_one_line(pytester):
+    """Each bad keyword fails its own requirement with one line naming it (no traceback, no TypeError from a
+    comparison), a missing outcome too; the case's expected label is the outcome nowhere else given; an error the
+    test catches still makes its requirement an error."""
+    from test_gate import QUICK
+
+    pytester.makeconftest(CONFTEST)
+    body = "".join(f"\n\ndef test_{i}(certkit):\n    {call}\n" for i, (call, _) in enumerate(ARGUMENTS))
+    pytester.makepyfile(test_arguments="import pytest\nimport numpy as np\nfrom certkit import Case\n\n"
+                        "BRIGHT = np.full((3, 8, 8), 0.9, dtype=np.float32)\nC = Case('c', 'hi', BRIGHT)\n"
+                        "pytestmark = pytest.mark.certkit(beta=0.0)\n" + body + OUTCOMES)
+    res = pytester.runpytest_inprocess(*QUICK, "--certkit-json", "r.json", "--certkit-report", "none", "--certkit-n-max", "300")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    out = res.stdout.str()
+    assert "Traceback" not in out and "raise " not in out and "TypeError" not in out, out
+    records = {r["nodeid"].split("::")[-1]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    for i, (call, message) in enumerate(ARGUMENTS):
+        assert records[f"test_{i}"]["status"] == "error" and message in records[f"test_{i}"]["error"], (call, records[f"test_{i}"])
+        res.stdout.fnmatch_lines([f"ERROR: certkit could not evaluate test_arguments.py::test_{i}: *"])
+    outcome = {name: [(c["outcome"], c["status"]) for c in records[name]["certificates"]] for name in
+               ("test_expected", "test_marker_over_expected", "test_argument_over_marker", "test_string_alpha_is_read_as_the_marker_reads_it")}
+    assert outcome == {"test_expected": [("bright", "certified")], "test_marker_over_expected": [("dark", "not certified")],
+                       "test_argument_over_marker": [("bright", "certified")],
+                       "test_string_alpha_is_read_as_the_marker_reads_it": [("bright", "certified")]}
+    assert records["test_caught"]["status"] == "error" and "unknown outcome label 'brite'" in records["test_caught"]["error"]
+    res.stdout.fnmatch_lines(["*test_arguments.py::test_caught: unknown outcome label 'brite'* (the test caught it; *"])
+
+
 def test_devices_that_nvidia_smi_does_not_list_are_refused(pytester, monkeypatch):
     fake = pytester.path / "bin"
     fake.mkdir()
