@@ -31,7 +31,7 @@ Identity. certkit cannot hash remote weights, and a server restarted on the same
 reports the same path, revision and version. So every served model also has a *behavioural* identity, the
 canary: one fixed request (``CANARY_PROMPT`` with :func:`canary_image`, token ids from the local processor for
 token-in), answered greedily (temperature 0, ``_CANARY_TOKENS`` tokens) with its top-``_CANARY_TOP`` token
-logprobs. Its hash (:func:`canary_hash`: the answer, and the logprobs rounded to 0.01 nats) is part of the
+logprobs. Its hash (:func:`canary_hash`: the answer, and the logprobs rounded to 2 decimals) is part of the
 fingerprint, so other weights that change the canary's answer get another fingerprint, and the count cache
 does not serve the old model's counts for them; it is recorded in ``served.server["canary"]``. The fingerprint
 also covers the ``revision`` you declare (a weights hash, commit or tag), the model id, the server's version
@@ -44,10 +44,11 @@ that batch's answers used, and the adapter refuses every later batch. So no cert
 The answering ``model`` and ``system_fingerprint`` are checked on every answer as well.
 
 What the canary cannot see: a change that leaves the canary's answer as it was (its greedy tokens and, with
-logprobs, every top-k logprob within 0.01 nats for the fingerprint, 0.05 nats mid-run), e.g. a fine-tune that
-only alters answers far from the canary's input. Servers that return no logprobs (``transformers serve``)
-give the greedy answer alone, which many changes keep: ``server["canary"]["evidence"]`` says so. Declare
-``revision`` as a weights hash to cover those. A model switched behind a proxy or load balancer that keeps the
+logprobs, every top-k logprob the same to 2 decimals for the fingerprint, within 0.05 nats mid-run), e.g. a
+fine-tune that only alters answers far from the canary's input. Servers that return no logprobs (``transformers
+serve``) give the greedy answer alone, which many changes keep (the demo assistant with every weight moved by
+seeded noise of half its spread answers the canary as before, so it keeps its fingerprint):
+``server["canary"]["evidence"]`` says so. Declare ``revision`` as a weights hash to cover those. A model switched behind a proxy or load balancer that keeps the
 client's connection open (no retry, no reconnect) is not re-checked until the next reconnect. On a server whose
 logprobs jitter between runs by more than the rounding (not batch-invariant, low precision), a restart may
 give a fresh fingerprint: the cache is then not reused (samples are drawn again), which costs time, never soundness.
@@ -84,8 +85,10 @@ _TOP_LOGPROBS = 20
 CANARY_PROMPT = "Describe this image."
 _CANARY_TOKENS = 8
 _CANARY_TOP = 5
-_CANARY_DECIMALS = 2  # logprobs enter the hash rounded to 0.01 nats: a fixed-point server repeats them exactly
-_CANARY_TOLERANCE = 0.05  # nats a re-check may differ by: 5% in probability, above one server's rounding jitter
+_CANARY_DECIMALS = 2  # logprobs enter the hash rounded to 2 decimals (nats): a deterministic server repeats them exactly
+#: nats a re-check's logprobs may differ by (5% in probability): vLLM's CPU build (fp32) repeats them bit for bit,
+#: with other requests in flight too; the margin is for low-precision kernels whose sums depend on the batch
+_CANARY_TOLERANCE = 0.05
 _SEED_BITS = 31  # servers that store the seed in a signed 32-bit int accept it
 _SPACE = re.compile(r"\s")
 
@@ -260,7 +263,7 @@ class ServedVLM:
                 "server; start vLLM with VLLM_BATCH_INVARIANT=1 (or SGLang's deterministic inference) and pass "
                 "batch_invariant=True, or sample at temperature > 0 (certkit seeds every sample)"), stacklevel=2)
         self._settings = {
-            "protocol": protocol, "model": model, "revision": revision, "server": self.server,
+            "protocol": protocol, "model": model, "revision": revision,
             "output": self.output_kind, "labels": self.labels, "label_ids": list(self._label_ids),
             "max_new_tokens": max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
             "batch_invariant": self.batch_invariant, "system_prompt": system_prompt, "prompt_format": prompt_format,
@@ -270,6 +273,7 @@ class ServedVLM:
         self.fingerprint = self._fingerprint(self.server)
 
     def _fingerprint(self, server: dict) -> str:
+        """SHA-256 of the settings and what the server said about itself (its canary included)."""
         settings = {**self._settings, "server": server}
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
