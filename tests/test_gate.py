@@ -151,3 +151,24 @@ def test_gate_and_exit_status_under_xdist(pytester, monkeypatch, rule):
     for form in FORMS:
         check_trigger(res, doc, rule, f"test_{form}.py::" + TRIGGER_ID.get(form, "test_trigger"))
     assert doc["run"]["workers"] == 2
+
+
+def test_a_baseline_run_that_deselects_every_requirement_fails(pytester, monkeypatch):
+    """-k that matches no requirement of the baseline: no test runs (pytest alone would exit 5, which CI scripts often
+    let pass); every baseline requirement is missing from the run, so the gate fails and the run exits 1."""
+    run = runner(pytester, "removed")
+    prepare(pytester, monkeypatch, "removed", {"test_scenario": scenario("removed", "plain")}, run)
+    res = run("-k", "no_such_test", "--certkit-baseline", "base.json")
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    res.stdout.fnmatch_lines(["gate: FAILED: 3 requirement(s) of the baseline not in this run (*)",
+                              "baseline base.json: 0 regressions, 0 improvements, 0 new, 3 removed", "  REMOVED test_scenario.py::test_gone"])
+
+
+def test_the_settings_line_keeps_to_a_quiet_run(pytester):
+    """Under -q pytest shows no header: the settings line of a run that only its requirements make a certkit run stays
+    out too (it shows in the control rows of the matrix above otherwise)."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_scenario=scenario("control", "plain"))
+    res = pytester.runpytest_inprocess(*QUICK, "-q")
+    assert res.ret == pytest.ExitCode.OK and "certkit: seed" not in res.stdout.str()
+    res.stdout.fnmatch_lines(["gate: PASSED: all 2 evaluated requirement(s) certified"])
