@@ -4,7 +4,9 @@ No network, no external file: inline CSS, inline SVG charts, case thumbnails as 
 and one inline script allowed by its SHA-256 hash in the Content-Security-Policy (filters, sorting, print
 preparation). With scripts off every section and every row is still there; the filter form stays hidden.
 
-Sections: the gate verdict and its reason, the summary, the baseline comparison and trend, the promise and its
+Sections: the gate verdict and its reason, the summary, the baseline comparison (the regression rule with its alpha,
+correction and number of compared requirements; the regressions with their p-values; the removed requirements with
+their baseline status; the changes within sampling noise) and trend, the promise and its
 limits, certified accuracy (report mode), case cards (per case and test, worst first, with the errors), the
 requirement tables (per test, one table per settings: outcome, tau, sigma, beta, kernel, alpha, n_max), the case
 index (every case's prompt) and the run metadata. Rows are built here as compact HTML, so that 50,000
@@ -34,6 +36,7 @@ __all__ = ["render_report", "write_report", "COLOURS", "STATUS_ORDER"]
 _case_chart = case_chart  # the names tests and older callers use
 MAX_CASE_CHARTS = 80
 MAX_ERROR_CARDS = 100
+MAX_BASELINE_ITEMS = 200  # per list of the baseline section (regressions, removed, within noise)
 CHUNK_ROWS = 500
 ROW_PX = 22  # a table row's height on screen, for the space a block holds before it is laid out
 PROMPT_CARD_CHARS = 300
@@ -159,6 +162,20 @@ def _css_string(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9 .:_·%()/-]", "", text)
 
 
+def _baseline_lists(comparison: dict | None) -> list[tuple]:
+    """The baseline section's lists, each at most MAX_BASELINE_ITEMS long: (title, id, entries, how many more).
+    Removed requirements are listed with their baseline status (the gate decides what their removal means)."""
+    if not comparison:
+        return []
+    lists = [("Regressions", "regressions", [{**r, "text": "; ".join(r["reasons"])} for r in comparison.get("regressions", [])]),
+             ("Removed requirements (in the baseline, not in this run)", "removed",
+              [{**r, "text": f"was {r['status']} in the baseline"} for r in comparison.get("removed_records", [])]),
+             ("Changes within sampling noise (not regressions)", "within-noise",
+              [{**r, "text": "; ".join(r["reasons"])} for r in comparison.get("within_noise", [])])]
+    return [(title, id_, [{"key": e.get("key", e["nodeid"]), "nodeid": e["nodeid"], "text": e["text"]} for e in entries[:MAX_BASELINE_ITEMS]],
+             max(0, len(entries) - MAX_BASELINE_ITEMS)) for title, id_, entries in lists if entries]
+
+
 def build_context(doc: dict, title: str = "certkit audit report", baseline: dict | None = None, history: list | None = None) -> dict:
     results = doc.get("results", [])
     cases = doc.get("cases", {})
@@ -229,6 +246,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "accuracy_chart": Markup(accuracy_curves(frontier_certs) or ""),
         "colours": COLOURS,
         "baseline": baseline,
+        "baseline_lists": _baseline_lists(baseline),
         "history": history or [],
         "trend_chart": Markup(trend_chart(history or []) or ""),
         "script": Markup(script),
