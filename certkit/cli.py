@@ -221,23 +221,28 @@ def cmd_report(args, parser) -> int:
 
 
 def cmd_diff(args, parser) -> int:
+    """The comparison a run with ``--certkit-baseline`` makes, with the same rule and verdicts; exit 1 on regressions."""
     from .regression import ResultsError, compare, load_results
 
+    for name, old_default in (("p_tolerance", 0.02), ("radius_tolerance", 0.05)):  # options of the fixed-tolerance rule
+        if getattr(args, name, None) not in (None, old_default):
+            parser.error(f"--{name.replace('_', '-')} no longer applies: a drop regresses only when a test of the two runs' "
+                         "counts shows it at the new run's alpha, Holm-corrected over the requirements")
     try:
         old, new = load_results(args.old, "old results"), load_results(args.new, "new results")
+        result = compare(old, new, alpha=getattr(args, "alpha", None))
     except ResultsError as exc:
         parser.error(str(exc))
-    result = compare(old, new, args.p_tolerance, args.radius_tolerance)
     print(f"{args.old} -> {args.new}: {len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
-          f"{len(result['new'])} new, {len(result['removed'])} removed")
-    for reg in result["regressions"]:
-        print(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}")
-    for imp in result["improvements"]:
-        print(f"  improved  {imp['nodeid']}: {'; '.join(imp['reasons'])}")
+          f"{len(result['within_noise'])} within sampling noise, {len(result['new'])} new, {len(result['removed'])} removed")
+    print(f"  rule: {result['rule']}")
+    for label, entries in (("REGRESSED", result["regressions"]), ("improved ", result["improvements"]), ("noise    ", result["within_noise"])):
+        for entry in entries:
+            print(f"  {label} {entry['key']}: {'; '.join(entry['reasons'])}")
     for key in result["new"]:
         print(f"  new       {key}")
-    for key in result["removed"]:
-        print(f"  removed   {key}")
+    for removed in result["removed_records"]:
+        print(f"  removed   {removed['key']} (was {removed['status']} in {args.old})")
     return 1 if result["regressions"] else 0
 
 
