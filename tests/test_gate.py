@@ -172,3 +172,11 @@ def test_the_settings_line_keeps_to_a_quiet_run(pytester):
     res = pytester.runpytest_inprocess(*QUICK, "-q")
     assert res.ret == pytest.ExitCode.OK and "certkit: seed" not in res.stdout.str()
     res.stdout.fnmatch_lines(["gate: PASSED: all 2 evaluated requirement(s) certified"])
+
+
+def test_a_collect_only_run_is_not_gated(pytester, monkeypatch):
+    """--collect-only runs no requirement by design: a baseline in the configuration does not make it a failed gate."""
+    run = runner(pytester, "removed")
+    prepare(pytester, monkeypatch, "removed", {"test_scenario": scenario("removed", "plain")}, run)
+    res = run("--collect-only", "--certkit-baseline", "base.json")
+    assert res.ret == pytest.ExitCode.OK and not [line for line in res.stdout.lines if line.startswith("gate:")]

@@ -155,9 +155,11 @@ def exit_status(current: int, gate: str) -> int:
 def finish(session: pytest.Session, state: RunState) -> None:
     """Summarise, compare with the baseline, decide the gate (and so the exit status), append the history and write
     the results and the report. A run with a baseline is gated even if it evaluated no requirement (its -k
-    deselected every one): the baseline's requirements are then missing from it."""
+    deselected every one): the baseline's requirements are then missing from it. A run that runs no test by design
+    (--collect-only, --setup-only, --setup-plan) is not gated."""
     config = session.config
-    if not state.results and state.baseline is None:
+    runs_no_test = any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
+    if runs_no_test or (not state.results and state.baseline is None):
         return
     summary = summarize(state)
     incomplete = _incomplete(session, state)
