@@ -87,8 +87,10 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
                       f"improvements, {len(comparison['new'])} new, {len(removed)} removed", red=bad, green=not bad)
         for reg in regs[:50]:
             tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
+        was = {r["key"]: r["status"] for r in comparison.get("removed_records", [])}
         for key in removed[:50]:
-            tr.write_line(f"  REMOVED {key}" + (" (allowed)" if state.allow_removed else ""), red=not state.allow_removed)
+            tr.write_line(f"  REMOVED {key}" + (f" (was {was[key]})" if key in was else "") + (" (allowed)" if state.allow_removed else ""),
+                          red=not state.allow_removed)
         for more, what in ((len(regs) - 50, "regressions"), (len(removed) - 50, "removed requirements")):
             if more > 0:
                 tr.write_line(f"  ... and {more} more {what}: see {shown(state.json_path, config)}", red=True)
