@@ -1,5 +1,9 @@
 """The end of a certkit run on the controller: the summary, the gate and its reason, and the files written.
 
+The gate is decided once, from one list of rules (errors, the pass rate or every requirement certified, inconclusive
+ones, regressions and removed requirements against a baseline, a run that did not finish); its verdict, its reason
+and the exit status all come from that decision, so a gate that did not pass never exits 0.
+
 Nothing here may lose the results: a failure to compare, append or write is reported and fails the run, and the
 results file falls back to a temporary file when its own path cannot be written.
 """

@@ -1,8 +1,9 @@
 """certkit's pytest settings: the ``--certkit-*`` options, the ``certkit_*`` ini keys and the ``certkit`` marker.
 
 Precedence, highest first: command line, the closest ``certkit(...)`` marker (function, class, module), ini key,
-built-in default. Every value is converted and checked here, and a bad one is a ``pytest.UsageError`` that names
-where it came from. Default and ini paths are anchored at the rootdir, command-line paths at the directory pytest
+built-in default. Every value is converted and checked here, and a bad one names where it came from: an option or
+ini key stops the run (``pytest.UsageError``), a marker value or a fixture argument fails the requirements it is
+given to (``RequirementError``), as the argument of a requirement is part of it. Default and ini paths are anchored at the rootdir, command-line paths at the directory pytest
 was started in (as pytest does for ``--junitxml``), so a run started from a subfolder writes where the project
 expects.
 """
