@@ -517,6 +517,11 @@ def test_caught(certkit):
         certkit.certify(C, outcome="brite")
     except Exception:
         pass  # the requirement is still an error
+
+
+@pytest.mark.certkit(sigm=0.5)
+def test_marker_typo(certkit):
+    certkit.assert_certified(C, outcome="bright")
 """
 
 
@@ -546,6 +551,7 @@ def test_bad_fixture_arguments_fail_their_requirement_in_one_line(pytester):
                        "test_string_alpha_is_read_as_the_marker_reads_it": [("bright", "certified")]}
     assert records["test_caught"]["status"] == "error" and "unknown outcome label 'brite'" in records["test_caught"]["error"]
     res.stdout.fnmatch_lines(["*test_arguments.py::test_caught: unknown outcome label 'brite'* (the test caught it; *"])
+    assert records["test_marker_typo"]["status"] == "error" and "unknown setting(s) ['sigm']" in records["test_marker_typo"]["error"]
 
 
 def test_devices_that_nvidia_smi_does_not_list_are_refused(pytester, monkeypatch):

@@ -2,10 +2,10 @@
 
 Precedence, highest first: command line, the closest ``certkit(...)`` marker (function, class, module), ini key,
 built-in default. Every value is converted and checked here, and a bad one names where it came from: an option or
-ini key stops the run (``pytest.UsageError``), a marker value or a fixture argument fails the requirements it is
-given to (``RequirementError``), as the argument of a requirement is part of it. Default and ini paths are anchored at the rootdir, command-line paths at the directory pytest
-was started in (as pytest does for ``--junitxml``), so a run started from a subfolder writes where the project
-expects.
+ini key stops the run (``pytest.UsageError``); a bad marker, or a bad argument of the fixture's methods, fails the
+requirements it is given to (``RequirementError``). Default and ini paths are anchored at the rootdir, command-line
+paths at the directory pytest was started in (as pytest does for ``--junitxml``), so a run started from a subfolder
+writes where the project expects.
 """
 
 from __future__ import annotations
@@ -179,24 +179,24 @@ def uses_certkit(config: pytest.Config) -> bool:
 
 def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
     """Settings for one test: command line > closest ``certkit`` marker > ini > defaults."""
+    from ..errors import RequirementError  # a bad marker fails the requirements it marks, not the run
+
     out = {}
     marker_values: dict = {}
     if item is not None:
         for marker in reversed(list(item.iter_markers("certkit"))):  # module first, function last wins
             if marker.args:
-                raise pytest.UsageError(f"certkit marker on {item.nodeid}: use keyword arguments, e.g. @pytest.mark.certkit(sigma=0.5)")
+                raise RequirementError(f"certkit marker on {item.nodeid}: use keyword arguments, e.g. @pytest.mark.certkit(sigma=0.5)")
             unknown = set(marker.kwargs) - set(SETTINGS)
             if unknown:
-                raise pytest.UsageError(f"certkit marker on {item.nodeid}: unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+                raise RequirementError(f"certkit marker on {item.nodeid}: unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
             marker_values.update(marker.kwargs)
     for name, (kind, default, _) in SETTINGS.items():
         cli = config.getoption(f"certkit_{name}")
         if cli is not None:
             source = "option " + opt_name(name)
             out[name] = validate(name, convert(name, kind, cli, source), source)
-        elif name in marker_values:  # a bad marker value fails the requirements it marks, not the run
-            from ..errors import RequirementError
-
+        elif name in marker_values:
             source, value = f"marker on {item.nodeid}", marker_values[name]
             if value is None and name != "outcome":
                 raise RequirementError(f"{source}: {name}=None is not a value; give a {kind.__name__} "
