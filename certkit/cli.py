@@ -224,13 +224,9 @@ def cmd_diff(args, parser) -> int:
     """The comparison a run with ``--certkit-baseline`` makes, with the same rule and verdicts; exit 1 on regressions."""
     from .regression import ResultsError, compare, load_results
 
-    for name, old_default in (("p_tolerance", 0.02), ("radius_tolerance", 0.05)):  # options of the fixed-tolerance rule
-        if getattr(args, name, None) not in (None, old_default):
-            parser.error(f"--{name.replace('_', '-')} no longer applies: a drop regresses only when a test of the two runs' "
-                         "counts shows it at the new run's alpha, Holm-corrected over the requirements")
     try:
         old, new = load_results(args.old, "old results"), load_results(args.new, "new results")
-        result = compare(old, new, alpha=getattr(args, "alpha", None))
+        result = compare(old, new, alpha=args.alpha)
     except ResultsError as exc:
         parser.error(str(exc))
     print(f"{args.old} -> {args.new}: {len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
@@ -243,7 +239,10 @@ def cmd_diff(args, parser) -> int:
         print(f"  new       {key}")
     for removed in result["removed_records"]:
         print(f"  removed   {removed['key']} (was {removed['status']} in {args.old})")
-    return 1 if result["regressions"] else 0
+    if result["removed"] and not args.allow_removed:
+        print(f"  {len(result['removed'])} requirement(s) of {args.old} are not in {args.new}: that fails, as it fails a run's gate "
+              "(pass --allow-removed when they were removed on purpose)")
+    return 1 if result["regressions"] or (result["removed"] and not args.allow_removed) else 0
 
 
 def cmd_merge(args, parser) -> int:
@@ -289,11 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--history", default=None, help="a history file (reports/history.jsonl): adds the trend chart, as the run did")
     r.set_defaults(func=cmd_report)
 
-    d = sub.add_parser("diff", help="compare two results files; exit 1 on regressions")
+    d = sub.add_parser("diff", help="compare two results files; exit 1 on regressions or removed requirements")
     d.add_argument("old")
     d.add_argument("new")
-    d.add_argument("--p-tolerance", type=_non_negative("--p-tolerance"), default=0.02, help="allowed drop of the p_A lower bound (default 0.02)")
-    d.add_argument("--radius-tolerance", type=_non_negative("--radius-tolerance"), default=0.05, help="allowed drop of the max radius (default 0.05)")
+    d.add_argument("--alpha", type=_probability("--alpha"), default=None,
+                   help="family-wise level of the test of the two runs' counts (default: the new run's alpha)")
+    d.add_argument("--allow-removed", action="store_true", help="requirements of OLD missing from NEW do not fail")
     d.set_defaults(func=cmd_diff)
 
     m = sub.add_parser("merge", help="merge results files of sharded runs into one")

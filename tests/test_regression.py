@@ -107,7 +107,15 @@ def test_diff_prints_the_rule_the_verdicts_and_the_removed_and_exits_1_on_a_regr
     for option in ("--p-tolerance", "--radius-tolerance"):  # the fixed tolerances are gone: refused, never ignored
         with pytest.raises(SystemExit):
             main(["diff", option, "0.005", str(suite.path / "a.json"), str(tmp_path / "b.json")])
-    assert "no longer applies" in capsys.readouterr().err
+        assert f"unrecognized arguments: {option}" in capsys.readouterr().err
+    only_removed = json.loads(json.dumps(a))
+    only_removed["results"].pop()
+    (tmp_path / "c.json").write_text(json.dumps(only_removed))
+    assert main(["diff", str(suite.path / "a.json"), str(tmp_path / "c.json")]) == 1  # a vanished requirement fails, as in a run
+    assert "pass --allow-removed" in capsys.readouterr().out
+    assert main(["diff", "--allow-removed", str(suite.path / "a.json"), str(tmp_path / "c.json")]) == 0
+    assert main(["diff", "--alpha", "0.2", str(suite.path / "a.json"), str(tmp_path / "b.json")]) == 1
+    assert "at alpha = 0.2" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["diff", str(tmp_path / "missing.json"), str(tmp_path / "b.json")])
 
