@@ -1,8 +1,8 @@
 """The end of a certkit run on the controller: the summary, the gate and its reason, and the files written.
 
-The gate is decided once, from one list of rules (errors, the pass rate or every requirement certified, inconclusive
-ones, regressions and removed requirements against a baseline, a run that did not finish); its verdict, its reason
-and the exit status all come from that decision, so a gate that did not pass never exits 0.
+The gate is decided once, from :mod:`certkit.gate`'s one list of rules (errors, the pass rate or every requirement
+certified, inconclusive ones, regressions and removed requirements against a baseline, a run that did not finish);
+its verdict, its reason and the exit status all come from that decision, so a gate that did not pass never exits 0.
 
 Nothing here may lose the results: a failure to compare, append or write is reported and fails the run, and the
 results file falls back to a temporary file when its own path cannot be written.
@@ -19,25 +19,20 @@ from pathlib import Path
 
 import pytest
 
+from .. import gate
 from ..regression import RESULTS_SCHEMA, write_results
 from .recording import status as requirement_status
 from .settings import run_settings, shown
 from .state import RunState
 
 
+def gate_settings(state: RunState) -> dict:
+    """The run's gate settings, as the results document records them and :func:`certkit.gate.rules` reads them."""
+    return {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive, "allow_removed": state.allow_removed}
+
+
 def summarize(state: RunState) -> dict:
-    counts = {"certified": 0, "not certified": 0, "inconclusive": 0, "error": 0}
-    samples = forward = 0
-    for record in state.results.values():
-        status = requirement_status(record)
-        if status in counts:
-            counts[status] += 1
-        for c in record["certificates"]:
-            samples += c["n"]
-            forward += int(c.get("timings", {}).get("forward_samples", 0))
-    total = sum(counts.values())
-    return {"requirements": total, **counts, "pass_rate": (counts["certified"] / total) if total else None,
-            "samples": samples, "forward_samples": forward}
+    return gate.summarize([{**record, "status": requirement_status(record)} for record in state.results.values()])
 
 
 def _git() -> dict:
@@ -83,7 +78,7 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
         "workers": getattr(config.option, "numprocesses", None) or 0,
         "args": list(config.invocation_params.args),
         "settings": run_settings(config),
-        "gate": {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive, "allow_removed": state.allow_removed},
+        "gate": gate_settings(state),
         "models": sorted({c["model_fingerprint"] for c in certs}),
         "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
     }
@@ -105,55 +100,11 @@ def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
     return reasons
 
 
-def gate_rules(summary: dict, state: RunState, comparison: dict | None, baseline: str) -> list[tuple[bool, str]]:
-    """Every rule of the gate as (failed, sentence with its numbers). The one list the verdict, its reason (terminal,
-    results.json, report, JUnit) and the exit status are all read from, so they cannot disagree."""
-    rules = []
-    if summary["error"]:
-        rules.append((True, f"{summary['error']} requirement(s) could not be evaluated"))
-    rate = summary["pass_rate"]
-    if state.min_pass_rate is not None:
-        rules.append((rate is not None and rate < state.min_pass_rate,
-                      f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * state.min_pass_rate:.1f}%"))
-    else:
-        if summary["not certified"]:
-            rules.append((True, f"{summary['not certified']} requirement(s) not certified (each must be)"))
-        if summary["inconclusive"] and not state.allow_inconclusive:
-            rules.append((True, f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)"))
-        if not any(failed for failed, _ in rules):
-            rules.append((False, f"all {summary['certified']} evaluated requirement(s) certified"))
-    if state.baseline is not None:
-        if comparison is None:
-            rules.append((True, f"the comparison with the baseline {baseline} failed"))
-        else:
-            regressions, removed = len(comparison["regressions"]), len(comparison["removed"])
-            rules.append((bool(regressions), f"{regressions} regression(s) against the baseline {baseline}" if regressions else
-                          f"no regression against the baseline {baseline}"))
-            if removed:
-                rules.append((not state.allow_removed,
-                              f"{removed} requirement(s) of the baseline not in this run (removed, renamed or deselected; "
-                              + ("allowed by --certkit-allow-removed)" if state.allow_removed else "allow with --certkit-allow-removed)")))
-    return rules
-
-
-def decide(summary: dict, rules: list[tuple[bool, str]]) -> tuple[str, str]:
-    """The gate and its reason: INCOMPLETE when the run did not finish, FAILED when a rule failed, else PASSED; the
-    reason gives the sentences that decided it."""
-    failing = [text for failed, text in rules if failed]
-    if summary.get("incomplete"):
-        gate, said = "incomplete", ["the run did not finish (" + "; ".join(summary["incomplete"]) + ")"] + failing
-    elif failing:
-        gate, said = "failed", failing
-    else:
-        gate, said = "passed", [text for _, text in rules]
-    return gate, f"{gate.upper()}: " + "; ".join(said)
-
-
-def exit_status(current: int, gate: str) -> int:
+def exit_status(current: int, verdict: str) -> int:
     """The one place the gate reaches the exit status: a gate that did not pass exits 1 where pytest would have exited
     0, or 5 (no test ran: a -k that deselected every requirement of the baseline), which CI scripts often let pass."""
     quiet = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
-    return pytest.ExitCode.TESTS_FAILED if gate != "passed" and current in quiet else current
+    return pytest.ExitCode.TESTS_FAILED if verdict != gate.PASSED and current in quiet else current
 
 
 def finish(session: pytest.Session, state: RunState) -> None:
@@ -190,9 +141,11 @@ def finish(session: pytest.Session, state: RunState) -> None:
         except Exception as exc:  # noqa: BLE001 - the baseline was checked on load; still, never lose the results
             state.write_errors.append(f"could not compare with the baseline {baseline}: {type(exc).__name__}: {exc}")
         else:
-            document["baseline"] = {"path": baseline, **{k: comparison[k] for k in ("regressions", "improvements", "new", "removed")}}
+            document["baseline"] = {"path": baseline, **{k: comparison[k] for k in (
+                "regressions", "improvements", "within_noise", "new", "removed", "removed_records", "rule", "alpha", "tests")}}
     state.comparison = comparison
-    summary["gate"], summary["gate_reason"] = decide(summary, gate_rules(summary, state, comparison, baseline))
+    rules = gate.rules(summary, gate_settings(state), comparison, baseline if state.baseline is not None else None)
+    summary["gate"], summary["gate_reason"] = gate.decide(summary, rules)
     session.exitstatus = exit_status(session.exitstatus, summary["gate"])
     history = []
     if state.history_path:

@@ -1,0 +1,75 @@
+"""The release gate: one list of rules over a run's summary, and the verdict read from it.
+
+Used by the pytest plugin at the end of a run and by ``certkit merge`` for sharded runs, so a merged verdict is the
+verdict one run of the whole suite gets. Every rule is a (failed, sentence with its numbers) pair; the verdict, its
+one-sentence reason (terminal, results.json, report, JUnit) and the exit status are all read from that one list, so
+they cannot disagree. A gate that did not pass is ``failed`` or ``incomplete``; only ``passed`` lets a release through.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PASSED", "FAILED", "INCOMPLETE", "summarize", "rules", "decide"]
+
+PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
+_COUNTED = ("certified", "not certified", "inconclusive", "error")
+
+
+def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("forward_samples", 0))) -> dict:
+    """Counts of requirement statuses (``record["status"]``), the pass rate, the samples the requirements read and
+    the forward passes drawn for them."""
+    counts = dict.fromkeys(_COUNTED, 0)
+    samples = forward = 0
+    for record in records:
+        if record["status"] in counts:
+            counts[record["status"]] += 1
+        for cert in record.get("certificates") or []:
+            samples += int(cert["n"])
+            forward += forward_of(cert)
+    total = sum(counts.values())
+    return {"requirements": total, **counts, "pass_rate": (counts["certified"] / total) if total else None,
+            "samples": samples, "forward_samples": forward}
+
+
+def rules(summary: dict, gate: dict, comparison: dict | None = None, baseline: str | None = None) -> list[tuple[bool, str]]:
+    """Every rule of the gate as (failed, sentence). ``gate`` holds the run's gate settings (``min_pass_rate``,
+    ``allow_inconclusive``, ``allow_removed``); ``baseline`` names the baseline compared with (None: none was), and
+    ``comparison`` is :func:`certkit.regression.compare`'s answer (None with a baseline: the comparison failed)."""
+    out = []
+    if summary["error"]:
+        out.append((True, f"{summary['error']} requirement(s) could not be evaluated"))
+    rate, least = summary["pass_rate"], gate.get("min_pass_rate")
+    if least is not None:
+        out.append((rate is not None and rate < least,
+                    f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * least:.1f}%"))
+    else:
+        if summary["not certified"]:
+            out.append((True, f"{summary['not certified']} requirement(s) not certified (each must be)"))
+        if summary["inconclusive"] and not gate.get("allow_inconclusive"):
+            out.append((True, f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)"))
+        if not any(failed for failed, _ in out):
+            out.append((False, f"all {summary['certified']} evaluated requirement(s) certified"))
+    if baseline is not None:
+        if comparison is None:
+            out.append((True, f"the comparison with the baseline {baseline} failed"))
+        else:
+            regressions, removed = len(comparison["regressions"]), len(comparison["removed"])
+            out.append((bool(regressions), f"{regressions} regression(s) against the baseline {baseline}" if regressions else
+                        f"no regression against the baseline {baseline}"))
+            if removed:
+                allowed = gate.get("allow_removed")
+                out.append((not allowed, f"{removed} requirement(s) of the baseline not in this run (removed, renamed or deselected; "
+                            + ("allowed by --certkit-allow-removed)" if allowed else "allow with --certkit-allow-removed)")))
+    return out
+
+
+def decide(summary: dict, rule_list: list[tuple[bool, str]]) -> tuple[str, str]:
+    """The gate and its reason: INCOMPLETE when the run did not finish (``summary["incomplete"]`` lists why), FAILED
+    when a rule failed, else PASSED; the reason gives the sentences that decided it."""
+    failing = [text for failed, text in rule_list if failed]
+    if summary.get("incomplete"):
+        gate, said = INCOMPLETE, ["the run did not finish (" + "; ".join(summary["incomplete"]) + ")"] + failing
+    elif failing:
+        gate, said = FAILED, failing
+    else:
+        gate, said = PASSED, [text for _, text in rule_list]
+    return gate, f"{gate.upper()}: " + "; ".join(said)
