@@ -246,18 +246,34 @@ def cmd_diff(args, parser) -> int:
 
 
 def cmd_merge(args, parser) -> int:
+    """Merge the shards' results into one run's document and gate it: exit 0 only when the merged gate passed, 1 when
+    it failed or is incomplete, 2 when the shards cannot be merged (each reason named)."""
     from .regression import ResultsError, load_results, merge, write_results
 
     try:
         docs = [load_results(p, "shard") for p in args.shards]
-        merged = merge(docs, list(args.shards), force=args.force)
+        baseline = load_results(args.baseline, "baseline") if args.baseline else None
+        merged = merge(docs, list(args.shards), force=args.force, baseline=baseline, baseline_name=args.baseline)
     except ResultsError as exc:
         print(f"certkit merge: {exc}", file=sys.stderr)
         return 2
     write_results(Path(args.output), merged)
-    s = merged["summary"]
-    print(f"merged {len(docs)} shards into {args.output}: {s['requirements']} requirements, {s['certified']} certified")
-    return 0
+    s, run = merged["summary"], merged["run"]
+    shards = f"{run['merged_shards']} shards" if run.get("merged_shards") else \
+        f"{len(docs)} results files (not made with --certkit-shard: that they cover the suite once is not checked)"
+    print(f"merged {shards} into {args.output}: {s['requirements']} requirements, {s['certified']} certified, "
+          f"{s['not certified']} not certified, {s['inconclusive']} inconclusive, {s['error']} errors")
+    for item in run.get("merged_despite", []):
+        print(f"  merged despite a different {item} (--force)")
+    print(f"gate: {s['gate_reason']}")
+    if args.report:
+        from .report import write_report
+
+        from .regression import compare
+
+        write_report(merged, args.report, baseline=compare(baseline, merged) if baseline is not None else None)
+        print(f"written: {args.report}")
+    return 0 if s["gate"] == "passed" else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,10 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-removed", action="store_true", help="requirements of OLD missing from NEW do not fail")
     d.set_defaults(func=cmd_diff)
 
-    m = sub.add_parser("merge", help="merge results files of sharded runs into one")
+    m = sub.add_parser("merge", help="merge the shards' results files into one run's and gate it (exit 1 unless the gate passed)")
     m.add_argument("shards", nargs="+", help="results files (same models, oracles, seed and settings)")
     m.add_argument("-o", "--output", required=True, help="the merged results file to write")
-    m.add_argument("--force", action="store_true", help="merge even if models, oracles, seed or settings differ")
+    m.add_argument("--force", action="store_true", help="merge even if models, oracles, seed, settings, certkit version or gate differ")
+    m.add_argument("--baseline", default=None, help="a baseline results file: regressions and removed requirements fail the merged gate")
+    m.add_argument("--report", default=None, metavar="HTML", help="also write the merged audit report here")
     m.set_defaults(func=cmd_merge)
 
     sub.add_parser("audit", parents=[_audit_parser()], add_help=False,

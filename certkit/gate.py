@@ -20,7 +20,7 @@ def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("
     counts = dict.fromkeys(_COUNTED, 0)
     samples = forward = 0
     for record in records:
-        if record["status"] in counts:
+        if record.get("status") in counts:
             counts[record["status"]] += 1
         for cert in record.get("certificates") or []:
             samples += int(cert["n"])

@@ -41,7 +41,7 @@ from .certificate import from_json_float
 from .sequential import MixtureTest
 
 __all__ = [
-    "RESULTS_SCHEMA", "ResultsError", "write_results", "load_results", "compare", "drop_p_value", "holm", "implied_radius",
+    "RESULTS_SCHEMA", "ResultsError", "baseline_record", "write_results", "load_results", "compare", "drop_p_value", "holm", "implied_radius",
     "history_entry", "append_history", "read_history", "merge",
 ]
 
@@ -269,7 +269,7 @@ def _radius_text(r: float) -> str:
     return "none" if r == -math.inf else ("∞" if r == math.inf else f"{r:.4f}")
 
 
-def compare(baseline: dict, current: dict, alpha: float | None = None) -> dict:
+def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere=frozenset()) -> dict:
     """Requirement-by-requirement comparison with the rule of this module's docstring.
 
     Returns ``regressions`` and ``improvements`` (``{"nodeid", "key", "reasons"}``; a regression shown by the counts
@@ -279,7 +279,8 @@ def compare(baseline: dict, current: dict, alpha: float | None = None) -> dict:
     baseline status), ``changes`` (node id -> text for the report's "vs baseline" column), ``p_values`` (key -> the
     test's p-value), and the rule: ``alpha``, ``alpha_source``, ``correction`` ("Holm"), ``tests`` (how many
     requirements the counts test compared) and ``rule`` (one sentence with those numbers). ``alpha`` overrides the
-    run's alpha (its settings, else its certificates' smallest)."""
+    run's alpha (its settings, else its certificates' smallest). ``elsewhere``: node ids a sharded run left to its other
+    shards; baseline requirements among them are not "removed" (``other_shards`` counts them)."""
     old, new = _index(baseline), _index(current)
     shared = sorted(set(old) & set(new))
     pairs = [(old[key][1], new[key][1]) for key in shared if old[key][1] and new[key][1]]
@@ -295,11 +296,12 @@ def compare(baseline: dict, current: dict, alpha: float | None = None) -> dict:
     p_values = drop_p_value(k0, n0, k1, n1, [old[k][1].get("mode") == "frontier" and new[k][1].get("mode") == "frontier" for k in tested])
     adjusted, rejected = holm(p_values, alpha if alpha is not None else 0.0)
     test_of = {key: (float(p), float(a), bool(r)) for key, p, a, r in zip(tested, np.atleast_1d(p_values), adjusted, rejected)}
-    removed = sorted(set(old) - set(new))
+    missing = set(old) - set(new)
+    removed = sorted(key for key in missing if old[key][0]["nodeid"] not in elsewhere)
     out = {"regressions": [], "improvements": [], "within_noise": [], "new": sorted(set(new) - set(old)), "removed": removed,
            "removed_records": [{"key": key, "nodeid": old[key][0]["nodeid"], "status": _status(*old[key])} for key in removed],
            "changes": {}, "p_values": {key: t[0] for key, t in test_of.items()}, "alpha": alpha, "alpha_source": source,
-           "correction": "Holm", "tests": len(tested)}
+           "correction": "Holm", "tests": len(tested), "other_shards": len(missing) - len(removed)}
     out["rule"] = rule_text(out)
     for key in shared:
         (orec, ocert), (nrec, ncert) = old[key], new[key]
@@ -422,23 +424,80 @@ def read_history(path: str | Path, limit: int = 50) -> list[dict]:
     return entries[-limit:]
 
 
-def _merged_gate(docs) -> str:
-    """A failed shard fails the merge; otherwise an incomplete shard leaves it incomplete."""
-    gates = {d["summary"].get("gate") for d in docs}
-    return "failed" if "failed" in gates else ("incomplete" if "incomplete" in gates or None in gates else "passed")
+def baseline_record(path: str | None, comparison: dict) -> dict:
+    """What a results document keeps of its comparison with a baseline (the report and ``certkit report`` read it)."""
+    return {"path": path, **{k: comparison[k] for k in ("regressions", "improvements", "within_noise", "new", "removed",
+                                                         "removed_records", "rule", "alpha", "tests")}}
 
 
-def merge(docs: list[dict], names: list[str], force: bool = False) -> dict:
-    """Merge sharded results (same models, oracles, seed and settings) into one document."""
+#: what every shard of one run must agree on (the run's identity); ``--force`` merges past a disagreement, and says so
+_AGREE = ("models", "oracles", "seed", "settings", "certkit_version", "gate")
+
+
+def _check_shards(docs: list[dict], names: list[str]) -> tuple[list[str], int | None]:
+    """Shards made with ``--certkit-shard``: the same suite and N, each index once, none missing. Returns the reasons a
+    merge is incomplete (assigned requirements a shard did not evaluate) and N (None for documents not made with
+    ``--certkit-shard``, e.g. split by hand with ``-k``, whose coverage cannot be checked)."""
+    shards = [d["run"].get("shard") for d in docs]
+    if all(s is None for s in shards):
+        return [], None
+    if any(s is None for s in shards):
+        plain = [n for n, s in zip(names, shards) if s is None]
+        raise ResultsError(f"{', '.join(plain)} {'was' if len(plain) == 1 else 'were'} not run with --certkit-shard, unlike the others; "
+                           "merge the N results files of one sharded run")
+    first, name0 = shards[0], names[0]
+    for shard, name in zip(shards[1:], names[1:]):
+        for field, what in (("total", "number of shards N"), ("suite", "collected suite (its node ids)")):
+            if shard.get(field) != first.get(field):
+                raise ResultsError(f"{name} ran with another {what} than {name0} ({shard.get(field)!r} vs {first.get(field)!r}); "
+                                   "every shard must run the same suite with the same N")
+    by_index: dict[int, str] = {}
+    for shard, name in zip(shards, names):
+        if shard["index"] in by_index:
+            raise ResultsError(f"{by_index[shard['index']]} and {name} are both shard {shard['index']}/{first['total']}")
+        by_index[shard["index"]] = name
+    missing = sorted(set(range(1, first["total"] + 1)) - set(by_index))
+    if missing:
+        total = first["total"]
+        raise ResultsError(f"shard(s) {', '.join(f'{k}/{total}' for k in missing)} missing: merge all {total} shards' "
+                           "results files (a shard that failed still writes its results)")
+    incomplete = []
+    for doc, shard, name in zip(docs, shards, names):
+        evaluated = {r["nodeid"] for r in doc["results"]}
+        stray = sorted(evaluated - set(shard.get("assigned", [])))
+        if stray:
+            raise ResultsError(f"{name} holds {len(stray)} requirement(s) its shard was not assigned (e.g. {stray[0]}): not a shard's "
+                               "own results")
+        unevaluated = sorted(set(shard.get("requirements", [])) - evaluated)
+        if unevaluated:
+            incomplete.append(f"{name} (shard {shard['index']}/{shard['total']}) did not evaluate {len(unevaluated)} of its requirements "
+                              f"(e.g. {unevaluated[0]}: deselected with -k, or never collected)")
+    return incomplete, first["total"]
+
+
+def merge(docs: list[dict], names: list[str], force: bool = False, baseline: dict | None = None, baseline_name: str | None = None) -> dict:
+    """Merge the results of one sharded run into the document of one run, with the gate one run would get.
+
+    Refused (:class:`ResultsError`, naming each file): shards that disagree on the run's identity (model and oracle
+    fingerprints, seed, settings, certkit version, gate settings; ``force`` merges anyway and records it), shards of
+    ``--certkit-shard`` that ran another suite or N, repeat an index or leave one missing, and a requirement in two
+    shards. The merged gate is computed once, by :mod:`certkit.gate`, from every requirement (and the comparison with
+    ``baseline`` when given); it is INCOMPLETE when any shard was, or a shard did not evaluate all it was assigned."""
+    from . import gate
+
     if not docs:
         raise ResultsError("nothing to merge")
     first = docs[0]["run"]
+    forced = []
     for doc, name in zip(docs[1:], names[1:]):
         run = doc["run"]
-        for field in ("models", "oracles", "seed", "settings"):
-            if run.get(field) != first.get(field) and not force:
-                raise ResultsError(f"{name} was run with different {field} than {names[0]} "
-                                   f"({run.get(field)!r} vs {first.get(field)!r}); pass --force to merge anyway")
+        for field in _AGREE:
+            if run.get(field) != first.get(field):
+                if not force:
+                    raise ResultsError(f"{name} was run with different {field} than {names[0]} "
+                                       f"({run.get(field)!r} vs {first.get(field)!r}); pass --force to merge anyway")
+                forced.append(f"{name}: {field}")
+    unevaluated, total = _check_shards(docs, names)
     results, seen, cases = [], {}, {}
     for doc, name in zip(docs, names):
         for record in doc["results"]:
@@ -447,19 +506,27 @@ def merge(docs: list[dict], names: list[str], force: bool = False) -> dict:
             seen[record["nodeid"]] = name
             results.append(record)
         cases.update(doc.get("cases", {}))
-    counts = {s: sum(1 for r in results if r.get("status") == s) for s in ("certified", "not certified", "inconclusive", "error")}
-    total = sum(counts.values())
-    summary = {"requirements": total, **counts, "pass_rate": counts["certified"] / total if total else None,
-               "samples": sum(d["summary"].get("samples", 0) for d in docs),
-               "forward_samples": sum(d["summary"].get("forward_samples", 0) for d in docs),
-               "gate": _merged_gate(docs)}
-    incomplete = [f"{name}: {reason}" for d, name in zip(docs, names) for reason in d["summary"].get("incomplete", [])]
+    results.sort(key=lambda r: r["nodeid"])
+    summary = gate.summarize(results)
+    summary["samples"] = sum(d["summary"].get("samples", 0) for d in docs)
+    summary["forward_samples"] = sum(d["summary"].get("forward_samples", 0) for d in docs)
+    incomplete = [f"{name}: {reason}" for d, name in zip(docs, names) for reason in d["summary"].get("incomplete", [])] + unevaluated
     if incomplete:
         summary["incomplete"] = incomplete
-    run = dict(first)
+    run = {k: v for k, v in first.items() if k != "shard"}
     run["merged_from"] = names
     run["merged_run_ids"] = [d["run"].get("run_id") for d in docs]
+    run["merged_shards"] = total
+    if forced:
+        run["merged_despite"] = forced
     run["run_id"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-merged-" + secrets.token_hex(3)
     run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})
     run["oracles"] = sorted({m for d in docs for m in d["run"].get("oracles", [])})
-    return {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": sorted(results, key=lambda r: r["nodeid"]), "cases": cases}
+    document = {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": results, "cases": cases}
+    comparison = None
+    if baseline is not None:
+        comparison = compare(baseline, document)
+        document["baseline"] = baseline_record(baseline_name, comparison)
+    rules = gate.rules(summary, first.get("gate") or {}, comparison, baseline_name if baseline is not None else None)
+    summary["gate"], summary["gate_reason"] = gate.decide(summary, rules)
+    return document

@@ -91,3 +91,137 @@ def test_shards_cover_the_suite_once_keep_cases_together_and_do_not_depend_on_or
         by_case.setdefault(group_of(item), set()).add(seen[item.nodeid])
     assert all(len(shards) == 1 for shards in by_case.values())
     assert group_of(items[0]).startswith("case:c") and group_of(items[-1]) == "test:" + items[-1].nodeid
+
+
+# ------------------------------------------------------------------ shards through pytest, and their merge
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from certkit.cli import main  # noqa: E402
+from tests.test_plugin import CONFTEST  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KEEP = ("case_id", "status", "n", "successes", "p_a_lower", "p_a_upper", "p_adv", "seed", "radius", "edits", "label_counts", "frontier")
+
+
+def _certificates(doc: dict) -> dict:
+    return {r["nodeid"]: (r["status"], [{k: c.get(k) for k in KEEP} for c in r["certificates"]]) for r in doc["results"]}
+
+
+@pytest.fixture
+def sharded(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n")
+    pytester.makepyfile(test_audit=SUITE)
+    return pytester
+
+
+def _run(project, *args):
+    return project.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-cache-dir", "none", "--certkit-report", "none",
+                                        "--certkit-history", "none", "--certkit-n-max", "2000", *args)
+
+
+def test_three_shards_merge_into_the_certificates_and_gate_of_one_run(sharded, tmp_path, capsys):
+    whole = _run(sharded, "--certkit-json", "whole.json")
+    shards = [_run(sharded, "--certkit-shard", f"{k}/3", "--certkit-json", f"s{k}.json", *(["-n", "2"] if k == 2 else []))
+              for k in (1, 2, 3)]
+    docs = [json.loads((sharded.path / f"s{k}.json").read_text()) for k in (1, 2, 3)]
+    assert all(d["run"]["shard"]["suite"] == docs[0]["run"]["shard"]["suite"] for d in docs)  # -n 2 on shard 2 changes nothing
+    shards[0].stdout.fnmatch_lines(["*shard 1/3: * requirement(s) of 42 collected test(s) ran here*certkit merge*"])
+    assert sum(len(d["results"]) for d in docs) == 41  # every requirement once (test_plain is no requirement)
+    out = tmp_path / "merged.json"
+    code = main(["merge", *(str(sharded.path / f"s{k}.json") for k in (3, 1, 2)), "-o", str(out), "--report", str(tmp_path / "m.html")])
+    merged, one = json.loads(out.read_text()), json.loads((sharded.path / "whole.json").read_text())
+    assert _certificates(merged) == _certificates(one)
+    for key in ("requirements", "certified", "not certified", "inconclusive", "error", "gate", "gate_reason"):
+        assert merged["summary"][key] == one["summary"][key], key
+    assert code == (0 if one["summary"]["gate"] == "passed" else 1) == (0 if whole.ret == 0 else 1)
+    assert "merged 3 shards" in capsys.readouterr().out and (tmp_path / "m.html").is_file()
+    assert "shard" not in merged["run"] and merged["run"]["merged_shards"] == 3
+
+
+def test_merge_refuses_shards_that_disagree_overlap_or_leave_one_missing(sharded, tmp_path, capsys):
+    for k in (1, 2):
+        _run(sharded, "--certkit-shard", f"{k}/2", "--certkit-json", f"s{k}.json")
+    s1, s2 = (json.loads((sharded.path / f"s{k}.json").read_text()) for k in (1, 2))
+
+    def merge_of(*docs):
+        paths = []
+        for i, doc in enumerate(docs):
+            path = tmp_path / f"m{i}.json"
+            path.write_text(json.dumps(doc))
+            paths.append(str(path))
+        code = main(["merge", *paths, "-o", str(tmp_path / "out.json")])
+        return code, capsys.readouterr()
+
+    def changed(doc, **run):
+        doc = json.loads(json.dumps(doc))
+        for key, value in run.items():
+            doc["run"][key] = value
+        return doc
+
+    code, out = merge_of(s1)
+    assert code == 2 and "shard(s) 2/2 missing" in out.err
+    code, out = merge_of(s1, s1)
+    assert code == 2 and "are both shard 1/2" in out.err
+    code, out = merge_of(s1, changed(s2, seed=7))
+    assert code == 2 and "different seed" in out.err
+    code, out = merge_of(s1, changed(s2, certkit_version="9.9"))
+    assert code == 2 and "different certkit_version" in out.err
+    code, out = merge_of(s1, changed(s2, models=["another"]))
+    assert code == 2 and "different models" in out.err
+    code, out = merge_of(s1, changed(s2, shard={**s2["run"]["shard"], "suite": "0" * 64}))
+    assert code == 2 and "another collected suite" in out.err
+    code, out = merge_of(s1, changed(s2, shard={**s2["run"]["shard"], "total": 3}))
+    assert code == 2 and "another number of shards N" in out.err
+    plain = changed(s2)
+    del plain["run"]["shard"]
+    code, out = merge_of(s1, plain)
+    assert code == 2 and "not run with --certkit-shard" in out.err
+    stray = json.loads(json.dumps(s2))
+    stray["results"].append(s1["results"][0])
+    code, out = merge_of(s1, stray)
+    assert code == 2 and "not assigned" in out.err
+
+
+def test_a_shard_that_skipped_part_of_its_share_leaves_the_merge_incomplete(sharded, tmp_path, capsys):
+    _run(sharded, "--certkit-shard", "1/2", "--certkit-json", "s1.json")
+    _run(sharded, "--certkit-shard", "2/2", "--certkit-json", "s2.json", "-k", "not frontier")
+    s2 = json.loads((sharded.path / "s2.json").read_text())
+    if not any("frontier" in n for n in s2["run"]["shard"]["requirements"]):
+        pytest.skip("this split put every frontier requirement in shard 1")
+    code = main(["merge", str(sharded.path / "s1.json"), str(sharded.path / "s2.json"), "-o", str(tmp_path / "m.json")])
+    out = capsys.readouterr().out
+    assert code == 1 and "gate: INCOMPLETE" in out and "did not evaluate" in out
+
+
+def test_a_sharded_run_against_a_baseline_does_not_count_the_other_shards_as_removed(sharded):
+    _run(sharded, "--certkit-json", "base.json")
+    res = _run(sharded, "--certkit-shard", "1/3", "--certkit-baseline", "base.json", "--certkit-json", "s1.json")
+    doc = json.loads((sharded.path / "s1.json").read_text())
+    assert doc["baseline"]["removed"] == [] and "REMOVED" not in res.stdout.str()
+    assert "0 removed" in res.stdout.str()
+
+
+def test_a_bad_shard_option_stops_the_run_with_a_usage_error(sharded):
+    res = _run(sharded, "--certkit-shard", "4/3")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR and "shard 4 of 3 does not exist" in res.stderr.str()
+
+
+def test_the_demo_audit_as_three_shards_merges_into_the_one_run(tmp_path):
+    """The README's main job split three ways, each shard in its own pytest process: the merged certificates are the
+    one run's, to the last count."""
+    base = [sys.executable, "-m", "pytest", "audits", "-q", "-p", "no:cacheprovider", "--certkit-cache-dir", "none",
+            "--certkit-report", "none", "--certkit-history", "none"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(base + ["--certkit-json", str(tmp_path / "one.json")], cwd=ROOT, env=env, capture_output=True, check=False)
+    for k in (1, 2, 3):
+        subprocess.run(base + ["--certkit-shard", f"{k}/3", "--certkit-json", str(tmp_path / f"s{k}.json")], cwd=ROOT, env=env,
+                       capture_output=True, check=False)
+    code = main(["merge", *(str(tmp_path / f"s{k}.json") for k in (1, 2, 3)), "-o", str(tmp_path / "merged.json")])
+    one, merged = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "merged"))
+    assert len(one["results"]) == 72 and _certificates(merged) == _certificates(one)
+    assert merged["summary"]["gate_reason"] == one["summary"]["gate_reason"] and code == 0

@@ -11,6 +11,7 @@ One concern per module, wired together here (the entry point pytest loads):
 * :mod:`.fixtures`: the ``certkit`` fixture and the failure message;
 * :mod:`.recording`: certificates from the test to the controller, certkit errors as short failures;
 * :mod:`.results`: summary, gate, baseline, history and the files written;
+* :mod:`.sharding`: ``--certkit-shard K/N``, this run's share of a suite split over machines;
 * :mod:`.controller`: the controller's plugin object, the terminal summary and the JUnit gate.
 
 A pytest run of a project that does not use certkit is left as it is: certkit adds its options, its marker and
@@ -27,6 +28,7 @@ from .devices import controller_devices, pin_worker, pytest_configure_node, pyte
 from .fixtures import CertkitRequirement, _certkit_smoothed_cache, case_summary, certkit, certkit_model, certkit_oracle, failure_message
 from .recording import is_requirement, pytest_make_collect_report, pytest_runtest_makereport, tag_requirements
 from .settings import SETTINGS, as_given, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, uses_certkit
+from .sharding import configured_shard, keep_shard
 from .state import STATE, RunState
 
 __all__ = [
@@ -81,10 +83,16 @@ def _configure_controller(config: pytest.Config, state: RunState) -> None:
         except ResultsError as exc:
             raise pytest.UsageError(f"certkit: {exc}; or pass --certkit-history none") from None
     run_settings(config)  # fail fast on bad options and ini values
+    configured_shard(config)
 
 
+@pytest.hookimpl(tryfirst=True)  # the shard is split from the whole collection, before -k, -m or a reordering plugin
 def pytest_collection_modifyitems(config: pytest.Config, items) -> None:
-    """Tag the certkit requirements; a CPU worker that collected some shares the cores with the other workers."""
+    """Keep this shard's share of a sharded run; tag the certkit requirements; a CPU worker that collected some shares
+    the cores with the other workers."""
+    shard = configured_shard(config)
+    if shard is not None:
+        keep_shard(config, items, shard)
     requirements = tag_requirements(items)
     share_cores_on_worker(config, requirements > 0)
 

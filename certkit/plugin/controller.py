@@ -13,6 +13,7 @@ import pytest
 from .recording import collect
 from .results import finish
 from .settings import run_settings, shown, uses_certkit
+from .sharding import WORKER_KEY
 from .state import RunState
 
 GATE_NODEID = "certkit::gate"
@@ -50,6 +51,8 @@ def settings_line(config: pytest.Config, state: RunState) -> str:
             else "every requirement certified" + (" or inconclusive" if state.allow_inconclusive else ""))
     if state.baseline_path and not state.update_baseline:
         gate += f", baseline {shown(state.baseline_path, config)}" + (" (removed requirements allowed)" if state.allow_removed else "")
+    shard = config.getoption("certkit_shard") or config.getini("certkit_shard")
+    gate += f"; shard {shard}" if shard else ""
     return (f"certkit: seed {state.seed}, sigma {s['sigma']:g}, beta {s['beta']:g} ({s['kernel']}), alpha {s['alpha']:g}, "
             f"tau {s['threshold']:g}, n_max {s['n_max']}; gate: {gate}; results {shown(state.json_path, config)}")
 
@@ -68,6 +71,12 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
     tr.section("certkit")
     if not state.settings_shown and shows_header(config):  # a run that only its requirements made a certkit run, under xdist
         tr.write_line(settings_line(config, state))
+    if state.shard is not None:
+        shard = state.shard
+        tr.write_line(f"shard {shard['index']}/{shard['total']}: {len(shard['requirements'])} requirement(s) of {shard['suite_tests']} "
+                      f"collected test(s) ran here, split by case (planned cost {shard['planned_costs'][shard['index'] - 1]:,.0f} of "
+                      f"{sum(shard['planned_costs']):,.0f}); this gate covers this shard only: `certkit merge` the {shard['total']} "
+                      "shards' results files for the suite's gate")
     tr.write_line(
         f"{summary['requirements']} requirements: {summary['certified']} certified, {summary['not certified']} not certified, "
         f"{summary['inconclusive']} inconclusive, {summary['error']} errors"
@@ -113,6 +122,12 @@ class Controller:
         if getattr(report, "certkit", None) is not None:
             self._arm_sigterm()  # a certkit run, known from its first requirement
         collect(self.state, report)
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: the controller collects nothing, its workers report the shard
+    def pytest_testnodedown(self, node, error) -> None:
+        share = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if share is not None and self.state.shard is None:
+            self.state.shard, self.state.elsewhere = share["record"], frozenset(share["elsewhere"])
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .. import gate
-from ..regression import RESULTS_SCHEMA, write_results
+from ..regression import RESULTS_SCHEMA, baseline_record, write_results
 from .recording import status as requirement_status
 from .settings import run_settings, shown
 from .state import RunState
@@ -79,6 +79,7 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
         "args": list(config.invocation_params.args),
         "settings": run_settings(config),
         "gate": gate_settings(state),
+        "shard": state.shard,
         "models": sorted({c["model_fingerprint"] for c in certs}),
         "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
     }
@@ -137,12 +138,11 @@ def finish(session: pytest.Session, state: RunState) -> None:
     comparison = None
     if state.baseline is not None:
         try:
-            comparison = compare(state.baseline, document)
+            comparison = compare(state.baseline, document, elsewhere=state.elsewhere)
         except Exception as exc:  # noqa: BLE001 - the baseline was checked on load; still, never lose the results
             state.write_errors.append(f"could not compare with the baseline {baseline}: {type(exc).__name__}: {exc}")
         else:
-            document["baseline"] = {"path": baseline, **{k: comparison[k] for k in (
-                "regressions", "improvements", "within_noise", "new", "removed", "removed_records", "rule", "alpha", "tests")}}
+            document["baseline"] = baseline_record(baseline, comparison)
     state.comparison = comparison
     rules = gate.rules(summary, gate_settings(state), comparison, baseline if state.baseline is not None else None)
     summary["gate"], summary["gate_reason"] = gate.decide(summary, rules)

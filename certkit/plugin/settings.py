@@ -39,6 +39,8 @@ RUN_OPTIONS = {
     "allow_removed": (bool, False, "do not fail the gate on baseline requirements missing from this run (removed, renamed or "
                                    "deselected, e.g. by -k)"),
     "devices": (str, None, "comma-separated GPU ids for xdist workers (default: CUDA_VISIBLE_DEVICES or all)"),
+    "shard": (str, None, "run shard K of N (K/N), split by case and balanced by planned cost; auto: from CI_NODE_INDEX and "
+                         "CI_NODE_TOTAL; auto/N: K from JOB_COMPLETION_INDEX; then `certkit merge` the N results files"),
 }
 
 

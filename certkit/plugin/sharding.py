@@ -31,8 +31,13 @@ from dataclasses import dataclass
 import pytest
 
 from .settings import from_cli_or_ini, resolve_settings
+from .state import STATE
 
-__all__ = ["Shard", "parse_shard", "group_of", "planned_cost", "assign", "split", "suite_digest"]
+#: where an xdist worker hands its shard record to the controller (``config.workeroutput``), which collects nothing
+WORKER_KEY = "certkit_shard"
+
+__all__ = ["Shard", "parse_shard", "configured_shard", "group_of", "planned_cost", "assign", "split", "suite_digest", "keep_shard",
+           "WORKER_KEY"]
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _AUTO_N = re.compile(r"^\s*auto\s*/\s*(\d+)\s*$")
@@ -174,3 +179,19 @@ def split(items: list, shard: Shard) -> tuple[list, list, dict]:
     record = {"index": shard.index, "total": shard.total, "suite": suite_digest(i.nodeid for i in items),
               "suite_tests": len(items), "assigned": sorted(kept_ids), "planned_costs": loads}
     return kept, deselected, record
+
+
+def keep_shard(config: pytest.Config, items: list, shard: Shard) -> None:
+    """Deselect the other shards' tests (pytest's own deselection: counted as deselected) and record the share:
+    on this process's state, and for the xdist controller in the worker's output."""
+    kept, deselected, record = split(items, shard)
+    record["requirements"] = sorted(i.nodeid for i in kept if "certkit" in getattr(i, "fixturenames", ()))
+    elsewhere = [i.nodeid for i in deselected]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+    state = config.stash[STATE]
+    state.shard, state.elsewhere = record, frozenset(elsewhere)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[WORKER_KEY] = {"record": record, "elsewhere": elsewhere}

@@ -24,6 +24,8 @@ class RunState:
     min_pass_rate: float | None = None
     allow_inconclusive: bool = False
     allow_removed: bool = False
+    shard: dict | None = None  # this run's share of a sharded suite (see .sharding); None when not sharded
+    elsewhere: frozenset = frozenset()  # node ids the suite has in the other shards (not "removed" from a baseline)
     settings_shown: bool = False  # the settings line is in the terminal (header or collection)
     devices: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)  # wall clock, for the record
