@@ -547,6 +547,8 @@ class Smoothed:
         t_start = time.perf_counter()
         if max_edits is None:
             max_edits = 8 if self.text is not None else 0
+        if isinstance(max_edits, bool) or not isinstance(max_edits, numbers.Integral) or max_edits < 0:
+            raise RequirementError(f"max_edits must be a non-negative integer (the frontier's largest token-edit budget), got {max_edits!r}")
         alpha, threshold = self._check_requirement(outcome, max_edits, 0.0, alpha, threshold)
         n = _check_count("n", n)
         if self.image is None:

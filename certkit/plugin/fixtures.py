@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 
 import pytest
 
@@ -178,11 +177,6 @@ class CertkitRequirement:
                  sigma=None, beta=None, **unknown):
         with self._evaluating():
             _refuse_unknown("frontier", unknown, FRONTIER_KEYWORDS)
-            if max_edits is not None and (isinstance(max_edits, bool) or not isinstance(max_edits, numbers.Integral) or max_edits < 0):
-                from ..errors import RequirementError  # Smoothed.frontier would call it "edits"
-
-                raise RequirementError(f"max_edits must be a non-negative integer (the frontier's largest token-edit budget), "
-                                       f"got {max_edits!r}")
             s = self._settings(case, dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
             smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], max_edits)
             with _deadline(s.get("timeout")):
