@@ -15,15 +15,27 @@
   not depend on the token's identity, and an attacker's typed mask token (always masked) is the
   post-processing "fresh token -> mask" of a fresh-token edit, which leaves the clean law unchanged, so the
   same bound covers it.
+
+Seeds: every seed certkit derives (a case's stream, a chunk's text and image generators, a served sample's
+request seed) comes from :func:`derive_seed`, a hash of named parts, so it does not depend on the process,
+the machine or the order in which work ran.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 
 from .noise import Gaussian, Mask, UniformReplace
 
-__all__ = ["noisy_images", "noisy_token_ids", "alphabet_index"]
+__all__ = ["derive_seed", "noisy_images", "noisy_token_ids", "alphabet_index"]
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any parts (stable across processes and machines)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def noisy_images(image: torch.Tensor, kernel: Gaussian | None, n: int, generator: torch.Generator) -> torch.Tensor:

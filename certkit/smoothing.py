@@ -66,19 +66,13 @@ from .errors import CertkitError, RequirementError
 from .models.base import ModelError, takes_encoded
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
-from .sampling import alphabet_index, noisy_images, noisy_token_ids
+from .sampling import alphabet_index, derive_seed, noisy_images, noisy_token_ids  # derive_seed: re-exported
 
 __all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
 
 CHUNK = 32
 #: streams one Smoothed keeps in memory for the requirements that follow (at most n_max bytes each)
 STREAMS_IN_MEMORY = 1024
-
-
-def derive_seed(*parts) -> int:
-    """A 63-bit seed from any parts (stable across processes and machines)."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def generation_seed(stream_seed: int, start: int) -> int:

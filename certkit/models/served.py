@@ -494,7 +494,7 @@ class ServedVLM:
     # ------------------------------------------------------------------ running
 
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
-        from ..smoothing import derive_seed
+        from ..sampling import derive_seed
 
         if self._changed is not None:  # the served model changed earlier in the run: no more answers from it
             raise ModelError(self._changed)
