@@ -20,7 +20,6 @@ import argparse
 import math
 
 import numpy as np
-import torch
 
 from certkit.sequential import MixtureTest
 from certkit.stats import SequentialTest
@@ -64,14 +63,6 @@ def six_requirements_on_one_case() -> None:
     print(f"  forward passes: one stream per case {one_stream}; a stream per requirement {alone}")
 
 
-class CoinFlip(torch.nn.Module):
-    """A real model that is right half the time: "bright" iff the first noisy pixel is above the clean 0.5 (p_A = 1/2)."""
-
-    def forward(self, ids, images):
-        s = images[:, 0, 0, 0] - 0.5
-        return torch.stack([-s, s], 1)
-
-
 def draws_to_a_decision() -> list[dict]:
     """Forward passes against the samples the decision used: a coin-flip model (p_A = 1/2) at p* = 0.96 and 0.9996,
     and the demo guard on its six-radius case, at the adapters' own batch sizes (64 and the guard's 512)."""
@@ -81,6 +72,7 @@ def draws_to_a_decision() -> list[dict]:
     from certkit.models import TorchClassifier
     from certkit.noise import Gaussian
     from certkit.oracles import LabelOracle
+    from certkit.testing import CoinFlip
 
     rows = []
     for batch in (64, 512):

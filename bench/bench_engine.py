@@ -21,9 +21,9 @@ import torch
 
 
 def _llava(tmp, hidden, layers, image):
-    from tests.tiny_models import save_tiny_llava
-
     from transformers import LlavaForConditionalGeneration
+
+    from certkit.testing import save_tiny_llava
 
     path = save_tiny_llava(tmp, image_size=image)
     if hidden != 32 or layers != 2:  # grow the text and vision towers from the same recipe
@@ -133,7 +133,7 @@ def memory_child(n: int) -> None:
     from certkit.models import TorchClassifier
     from certkit.noise import Gaussian, UniformReplace
     from certkit.oracles import LabelOracle
-    from tests.tiny_models import BrightnessClassifier
+    from certkit.testing import BrightnessClassifier
 
     model = TorchClassifier(BrightnessClassifier(), ["dark", "bright"], lambda t: [2 + len(w) for w in t.split()], vocab_size=64, special_ids=[0, 1], mask_id=0, batch_size=256)
     s = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), text=UniformReplace(0.25, 62), seed=0)
@@ -152,7 +152,7 @@ def main(argv=None):
     from certkit.models import TorchClassifier, VisionLanguageModel
     from certkit.noise import Gaussian
     from certkit.oracles import ActionOracle, LabelOracle
-    from tests.tiny_models import SmallGuard
+    from certkit.testing import SmallGuard
 
     torch.set_num_threads(2)
     kernels = {"image-only": (Gaussian(0.5), None), "hybrid": (Gaussian(0.5), "uniform")}

@@ -45,42 +45,17 @@ LABELS = {"safe": "w1", "unsafe": "w2"}
 
 def build(shape: str, device: str, batch: int, new_tokens: int, labels: dict | None = None):
     """A VisionLanguageModel around a randomly initialised LLaVA of the given shape (label mode with ``labels``)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor, PreTrainedTokenizerFast)
-
     from certkit.models import VisionLanguageModel
+    from certkit.testing import tiny_llava
 
     s = SHAPES[shape]
-    words = ["USER:", "ASSISTANT:"] + [f"w{i}" for i in range(s["vocab"] - 7)]
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.train_from_iterator([" ".join(words)], trainers.WordLevelTrainer(vocab_size=s["vocab"], special_tokens=["<unk>", "<pad>", "<s>", "</s>", "<image>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    fast.chat_template = TEMPLATE
     vh, vl, vheads, vi, image, patch = s["v"]
     th, tl, theads, ti = s["t"]
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image}, crop_size={"height": image, "width": image}),
-        tokenizer=fast, patch_size=patch, vision_feature_select_strategy="default", image_token="<image>",
-        num_additional_image_tokens=1, chat_template=TEMPLATE)
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=vh, intermediate_size=vi, num_hidden_layers=vl, num_attention_heads=vheads,
-                                       image_size=image, patch_size=patch, projection_dim=768),
-        text_config=LlamaConfig(vocab_size=-(-len(fast) // 64) * 64, hidden_size=th, intermediate_size=ti, num_hidden_layers=tl,
-                                num_attention_heads=theads, num_key_value_heads=theads, max_position_embeddings=4096,
-                                pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id),
-        image_token_index=fast.convert_tokens_to_ids("<image>"), vision_feature_layer=-2, vision_feature_select_strategy="default",
-        projector_hidden_act="gelu")
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            model = LlavaForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(default)
+    model, processor = tiny_llava(
+        0, words=["USER:", "ASSISTANT:"] + [f"w{i}" for i in range(s["vocab"] - 7)], vocab_size=s["vocab"], split_punctuation=False,
+        chat_template=TEMPLATE, image_size=image, patch_size=patch, vision_hidden=vh, vision_layers=vl, vision_heads=vheads,
+        vision_intermediate=vi, projection_dim=768, vision_feature_layer=-2, hidden=th, layers=tl, heads=theads, intermediate=ti,
+        max_positions=4096, vocab_multiple=64, dtype=torch.bfloat16, device=device)
     params = sum(p.numel() for p in model.parameters())
     adapter = VisionLanguageModel(model, processor, max_new_tokens=new_tokens, batch_size=batch, labels=labels,
                                   weights_fingerprint=f"random-llava-{shape}-seed0")

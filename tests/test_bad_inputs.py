@@ -22,7 +22,7 @@ from certkit.models.base import EncodedCase
 from certkit.noise import Gaussian, Mask, UniformReplace
 from certkit.oracles import ClassifierOracle, KeywordOracle, LabelOracle, OracleError
 from certkit.stats import adjust_for_oracle_error
-from tests.tiny_models import BrightnessClassifier
+from certkit.testing import BrightnessClassifier
 
 VOCAB = 30
 

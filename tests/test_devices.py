@@ -83,7 +83,7 @@ def test_a_bfloat16_classifier_gets_its_images_in_bfloat16():
     from certkit.models import TorchClassifier
     from certkit.noise import Gaussian
     from certkit.oracles import LabelOracle
-    from tests.tiny_models import SmallGuard
+    from certkit.testing import SmallGuard
 
     model = TorchClassifier(SmallGuard(vocab_size=16).to(torch.bfloat16), ["a", "b"], lambda t: [2 + len(w) % 10 for w in t.split()],
                             vocab_size=16, batch_size=32)
@@ -98,7 +98,7 @@ def test_the_runtime_record_says_how_labels_are_computed():
     import torch
 
     from certkit.models import TorchClassifier
-    from tests.tiny_models import BrightnessClassifier
+    from certkit.testing import BrightnessClassifier
 
     model = TorchClassifier(BrightnessClassifier(), ["dark", "bright"], lambda t: [2], vocab_size=4)
     record = model.runtime

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.bench_efficiency import CoinFlip
 from certkit import Case, Certificate, Smoothed
 from certkit.cache import CountCache
 from certkit.cases import CaseError, load_image
 from certkit.models import ModelError, TorchClassifier, VisionLanguageGenerator
 from certkit.noise import Gaussian, Mask, UniformReplace
 from certkit.oracles import ActionOracle, ClassifierOracle, KeywordOracle, LabelOracle, OracleError
-from tests.tiny_models import BrightnessClassifier, KeywordImageClassifier, save_tiny_llava
+from certkit.testing import BrightnessClassifier, CoinFlip, KeywordImageClassifier, save_tiny_llava
 
 VOCAB = 30
 

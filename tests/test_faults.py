@@ -153,7 +153,7 @@ def test_a_vlm_fingerprint_covers_processor_template_and_tokenizer(tmp_path):
     from transformers import AutoProcessor
 
     from certkit.models import VisionLanguageModel
-    from tests.tiny_models import save_tiny_llava
+    from certkit.testing import save_tiny_llava
 
     directory = save_tiny_llava(tmp_path / "llava")
     base = VisionLanguageModel.from_pretrained(directory)
@@ -335,7 +335,7 @@ def test_backups_of_corrupt_caches_never_overwrite_each_other(tmp_path):
 def test_concurrent_result_writes_use_their_own_temporary_files(tmp_path, monkeypatch):
     import os
 
-    from certkit.regression import write_results
+    from certkit.results import write_results
 
     sources = []
     real = os.replace

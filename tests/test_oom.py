@@ -10,7 +10,7 @@ from certkit.models import ModelError, TorchClassifier
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import LabelOracle
 from certkit.smoothing import CHUNK, batch_end, grid_batch, smaller_batch
-from tests.tiny_models import BrightnessClassifier
+from certkit.testing import BrightnessClassifier
 
 VOCAB = 30
 LABELS = ["dark", "bright"]

@@ -78,7 +78,7 @@ def _llama_text(tok, **over):
 
 
 def build_llava(directory):
-    from tiny_models import save_tiny_llava
+    from certkit.testing import save_tiny_llava
 
     return save_tiny_llava(directory)
 

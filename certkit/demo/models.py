@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..testing import CHAT_TEMPLATE, tiny_llava
 from . import world
 
 __all__ = ["GUARD_LABELS", "DemoGuard", "WordTokenizer", "build_assistant", "CHAT_TEMPLATE"]
@@ -77,41 +78,11 @@ class DemoGuard(torch.nn.Module):
         return model.eval()
 
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}USER : "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }}{% endif %}{% endfor %}"
-    " ASSISTANT :{% endif %}{% endfor %}"
-)
-
-
 def build_assistant(seed: int, hidden: int = 64, layers: int = 2):
-    """A randomly initialised tiny LLaVA (CLIP vision + Llama text) with its own word-level tokenizer and
-    processor, ready to train: returns ``(model, processor)``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
-
-    specials = ["<unk>", "<pad>", "<s>", "</s>", "<image>"]
-    words = [*world.VOCABULARY, "USER", ":", "ASSISTANT"]
-    vocab = {t: i for i, t in enumerate([*specials, *words])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    fast.chat_template = CHAT_TEMPLATE
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=fast, patch_size=8, vision_feature_select_strategy="default",
-                               image_token="<image>", num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
-    vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=4,
-                              image_size=32, patch_size=8, projection_dim=hidden)
-    text = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                       pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=fast.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-1, vision_feature_select_strategy="default")
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = fast.pad_token_id
-    model.generation_config.eos_token_id = fast.eos_token_id
-    return model, processor
+    """A randomly initialised tiny LLaVA (CLIP vision + Llama text) with its own word-level tokenizer over the world's
+    vocabulary and processor, ready to train: returns ``(model, processor)``. The architecture of the shipped weights:
+    :func:`certkit.testing.tiny_llava` with these sizes, deterministic for a seed."""
+    return tiny_llava(seed, words=[*world.VOCABULARY, "USER", ":", "ASSISTANT"], train_tokenizer=False, split_punctuation=False,
+                      image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
+                      vision_hidden=hidden, vision_layers=layers, vision_heads=4, vision_intermediate=4 * hidden,
+                      hidden=hidden, layers=layers, heads=4, intermediate=4 * hidden, max_positions=64, generation_ids=True)
