@@ -113,6 +113,7 @@ def _counts(model, case, text, n=64, sigma=0.5):
     ({"words": ["a b", "c"]}, "without whitespace"),
     ({"answer_prefix": "Answer:"}, "answer_prefix needs protocol='vllm'"),
     ({"protocol": "vllm"}, "pass processor="),
+    ({"processor": "models/x"}, "are for protocol='vllm'"),
     ({"image_format": "jpeg"}, "lossless"),
     ({"temperature": -1}, "temperature must be"),
 ])

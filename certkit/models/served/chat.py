@@ -42,7 +42,10 @@ class OpenAIChat(ServedVLM):
     default_image_format = "png"
     _logprob_key = "token"
 
-    def _setup(self, labels, *, words=None, answer_prefix: str = "") -> None:
+    def _setup(self, labels, *, words=None, answer_prefix: str = "", processor=None, config=None, trust_remote_code: bool = False) -> None:
+        if processor is not None or config is not None or trust_remote_code:
+            raise ModelError("processor=, config= and trust_remote_code= are for protocol='vllm', where certkit encodes the token ids "
+                             "itself; the chat protocol sends text and the server tokenizes it: leave them out")
         if answer_prefix:
             raise ModelError("answer_prefix needs protocol='vllm': an OpenAI chat request cannot open the assistant's answer")
         self.words = self._word_alphabet(words)
