@@ -95,13 +95,13 @@ def tiny_llava(seed: int = 0, *, words=WORDS, train_tokenizer: bool = True, voca
     a vocabulary rounded up to a multiple of ``vocab_multiple``. ``generation_ids`` writes the tokenizer's pad and
     eos ids into the generation config. The weights are drawn after ``torch.manual_seed(seed)``, in ``dtype``
     (default torch's) on ``device`` (default torch's)."""
-    from transformers import (CLIPImageProcessor, CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    import transformers
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     tok = word_tokenizer(words, chat_template=chat_template, train=train_tokenizer, vocab_size=vocab_size,
                          split_punctuation=split_punctuation)
     normalise = {k: v for k, v in (("image_mean", image_mean), ("image_std", image_std)) if v is not None}
-    image_processor = (CLIPImageProcessorPil if pil else CLIPImageProcessor)(
+    image_processor = getattr(transformers, "CLIPImageProcessorPil" if pil else "CLIPImageProcessor")(  # no fallback warning for PIL
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, **normalise)
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch_size,
                                vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1,
