@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -357,8 +358,10 @@ def _transformers_serve(folder: str | Path, port: int | None = None):
         pytest.fail("the `transformers` command is missing; install certkit's test extra (transformers[serving])")
     port = port or _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # the server's log goes to a file, not a pipe: a pipe nobody reads fills after ~900 logged requests and hangs the server
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(Path(ASSISTANT).parents[3]))
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(Path(ASSISTANT).parents[3]))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
@@ -369,7 +372,8 @@ def _transformers_serve(folder: str | Path, port: int | None = None):
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace")[-2000:] if proc.poll() is not None else "(still starting)"
+                log.seek(0)
+                out = log.read().decode(errors="replace")[-2000:] if proc.poll() is not None else "(still starting)"
                 pytest.fail(f"transformers serve did not start: {out}")
             time.sleep(0.25)
         yield url
@@ -379,6 +383,7 @@ def _transformers_serve(folder: str | Path, port: int | None = None):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")
