@@ -33,7 +33,8 @@ from certkit import Case, Smoothed
 from certkit.models import TorchClassifier
 from certkit.noise import Gaussian
 from certkit.oracles import LabelOracle
-from certkit.regression import compare, drop_p_value, implied_radius
+from certkit.regression import compare, drop_p_value
+from certkit.results import implied_radius
 from certkit.sequential import MixtureTest
 
 SIGMA, PIXELS, ALPHA, N_MAX = 0.25, 12, 0.01, 10_000

@@ -87,7 +87,7 @@ def balance(name: str, items: list) -> None:
 def merge_cost(requirements: int) -> None:
     import tracemalloc
 
-    from certkit.regression import load_results, merge, write_results
+    from certkit.results import load_results, merge, write_results
 
     def cert(i):
         return {"case_id": f"c{i}", "status": "certified", "n": 32, "successes": 32, "p_a_lower": 0.9, "p_a_upper": 1.0,

@@ -192,6 +192,7 @@ def cmd_report(args, parser) -> int:
     import json
 
     from .report import write_report
+    from .results import RESULTS_SCHEMA, ResultsError, load_results, read_history
 
     try:
         doc = json.loads(Path(args.results).read_text())
@@ -199,9 +200,9 @@ def cmd_report(args, parser) -> int:
         parser.error(f"results file {args.results!r} does not exist")
     except json.JSONDecodeError as exc:
         parser.error(f"results file {args.results!r} is not valid JSON: {exc}")
-    if not isinstance(doc, dict) or doc.get("schema") != "certkit.results/1":
-        parser.error(f"{args.results!r} is not a certkit results file (schema certkit.results/1)")
-    from .regression import ResultsError, compare, load_results, read_history
+    if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA:
+        parser.error(f"{args.results!r} is not a certkit results file (schema {RESULTS_SCHEMA})")
+    from .regression import compare
 
     comparison, history = None, []
     try:
@@ -222,7 +223,8 @@ def cmd_report(args, parser) -> int:
 
 def cmd_diff(args, parser) -> int:
     """The comparison a run with ``--certkit-baseline`` makes, with the same rule and verdicts; exit 1 on regressions."""
-    from .regression import ResultsError, compare, load_results
+    from .regression import compare
+    from .results import ResultsError, load_results
 
     try:
         old, new = load_results(args.old, "old results"), load_results(args.new, "new results")
@@ -248,7 +250,7 @@ def cmd_diff(args, parser) -> int:
 def cmd_merge(args, parser) -> int:
     """Merge the shards' results into one run's document and gate it: exit 0 only when the merged gate passed, 1 when
     it failed or is incomplete, 2 when the shards cannot be merged (each reason named)."""
-    from .regression import ResultsError, load_results, merge, write_results
+    from .results import ResultsError, load_results, merge, write_results
 
     try:
         docs = [load_results(p, "shard") for p in args.shards]

@@ -1,4 +1,4 @@
-"""Regression tracking: compare a run with a baseline, keep a history of runs, merge sharded results.
+"""Regressions: compare a run's results document with a baseline's, requirement by requirement.
 
 A *baseline* is a results document (``certkit.results/1``) that a team commits. :func:`compare` decides, per
 requirement, whether this run is worse than the baseline in a way that sampling noise cannot explain:
@@ -26,118 +26,17 @@ Power depends on n: a requirement whose sequential test stopped after a few doze
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import secrets
-import time
-from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import hypergeom
 
-from .certificate import from_json_float
+from .results import ResultsError, certificates, implied_radius, records
 from .sequential import MixtureTest
 
-__all__ = [
-    "RESULTS_SCHEMA", "ResultsError", "baseline_record", "write_results", "load_results", "compare", "drop_p_value", "holm", "implied_radius",
-    "history_entry", "append_history", "read_history", "merge",
-]
-
-RESULTS_SCHEMA = "certkit.results/1"
-
-
-class ResultsError(ValueError):
-    """A results or baseline file that cannot be used; the message names the file and the problem."""
-
-
-def write_results(path: str | Path, document: dict) -> None:
-    """Write a results document atomically (a temporary file, then a rename)."""
-    import os
-
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a temporary file of this writer's own, so concurrent runs writing the same results never share one
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is for others to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_results(path: str | Path, what: str = "results") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ResultsError(f"{what} file {str(path)!r} does not exist")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{what} file {str(path)!r} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA or not isinstance(doc.get("results"), list):
-        raise ResultsError(f"{what} file {str(path)!r} is not a certkit results file (schema {RESULTS_SCHEMA})")
-    _check_body(doc, f"{what} file {str(path)!r}")
-    return doc
-
-
-_STATUSES = {"certified", "not certified", "inconclusive", "error", "no requirement"}
-_NUMBERS = ("p_a_lower", "threshold", "n", "successes")
-
-
-def _check_body(doc: dict, where: str) -> None:
-    """Every record and certificate has what comparing, merging and reporting read, with the right types: a file
-    with the right schema tag and a broken body is refused here, before a run, not at its end."""
-    if not isinstance(doc.get("summary", {}), dict) or not isinstance(doc.get("run", {}), dict):
-        raise ResultsError(f"{where}: 'summary' and 'run' must be objects")
-    for i, record in enumerate(doc["results"]):
-        at = f"{where}: results[{i}]"
-        if not isinstance(record, dict) or not isinstance(record.get("nodeid"), str):
-            raise ResultsError(f"{at} must be an object with a string 'nodeid'")
-        if record.get("status") is not None and record.get("status") not in _STATUSES:
-            raise ResultsError(f"{at} ({record['nodeid']}): unknown status {record.get('status')!r}")
-        certs = record.get("certificates", [])
-        if not isinstance(certs, list):
-            raise ResultsError(f"{at} ({record['nodeid']}): 'certificates' must be a list")
-        for j, cert in enumerate(certs):
-            where_cert = f"{at}.certificates[{j}] ({record['nodeid']})"
-            if not isinstance(cert, dict) or cert.get("status") not in _STATUSES:
-                raise ResultsError(f"{where_cert}: must be an object with a known 'status'")
-            for key in _NUMBERS:
-                value = from_json_float(cert.get(key)) if isinstance(cert.get(key), str) else cert.get(key)
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ResultsError(f"{where_cert}: {key!r} must be a number, got {cert.get(key)!r}"
-                                       + ("; the regression test needs each certificate's counts: write the file again with this "
-                                          "certkit (a baseline: --certkit-update-baseline)" if key == "successes" and key not in cert else ""))
-            n, k = cert["n"], cert["successes"]
-            if not (float(n).is_integer() and float(k).is_integer() and 0 <= k <= n and n >= 1):
-                raise ResultsError(f"{where_cert}: 'successes' and 'n' must be whole numbers with 0 <= successes <= n and n >= 1, "
-                                   f"got successes={k!r}, n={n!r}")
-            try:
-                implied_radius(cert)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ResultsError(f"{where_cert}: its kernels or bounds cannot be read ({type(exc).__name__}: {exc})") from None
-
-
-def implied_radius(cert: dict) -> float:
-    """Largest image radius certified at the certificate's edits by its p_A lower bound (-inf: none)."""
-    from . import bounds
-    from .noise import Gaussian, Mask, UniformReplace
-
-    if cert.get("mode") == "frontier" and cert.get("frontier"):
-        return float(from_json_float(cert["frontier"][0]))
-    image = cert.get("image_kernel") or {}
-    if not image:
-        return -math.inf
-    tk = cert.get("text_kernel") or {}
-    text = UniformReplace(tk["beta"], tk["vocab_size"]) if tk.get("kind") == "uniform_replace" else (Mask(tk["beta"]) if tk else None)
-    edits = int(cert.get("edits", 0)) if text is not None else 0
-    return float(bounds.max_radius(float(cert["p_a_lower"]), Gaussian(image["sigma"]), text, edits, float(cert["threshold"])))
+__all__ = ["compare", "drop_p_value", "holm", "rule_text"]
 
 
 def _key(record: dict, cert: dict, index: int) -> str:
@@ -146,8 +45,8 @@ def _key(record: dict, cert: dict, index: int) -> str:
 
 def _index(doc: dict) -> dict:
     out = {}
-    for record in doc["results"]:
-        certs = record.get("certificates") or [None]
+    for record in records(doc):
+        certs = certificates(record) or [None]
         for i, cert in enumerate(certs):
             out[_key(record, cert, i)] = (record, cert)
     return out
@@ -367,166 +266,3 @@ def rule_text(comparison: dict) -> str:
                   f"{alpha:g} of runs")
     return (f"A requirement regresses when it was certified and is now not certified or an error{counts}; "
             "certified -> inconclusive regresses only when the counts show the drop. Radii are those the p_A bounds imply.")
-
-
-def history_entry(doc: dict) -> dict:
-    """A compact summary of one run for ``history.jsonl``."""
-    radii = []
-    for record in doc["results"]:
-        for cert in record.get("certificates") or []:
-            r = implied_radius(cert)
-            radii.append(r if math.isfinite(r) and r > 0 else 0.0)
-    s, run = doc.get("summary", {}), doc.get("run", {})
-    return {"finished": run.get("finished") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "commit": (run.get("git") or {}).get("commit"), "requirements": s.get("requirements"), "certified": s.get("certified"),
-            "pass_rate": s.get("pass_rate"), "mean_radius": (sum(radii) / len(radii)) if radii else None,
-            "samples": s.get("samples"), "models": run.get("models")}
-
-
-def append_history(path: str | Path, doc: dict) -> dict:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    entry = history_entry(doc)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, sort_keys=True) + "\n")
-    return entry
-
-
-_HISTORY_FIELDS = {"finished": str, "requirements": (int, type(None)), "certified": (int, type(None)),
-                   "pass_rate": (int, float, type(None)), "mean_radius": (int, float, type(None))}
-
-
-def read_history(path: str | Path, limit: int = 50) -> list[dict]:
-    """The last ``limit`` entries. A line that is not a history entry (bad JSON, a missing or mistyped field)
-    raises :class:`ResultsError` with the file and line: check it before a run, not after."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"history file {str(path)!r} cannot be read ({exc})") from None
-    entries = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"history file {str(path)!r}, line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(entry, dict):
-            raise ResultsError(f"history file {str(path)!r}, line {number}: not a history entry (an object)")
-        for field, kinds in _HISTORY_FIELDS.items():
-            if isinstance(entry.get(field), bool) or not isinstance(entry.get(field), kinds):
-                raise ResultsError(f"history file {str(path)!r}, line {number}: {field!r} is {entry.get(field)!r}; "
-                                   "fix or remove the line (or start a new history file)")
-        entries.append(entry)
-    return entries[-limit:]
-
-
-def baseline_record(path: str | None, comparison: dict) -> dict:
-    """What a results document keeps of its comparison with a baseline (the report and ``certkit report`` read it)."""
-    return {"path": path, **{k: comparison[k] for k in ("regressions", "improvements", "within_noise", "new", "removed",
-                                                         "removed_records", "rule", "alpha", "tests")}}
-
-
-#: what every shard of one run must agree on (the run's identity); ``--force`` merges past a disagreement, and says so
-_AGREE = ("models", "oracles", "seed", "settings", "certkit_version", "gate")
-
-
-def _check_shards(docs: list[dict], names: list[str]) -> tuple[list[str], int | None]:
-    """Shards made with ``--certkit-shard``: the same suite and N, each index once, none missing. Returns the reasons a
-    merge is incomplete (assigned requirements a shard did not evaluate) and N (None for documents not made with
-    ``--certkit-shard``, e.g. split by hand with ``-k``, whose coverage cannot be checked)."""
-    shards = [d["run"].get("shard") for d in docs]
-    if all(s is None for s in shards):
-        return [], None
-    if any(s is None for s in shards):
-        plain = [n for n, s in zip(names, shards) if s is None]
-        raise ResultsError(f"{', '.join(plain)} {'was' if len(plain) == 1 else 'were'} not run with --certkit-shard, unlike the others; "
-                           "merge the N results files of one sharded run")
-    first, name0 = shards[0], names[0]
-    for shard, name in zip(shards[1:], names[1:]):
-        for field, what in (("total", "number of shards N"), ("suite", "collected suite (its node ids)")):
-            if shard.get(field) != first.get(field):
-                raise ResultsError(f"{name} ran with another {what} than {name0} ({shard.get(field)!r} vs {first.get(field)!r}); "
-                                   "every shard must run the same suite with the same N")
-    by_index: dict[int, str] = {}
-    for shard, name in zip(shards, names):
-        if shard["index"] in by_index:
-            raise ResultsError(f"{by_index[shard['index']]} and {name} are both shard {shard['index']}/{first['total']}")
-        by_index[shard["index"]] = name
-    missing = sorted(set(range(1, first["total"] + 1)) - set(by_index))
-    if missing:
-        total = first["total"]
-        raise ResultsError(f"shard(s) {', '.join(f'{k}/{total}' for k in missing)} missing: merge all {total} shards' "
-                           "results files (a shard that failed still writes its results)")
-    incomplete = []
-    for doc, shard, name in zip(docs, shards, names):
-        evaluated = {r["nodeid"] for r in doc["results"]}
-        stray = sorted(evaluated - set(shard.get("assigned", [])))
-        if stray:
-            raise ResultsError(f"{name} holds {len(stray)} requirement(s) its shard was not assigned (e.g. {stray[0]}): not a shard's "
-                               "own results")
-        unevaluated = sorted(set(shard.get("requirements", [])) - evaluated)
-        if unevaluated:
-            incomplete.append(f"{name} (shard {shard['index']}/{shard['total']}) did not evaluate {len(unevaluated)} of its requirements "
-                              f"(e.g. {unevaluated[0]}: deselected with -k, or never collected)")
-    return incomplete, first["total"]
-
-
-def merge(docs: list[dict], names: list[str], force: bool = False, baseline: dict | None = None, baseline_name: str | None = None) -> dict:
-    """Merge the results of one sharded run into the document of one run, with the gate one run would get.
-
-    Refused (:class:`ResultsError`, naming each file): shards that disagree on the run's identity (model and oracle
-    fingerprints, seed, settings, certkit version, gate settings; ``force`` merges anyway and records it), shards of
-    ``--certkit-shard`` that ran another suite or N, repeat an index or leave one missing, and a requirement in two
-    shards. The merged gate is computed once, by :mod:`certkit.gate`, from every requirement (and the comparison with
-    ``baseline`` when given); it is INCOMPLETE when any shard was, or a shard did not evaluate all it was assigned."""
-    from . import gate
-
-    if not docs:
-        raise ResultsError("nothing to merge")
-    first = docs[0]["run"]
-    forced = []
-    for doc, name in zip(docs[1:], names[1:]):
-        run = doc["run"]
-        for field in _AGREE:
-            if run.get(field) != first.get(field):
-                if not force:
-                    raise ResultsError(f"{name} was run with different {field} than {names[0]} "
-                                       f"({run.get(field)!r} vs {first.get(field)!r}); pass --force to merge anyway")
-                forced.append(f"{name}: {field}")
-    unevaluated, total = _check_shards(docs, names)
-    results, seen, cases = [], {}, {}
-    for doc, name in zip(docs, names):
-        for record in doc["results"]:
-            if record["nodeid"] in seen:
-                raise ResultsError(f"requirement {record['nodeid']} appears in both {seen[record['nodeid']]} and {name}")
-            seen[record["nodeid"]] = name
-            results.append(record)
-        cases.update(doc.get("cases", {}))
-    results.sort(key=lambda r: r["nodeid"])
-    summary = gate.summarize(results)
-    summary["samples"] = sum(d["summary"].get("samples", 0) for d in docs)
-    summary["forward_samples"] = sum(d["summary"].get("forward_samples", 0) for d in docs)
-    incomplete = [f"{name}: {reason}" for d, name in zip(docs, names) for reason in d["summary"].get("incomplete", [])] + unevaluated
-    if incomplete:
-        summary["incomplete"] = incomplete
-    run = {k: v for k, v in first.items() if k != "shard"}
-    run["merged_from"] = names
-    run["merged_run_ids"] = [d["run"].get("run_id") for d in docs]
-    run["merged_shards"] = total
-    if forced:
-        run["merged_despite"] = forced
-    run["run_id"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-merged-" + secrets.token_hex(3)
-    run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})
-    run["oracles"] = sorted({m for d in docs for m in d["run"].get("oracles", [])})
-    document = {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": results, "cases": cases}
-    comparison = None
-    if baseline is not None:
-        comparison = compare(baseline, document)
-        document["baseline"] = baseline_record(baseline_name, comparison)
-    rules = gate.rules(summary, first.get("gate") or {}, comparison, baseline_name if baseline is not None else None)
-    summary["gate"], summary["gate_reason"] = gate.decide(summary, rules)
-    return document

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from certkit.cli import main
-from certkit.regression import ResultsError, compare, drop_p_value, holm, merge
+from certkit.regression import compare, drop_p_value, holm
+from certkit.results import ResultsError, merge
 from tests.test_plugin import CONFTEST
 
 # the model's brightness threshold comes from an environment variable, so a test can make it worse

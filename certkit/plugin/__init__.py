@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _configure_controller(config: pytest.Config, state: RunState) -> None:
-    from ..regression import ResultsError, load_results, read_history
+    from ..results import ResultsError, load_results, read_history
 
     state.seed = from_cli_or_ini(config, "seed", int, 0)
     state.devices = controller_devices(config)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .. import gate
-from ..regression import RESULTS_SCHEMA, baseline_record, write_results
+from ..results import append_history, baseline_record, build, read_history, write_results
 from .recording import status as requirement_status
 from .settings import run_settings, shown
 from .state import RunState
@@ -29,10 +29,6 @@ from .state import RunState
 def gate_settings(state: RunState) -> dict:
     """The run's gate settings, as the results document records them and :func:`certkit.gate.rules` reads them."""
     return {"min_pass_rate": state.min_pass_rate, "allow_inconclusive": state.allow_inconclusive, "allow_removed": state.allow_removed}
-
-
-def summarize(state: RunState) -> dict:
-    return gate.summarize([{**record, "status": requirement_status(record)} for record in state.results.values()])
 
 
 def _git() -> dict:
@@ -117,19 +113,12 @@ def finish(session: pytest.Session, state: RunState) -> None:
     runs_no_test = any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
     if runs_no_test or (not state.results and state.baseline is None):
         return
-    summary = summarize(state)
-    incomplete = _incomplete(session, state)
-    if incomplete:  # what finished is kept and written; the gate cannot pass on a run that did not finish
-        summary["incomplete"] = incomplete
-    results = []
-    for nodeid in sorted(state.results):
-        record = dict(state.results[nodeid])
-        record["status"] = requirement_status(record)
-        results.append(record)
-    document = {"schema": RESULTS_SCHEMA, "run": run_metadata(config, state), "summary": summary, "results": results,
-                "cases": state.cases}
+    # what did not finish is kept and written (the summary says why: _incomplete); the gate cannot pass on such a run
+    document = build([{**record, "status": requirement_status(record)} for record in state.results.values()],
+                     run_metadata(config, state), state.cases, _incomplete(session, state))
+    summary = document["summary"]
     state.written, state.write_errors = [], []
-    from ..regression import append_history, compare, read_history
+    from ..regression import compare
     from ..report import write_report
 
     baseline = shown(state.baseline_path, config)

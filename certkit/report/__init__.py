@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..certificate import from_json_float
+from ..results import certificates, records
 from .charts import COLOURS, STATUS_ORDER, accuracy_curves, case_chart, trend_chart
 from .text import visible
 
@@ -177,7 +178,7 @@ def _baseline_lists(comparison: dict | None) -> list[tuple]:
 
 
 def build_context(doc: dict, title: str = "certkit audit report", baseline: dict | None = None, history: list | None = None) -> dict:
-    results = doc.get("results", [])
+    results = records(doc)
     cases = doc.get("cases", {})
     run, summary = doc.get("run", {}), doc.get("summary", {})
     changes = (baseline or {}).get("changes", {})
@@ -188,7 +189,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
     for r in results:
         group = by_group[_group_name(r["nodeid"])]
         group["counts"][r["status"]] += 1
-        certs = r.get("certificates") or []
+        certs = certificates(r)
         if r["status"] == "error" or not certs:
             group["errors"].append(r)
             if r["status"] == "error":
@@ -217,7 +218,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
     charted = case_cards[:MAX_CASE_CHARTS]
     for card in charted:
         card["chart"] = Markup(case_chart(card["certs"]))
-    frontier_certs = [c for r in results for c in r.get("certificates", []) if c.get("mode") == "frontier" and c.get("frontier")]
+    frontier_certs = [c for r in results for c in certificates(r) if c.get("mode") == "frontier" and c.get("frontier")]
     script, script_source = _script()
     gate = summary.get("gate")
     gate_word = "PASSED" if gate == "passed" else ("INCOMPLETE" if gate == "incomplete" else "FAILED")
