@@ -1,0 +1,99 @@
+"""certkit.requirement: the one settings table, and the Requirement and Noise values built and checked from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from certkit.errors import RequirementError
+from certkit.noise import Gaussian, Mask, UniformReplace
+from certkit.requirement import BY_NAME, SETTINGS, Noise, Requirement, positive_integer, unit_interval
+
+
+def test_table_defines_each_setting_once_with_a_default_help_and_a_check_that_accepts_the_default():
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names)) == len(BY_NAME)
+    assert set(names) == {"sigma", "beta", "kernel", "alpha", "threshold", "n_max", "outcome", "timeout"}
+    for setting in SETTINGS:
+        assert setting.help and setting.error(setting.default) is None
+    assert (BY_NAME["alpha"].default, BY_NAME["threshold"].default, BY_NAME["n_max"].default) == (0.01, 0.5, 10_000)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("sigma", -1.0, "sigma must be > 0"), ("sigma", math.inf, "sigma must be > 0"),
+    ("beta", 1.0, "beta must lie in [0, 1)"), ("kernel", "gauss", "kernel must be 'uniform' or 'mask'"),
+    ("alpha", 0.0, "alpha must lie strictly between 0 and 1"), ("threshold", 1.0, "threshold must lie strictly between 0 and 1"),
+    ("n_max", 0, "n_max must be a positive integer"), ("timeout", 0.0, "timeout must be a positive number of seconds"),
+])
+def test_each_check_names_its_setting(name, value, message):
+    assert BY_NAME[name].error(value).startswith(message)
+
+
+def test_unit_interval_and_positive_integer_refuse_bools_and_non_numbers():
+    assert unit_interval("alpha", True) and unit_interval("alpha", "0.1") and unit_interval("alpha", 0.5) is None
+    assert "at least 1e-300" in unit_interval("alpha", 1e-310, 1e-300)
+    assert positive_integer("n", True) and positive_integer("n", 2.0) and positive_integer("n", 3) is None
+
+
+def test_requirement_normalises_and_is_frozen():
+    r = Requirement("bright", edits=1, radius=1, alpha=0.05, threshold=0.5, n_max=200)
+    assert (r.edits, r.radius, r.alpha, r.threshold, r.n_max) == (1, 1.0, 0.05, 0.5, 200) and isinstance(r.radius, float)
+    assert Requirement("bright") == Requirement("bright", 0, 0.0, 0.01, 0.5, 10_000)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.alpha = 0.1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(edits=-1), "edits must be a non-negative integer number of token positions, got -1"),
+    (dict(edits=1.5), "edits must be a non-negative integer"),
+    (dict(radius=math.nan), "radius must be a finite, non-negative image l2 distance"),
+    (dict(alpha=0.0), "alpha must lie strictly between 0 and 1"),
+    (dict(alpha=1e-310), "alpha must lie strictly between 0 and 1 (and be at least 1e-300"),
+    (dict(threshold=True), "threshold must lie strictly between 0 and 1"),
+    (dict(n_max=0), "n_max must be a positive integer, got 0"),
+])
+def test_requirement_refuses_a_bad_field_by_name(kwargs, message):
+    with pytest.raises(RequirementError) as raised:
+        Requirement("bright", **kwargs)
+    assert message in str(raised.value)
+
+
+def test_requirement_outcome_is_text():
+    with pytest.raises(RequirementError, match="outcome must be an outcome label"):
+        Requirement(3)
+
+
+def test_noise_builds_the_kernels():
+    assert Noise(0.5, 0.25, "uniform", 100).image() == Gaussian(0.5)
+    assert Noise(0.5, 0.25, "uniform", 100).text() == UniformReplace(0.25, 100)
+    assert Noise(0.5, 0.25, "mask").text() == Mask(0.25)
+    assert Noise(0.5, 0.0).text() is None and Noise(None, 0.0).image() is None
+    with pytest.raises(RequirementError, match="needs vocab"):
+        Noise(0.5, 0.25, "uniform").text()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sigma=0.0), "sigma must be > 0"), (dict(beta=1.0), "beta must lie in [0, 1)"),
+    (dict(kernel="gauss"), "kernel must be 'uniform' or 'mask'"), (dict(vocab=1), "vocab must be an integer >= 2"),
+])
+def test_noise_refuses_a_bad_field_by_name(kwargs, message):
+    with pytest.raises(RequirementError) as raised:
+        Noise(**kwargs)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("image, text", [
+    (Gaussian(0.5), UniformReplace(0.25, 100)), (Gaussian(0.5), Mask(0.3)), (Gaussian(0.5), None), (None, Mask(0.3)),
+])
+def test_noise_of_certificate_rebuilds_the_kernels_it_was_made_with(image, text):
+    record = {"image_kernel": image.params() if image else None, "text_kernel": text.params() if text else None}
+    noise = Noise.of_certificate(record)
+    assert noise.image() == image and noise.text() == text
+
+
+def test_noise_of_an_unreadable_certificate_raises_what_readers_catch():
+    for record in ({"image_kernel": {"kind": "gaussian"}}, {"image_kernel": {"sigma": "x"}}, {"text_kernel": {"kind": "mask"}}):
+        with pytest.raises((KeyError, TypeError, ValueError)):
+            Noise.of_certificate(record)
