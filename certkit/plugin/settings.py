@@ -10,22 +10,17 @@ writes where the project expects.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 
-# name -> (type, default, help); the marker takes the same names
-SETTINGS = {
-    "sigma": (float, 0.25, "image Gaussian noise std in [0, 1] pixel units"),
-    "beta": (float, 0.25, "per-token replacement (or mask) probability of the text kernel; 0 = no text noise"),
-    "kernel": (str, "uniform", "text kernel: uniform or mask"),
-    "alpha": (float, 0.01, "false-certification rate per requirement"),
-    "threshold": (float, 0.5, "threshold tau on the worst-case probability of the outcome"),
-    "n_max": (int, 10_000, "sample cap of the sequential test"),
-    "outcome": (str, None, "default target outcome label"),
-    "timeout": (float, None, "seconds one requirement may take; past it the requirement is an error (a hung model call)"),
-}
+from ..requirement import BY_NAME
+from ..requirement import SETTINGS as REQUIREMENT_SETTINGS
+
+#: name -> (type, default, help) of the requirement and noise settings, generated from certkit.requirement's one table;
+#: the marker takes the same names
+SETTINGS = {s.name: (s.type, s.default, s.help) for s in REQUIREMENT_SETTINGS}
+#: the run's own options (not a requirement's): name -> (type, default, help)
 RUN_OPTIONS = {
     "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
     "json": (str, "reports/results.json", "where to write the results file"),
@@ -105,18 +100,8 @@ def validate(name: str, value, source: str, error=pytest.UsageError):
 
     if value is None:
         return value
-    if name == "sigma" and not (value > 0 and math.isfinite(value)):
-        bad("sigma must be > 0")
-    if name == "beta" and not (0 <= value < 1):
-        bad("beta must lie in [0, 1) (0 turns text noise off)")
-    if name in ("alpha", "threshold") and not (0 < value < 1):
-        bad(f"{name} must lie strictly between 0 and 1")
-    if name == "timeout" and not (value > 0 and math.isfinite(value)):
-        bad("timeout must be a positive number of seconds")
-    if name == "n_max" and value < 1:
-        bad("n_max must be a positive integer")
-    if name == "kernel" and value not in ("uniform", "mask"):
-        bad("kernel must be 'uniform' or 'mask'")
+    if name in BY_NAME and BY_NAME[name].error(value):
+        bad(BY_NAME[name].error(value))
     if name == "min_pass_rate" and not (0 <= value <= 1):
         bad("min_pass_rate must lie in [0, 1]")
     return value
