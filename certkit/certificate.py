@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .requirement import Noise, Requirement
+
 __all__ = ["Certificate", "CERTIFIED", "NOT_CERTIFIED", "INCONCLUSIVE", "STATUSES"]
 
 CERTIFIED = "certified"
@@ -79,6 +81,18 @@ class Certificate:
     @property
     def certified(self) -> bool:
         return self.status == CERTIFIED
+
+    @property
+    def requirement(self) -> Requirement:
+        """The requirement this certificate answers, from its fields (report mode: ``edits`` is ``max_edits`` and
+        ``n_max`` the fixed ``n``; a record without ``n_max`` gets the default)."""
+        n_max = {} if self.n_max is None else {"n_max": self.n_max}
+        return Requirement(self.outcome, edits=self.edits, radius=self.radius, alpha=self.alpha, threshold=self.threshold, **n_max)
+
+    @property
+    def noise(self) -> Noise:
+        """The noise the certificate was made under, rebuilt from ``image_kernel`` and ``text_kernel``."""
+        return Noise.of_certificate({"image_kernel": self.image_kernel, "text_kernel": self.text_kernel})
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

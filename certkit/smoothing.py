@@ -66,6 +66,7 @@ from .errors import CertkitError, RequirementError
 from .models.base import ModelError, takes_encoded
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
+from .requirement import Requirement, positive_integer
 from .sampling import alphabet_index, derive_seed, noisy_images, noisy_token_ids  # derive_seed: re-exported
 
 __all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
@@ -175,16 +176,9 @@ def refuse_text_noise(model) -> None:
         raise ModelError(f"text noise cannot be certified through {type(model).__name__}: {reason}")
 
 
-def _check_unit(name: str, value, smallest: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (smallest < float(value) < 1.0):
-        floor = f" (and be at least {smallest:g}, below which double precision cannot carry it)" if smallest else ""
-        raise RequirementError(f"{name} must lie strictly between 0 and 1{floor}, got {value!r}")
-    return float(value)
-
-
 def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise RequirementError(f"{name} must be a positive integer, got {value!r}")
+    if positive_integer(name, value):
+        raise RequirementError(f"{positive_integer(name, value)}, got {value!r}")
     return int(value)
 
 
@@ -428,17 +422,26 @@ class Smoothed:
 
     # ------------------------------------------------------------------ certificates
 
-    def _check_requirement(self, outcome, edits, radius, alpha, threshold):
-        self.oracle.check_outcome(outcome)
-        if isinstance(edits, bool) or not isinstance(edits, numbers.Integral) or edits < 0:
-            raise RequirementError(f"edits must be a non-negative integer number of token positions, got {edits!r}")
-        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius) or radius < 0:
-            raise RequirementError(f"radius must be a finite, non-negative image l2 distance, got {radius!r}")
-        if radius > 0 and self.image is None:
+    def _check_requirement(self, requirement: Requirement) -> Requirement:
+        """``requirement`` if this smoothed model can evaluate it: its outcome one of the oracle's labels, image noise
+        for a radius, text noise for edits."""
+        if not isinstance(requirement, Requirement):
+            raise RequirementError(f"requirement must be a certkit.requirement.Requirement, got {type(requirement).__name__}")
+        self.oracle.check_outcome(requirement.outcome)
+        if requirement.radius > 0 and self.image is None:
             raise RequirementError("radius > 0 needs image noise: Smoothed(..., image=Gaussian(sigma))")
-        if edits > 0 and self.text is None:
+        if requirement.edits > 0 and self.text is None:
             raise RequirementError("edits > 0 needs text noise: Smoothed(..., text=UniformReplace(beta, vocab) or Mask(beta))")
-        return _check_unit("alpha", alpha, 1e-300), _check_unit("threshold", threshold, 1e-300)
+        return requirement
+
+    def _requirement(self, requirement: Requirement | None, outcome, **fields) -> Requirement:
+        """The requirement given, or the one its keywords state (the oracle checks the outcome first, as it always has)."""
+        if requirement is not None:
+            return self._check_requirement(requirement)
+        if outcome is None:
+            raise TypeError("certify() needs the outcome to certify: outcome=... or a certkit.requirement.Requirement")
+        self.oracle.check_outcome(outcome)
+        return self._check_requirement(Requirement(outcome, **fields))
 
     def _common(self, case, seed, timing, **extra):
         return dict(
@@ -488,16 +491,21 @@ class Smoothed:
             raise RequirementError(f"unreachable requirement: {where} needs p_A >= {p_test}, and no sample can show p_A >= 1")
         return p_star, p_test
 
-    def certify(self, case: Case, radius: float = 0.0, edits: int = 0, *, outcome: str, alpha: float = 0.01,
-                threshold: float = bounds.DEFAULT_THRESHOLD, n_max: int = 10_000) -> Certificate:
-        """Certify that ``outcome`` holds within ``edits`` token edits and image l2 ``radius``.
+    def certify(self, case: Case, requirement: Requirement | None = None, *, radius: float = 0.0, edits: int = 0,
+                outcome: str | None = None, alpha: float = Requirement.alpha, threshold: float = Requirement.threshold,
+                n_max: int = Requirement.n_max) -> Certificate:
+        """Certify ``requirement``: that its outcome holds within ``edits`` token edits and image l2 ``radius``.
 
-        Stops as soon as the sequential test decides; ``inconclusive`` if ``n_max`` samples do not.
+        The keywords state the requirement instead, as a convenience (``outcome`` then required); give one or the
+        other. Stops as soon as the sequential test decides; ``inconclusive`` if ``n_max`` samples do not.
         """
         t_start = time.perf_counter()
-        alpha, threshold = self._check_requirement(outcome, edits, radius, alpha, threshold)
-        n_max = _check_count("n_max", n_max)
-        p_star, p_test = self._required(radius, int(edits), threshold)
+        if requirement is not None and (outcome is not None or (radius, edits, alpha, threshold, n_max) != (
+                0.0, 0, Requirement.alpha, Requirement.threshold, Requirement.n_max)):
+            raise TypeError("certify() takes a Requirement or its keywords (outcome=..., radius=..., ...), not both")
+        req = self._requirement(requirement, outcome, edits=edits, radius=radius, alpha=alpha, threshold=threshold, n_max=n_max)
+        outcome, edits, radius, alpha, threshold, n_max = req.outcome, req.edits, req.radius, req.alpha, req.threshold, req.n_max
+        p_star, p_test = self._required(radius, edits, threshold)
         draw = self._open(case)
         target_label = self._label_index[outcome]
         common = self._common(case, draw.seed, draw.timing, outcome=outcome, edits=int(edits), radius=float(radius),
@@ -543,7 +551,8 @@ class Smoothed:
             max_edits = 8 if self.text is not None else 0
         if isinstance(max_edits, bool) or not isinstance(max_edits, numbers.Integral) or max_edits < 0:
             raise RequirementError(f"max_edits must be a non-negative integer (the frontier's largest token-edit budget), got {max_edits!r}")
-        alpha, threshold = self._check_requirement(outcome, max_edits, 0.0, alpha, threshold)
+        req = self._requirement(None, outcome, edits=max_edits, alpha=alpha, threshold=threshold)
+        alpha, threshold = req.alpha, req.threshold
         n = _check_count("n", n)
         if self.image is None:
             raise RequirementError("a (d, eps) frontier needs image noise: Smoothed(..., image=Gaussian(sigma))")

@@ -97,3 +97,41 @@ def test_noise_of_an_unreadable_certificate_raises_what_readers_catch():
     for record in ({"image_kernel": {"kind": "gaussian"}}, {"image_kernel": {"sigma": "x"}}, {"text_kernel": {"kind": "mask"}}):
         with pytest.raises((KeyError, TypeError, ValueError)):
             Noise.of_certificate(record)
+
+
+# ---------------------------------------------------------------- the engine takes it, the certificate carries it
+
+
+def _smoothed():
+    import numpy as np
+
+    from certkit import Case, Smoothed
+    from certkit.models import TorchClassifier
+    from certkit.oracles import LabelOracle
+    from certkit.testing import BrightnessClassifier
+
+    model = TorchClassifier(BrightnessClassifier(), ["dark", "bright"], lambda text: [2 + len(w) % 8 for w in text.split()],
+                            vocab_size=10, special_ids=[0, 1], mask_id=0)
+    smoothed = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), text=UniformReplace(0.2, 8), seed=3)
+    return smoothed, Case("c", "pick it up", np.full((3, 8, 8), 0.9, dtype=np.float32))
+
+
+def test_certify_takes_a_requirement_as_its_keywords_and_the_certificate_carries_it_and_its_noise():
+    smoothed, case = _smoothed()
+    requirement = Requirement("bright", edits=1, radius=0.05, alpha=0.05, threshold=0.5, n_max=300)
+    cert = smoothed.certify(case, requirement)
+    assert cert.to_dict() | {"timings": None, "cached": None} == smoothed.certify(
+        case, radius=0.05, edits=1, outcome="bright", alpha=0.05, threshold=0.5, n_max=300).to_dict() | {"timings": None, "cached": None}
+    assert cert.requirement == requirement
+    assert cert.noise == Noise(0.5, 0.2, "uniform", 8) and cert.noise.text() == smoothed.text
+    assert smoothed.frontier(case, max_edits=1, outcome="bright", n=64).requirement == Requirement("bright", 1, 0.0, 0.01, 0.5, 64)
+
+
+def test_certify_refuses_a_requirement_with_keywords_and_no_outcome():
+    smoothed, case = _smoothed()
+    with pytest.raises(TypeError, match="not both"):
+        smoothed.certify(case, Requirement("bright"), radius=0.1)
+    with pytest.raises(TypeError, match="needs the outcome"):
+        smoothed.certify(case, radius=0.1)
+    with pytest.raises(RequirementError, match="requirement must be a certkit.requirement.Requirement"):
+        smoothed.certify(case, 0.1)

@@ -13,6 +13,7 @@ import math
 
 import pytest
 
+from ..requirement import Requirement
 from .recording import record_certificate, record_error
 from .settings import SETTINGS, convert, resolve_settings, validate
 from .state import STATE
@@ -105,7 +106,7 @@ class CertkitRequirement:
         """The smoothed model for these settings. A model that takes no text noise (a served model through the chat
         protocol without a word alphabet) is smoothed over the image only where the requirement edits no token;
         where it does, Smoothed refuses it with the model's reason."""
-        from ..noise import Gaussian, Mask, UniformReplace
+        from ..requirement import Noise
         from ..smoothing import Smoothed, refuse_text_noise
 
         state = self._request.config.stash[STATE]
@@ -115,10 +116,8 @@ class CertkitRequirement:
             beta = 0.0
         key = (id(self._model), id(self._oracle), sigma, beta, kernel)
         if key not in self._cache:
-            text = None
-            if beta:
-                text = Mask(beta) if kernel == "mask" else UniformReplace(beta, int(self._model.alphabet.numel()))
-            self._cache[key] = Smoothed(self._model, self._oracle, image=Gaussian(sigma), text=text, seed=state.seed,
+            noise = Noise(sigma, beta, kernel, int(self._model.alphabet.numel()) if beta and kernel != "mask" else None)
+            self._cache[key] = Smoothed(self._model, self._oracle, image=noise.image(), text=noise.text(), seed=state.seed,
                                         cache=state.cache_dir)
         return self._cache[key]
 
@@ -167,9 +166,10 @@ class CertkitRequirement:
             _refuse_unknown("certify", unknown, CERTIFY_KEYWORDS)
             s = self._settings(case, dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
             smoothed = self._smoothed(s["sigma"], s["beta"], s["kernel"], edits)
+            requirement = Requirement(s["outcome"], edits=edits, radius=radius, alpha=s["alpha"], threshold=s["threshold"],
+                                      n_max=s["n_max"])
             with _deadline(s.get("timeout")):
-                cert = smoothed.certify(case, radius=radius, edits=edits, outcome=s["outcome"], alpha=s["alpha"],
-                                        threshold=s["threshold"], n_max=s["n_max"])
+                cert = smoothed.certify(case, requirement)
             self._record(cert, case)
         return cert
 
@@ -204,7 +204,6 @@ class CertkitRequirement:
 
 def failure_message(cert) -> str:
     from .. import bounds
-    from ..noise import Gaussian, Mask, UniformReplace
 
     req = f"{cert.outcome!r} at {cert.edits} token edit(s), image l2 radius {cert.radius:g}, tau = {cert.threshold:g}"
     lines = [
@@ -214,9 +213,7 @@ def failure_message(cert) -> str:
         f"  needed p_A >= p* = {cert.p_star:.6f}; worst case p_adv = {cert.p_adv:.6g} (needs >= {cert.threshold:g})",
     ]
     try:
-        image = Gaussian(cert.image_kernel["sigma"]) if cert.image_kernel else None
-        tk = cert.text_kernel or {}
-        text = UniformReplace(tk["beta"], tk["vocab_size"]) if tk.get("kind") == "uniform_replace" else (Mask(tk["beta"]) if tk else None)
+        image, text = cert.noise.image(), cert.noise.text()
         if image is not None and cert.p_a_lower > 0:
             r = float(bounds.max_radius(cert.p_a_lower, image, text, cert.edits, cert.threshold))
             lines.append(f"  with this p_A bound the largest certified radius at {cert.edits} edit(s) is "

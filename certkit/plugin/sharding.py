@@ -116,13 +116,14 @@ def _samples_if_all_agree(sigma: float, beta: float, kernel: str, radius: float,
                           n_max: int) -> int:
     """The samples ``certify`` needs when every one agrees; 0 where the requirement is refused before sampling."""
     from .. import bounds
-    from ..noise import Gaussian, Mask, UniformReplace
+    from ..requirement import Noise
     from ..sequential import MixtureTest
 
-    text = None if not beta else (Mask(beta) if kernel == "mask" else UniformReplace(beta, PLANNING_VOCAB))
+    noise = Noise(sigma, beta, kernel, PLANNING_VOCAB)
+    text = noise.text()
     if (edits and text is None) or (radius and not sigma):
         return 0
-    p_star = float(bounds.required_p_a(Gaussian(sigma), radius, text, edits, threshold))
+    p_star = float(bounds.required_p_a(noise.image(), radius, text, edits, threshold))
     if not math.isfinite(p_star) or not 0.0 < p_star < 1.0:
         return 0
     first = MixtureTest(p_star, alpha, n_max).min_samples_to_certify()
