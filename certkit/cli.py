@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import bounds, stats
-from .noise import Gaussian, Mask, UniformReplace
+from .noise import UniformReplace
+from .requirement import BY_NAME, Noise, unit_interval
 
 
 def _probability(name: str):
@@ -27,8 +28,9 @@ def _probability(name: str):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not (0.0 < value < 1.0) and not (name == "p_a" and value == 1.0):
-            raise argparse.ArgumentTypeError(f"{name} must lie strictly between 0 and 1, got {text}")
+        why = unit_interval(name, value)
+        if why and not (name == "p_a" and value == 1.0):
+            raise argparse.ArgumentTypeError(f"{why}, got {text}")
         return value
 
     return parse
@@ -61,15 +63,14 @@ def _non_negative(name: str, kind=float):
 
 
 def _pytest_default(name: str):
-    """The default the pytest plugin uses for a setting, so the command line and a pytest run agree."""
-    from .plugin.settings import SETTINGS
-
-    return SETTINGS[name][1]
+    """The default the pytest plugin uses for a setting (certkit.requirement's table), so the command line and a pytest
+    run agree."""
+    return BY_NAME[name].default
 
 
 def _add_kernel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=_positive("--sigma"), default=_pytest_default("sigma"),
-                   help="image Gaussian noise std in [0, 1] pixel units (default: %(default)s)")
+                   help=f"{BY_NAME['sigma'].help} (default: %(default)s)")
     p.add_argument("--beta", type=_probability("--beta"), help="per-token replace/mask probability of the text kernel")
     vocab = p.add_mutually_exclusive_group()
     vocab.add_argument("--vocab", type=_positive("--vocab", int), help="replacement alphabet size V (uniform kernel)")
@@ -78,7 +79,7 @@ def _add_kernel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", choices=("uniform", "mask"), default=_pytest_default("kernel"), help="text kernel (default: %(default)s)")
     # --tau: the name the papers use; the markers, ini keys and options say threshold
     p.add_argument("--threshold", "--tau", dest="tau", metavar="THRESHOLD", type=_probability("--threshold"), default=_pytest_default("threshold"),
-                   help="threshold tau on the worst-case probability of the outcome (default: %(default)s)")
+                   help=f"{BY_NAME['threshold'].help} (default: %(default)s)")
 
 
 def _alphabet_size(folder: str, parser: argparse.ArgumentParser) -> int:
@@ -97,20 +98,20 @@ def _alphabet_size(folder: str, parser: argparse.ArgumentParser) -> int:
     return len(encoding.alphabet)
 
 
-def _text_kernel(args, parser: argparse.ArgumentParser):
+def _noise(args, parser: argparse.ArgumentParser) -> Noise:
+    """The noise the flags state (no text kernel without --beta); a missing or bad flag is a usage error."""
     if args.beta is None:
         if args.vocab is not None or args.model is not None:
             parser.error(f"{'--vocab' if args.vocab is not None else '--model'} needs --beta (the text kernel's replacement probability)")
-        return None
-    if args.kernel == "mask":
-        return Mask(args.beta)
-    if args.model is not None:
-        args.vocab = _alphabet_size(args.model, parser)
-    if args.vocab is None:
-        parser.error("the uniform text kernel needs --vocab (alphabet size, e.g. --vocab 32000) or --model DIR; or use --kernel mask")
-    if args.vocab < 2:
-        parser.error("--vocab must be at least 2")
-    return UniformReplace(args.beta, args.vocab)
+        return Noise(args.sigma, 0.0)
+    if args.kernel != "mask":
+        if args.model is not None:
+            args.vocab = _alphabet_size(args.model, parser)
+        if args.vocab is None:
+            parser.error("the uniform text kernel needs --vocab (alphabet size, e.g. --vocab 32000) or --model DIR; or use --kernel mask")
+        if args.vocab < 2:
+            parser.error("--vocab must be at least 2")
+    return Noise(args.sigma, args.beta, args.kernel, args.vocab if args.kernel != "mask" else None)
 
 
 def _fmt_radius(r: float) -> str:
@@ -122,8 +123,8 @@ def _fmt_radius(r: float) -> str:
 
 
 def cmd_bounds(args, parser) -> int:
-    text = _text_kernel(args, parser)
-    image = Gaussian(args.sigma)
+    noise = _noise(args, parser)
+    text, image = noise.text(), noise.image()
     max_d = args.max_edits if text is not None else 0
     if text is None and args.max_edits:
         print("note: no text kernel given (--beta), so only d = 0 is shown", file=sys.stderr)
@@ -137,10 +138,10 @@ def cmd_bounds(args, parser) -> int:
 
 
 def cmd_plan(args, parser) -> int:
-    text = _text_kernel(args, parser)
+    noise = _noise(args, parser)
+    text, image = noise.text(), noise.image()
     if args.edits and text is None:
         parser.error("--edits > 0 needs a text kernel: give --beta (and --vocab for the uniform kernel)")
-    image = Gaussian(args.sigma)
     p_star = float(bounds.required_p_a(image, args.radius, text, args.edits, args.tau))
     print(f"requirement: image l2 radius {args.radius} at {args.edits} token edits, tau = {args.tau}, alpha = {args.alpha}")
     if not math.isfinite(p_star) or p_star + args.oracle_error >= 1.0:
