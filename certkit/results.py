@@ -5,8 +5,9 @@ A document is a JSON object: ``schema``; ``run`` (the run's metadata: fingerprin
 shard); ``summary`` (the counts of :func:`certkit.gate.summarize`, the gate and its reason, ``incomplete`` when the run
 did not finish); ``results`` (one record per requirement, sorted by node id: ``nodeid``, ``status``, ``certificates``);
 ``cases`` (case hash -> id, prompt, thumbnail); and ``baseline`` when it was compared with one (:func:`baseline_record`).
-Everything that reads a document (the plugin, :mod:`certkit.regression`, the report, the command line) reads it with
-this module's functions; :func:`load_results` refuses a file whose body the others could not read, before a run.
+The plugin, :mod:`certkit.regression`, the report and the ``certkit`` command read and write documents with this
+module's functions. :func:`load_results` refuses a file whose body they could not read, before a run (``certkit report``
+checks only the schema tag, so that it still renders a file whose body does not pass).
 """
 
 from __future__ import annotations
