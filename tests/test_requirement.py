@@ -135,3 +135,18 @@ def test_certify_refuses_a_requirement_with_keywords_and_no_outcome():
         smoothed.certify(case, radius=0.1)
     with pytest.raises(RequirementError, match="requirement must be a certkit.requirement.Requirement"):
         smoothed.certify(case, 0.1)
+
+
+@pytest.mark.parametrize("text", [UniformReplace(0.9, 10), Mask(0.9), None])
+def test_failure_message_states_the_radius_the_certificates_own_noise_reaches(text):
+    from certkit import bounds
+    from certkit.certificate import Certificate
+    from certkit.plugin.fixtures import failure_message
+
+    cert = Certificate(case_id="c", outcome="bright", edits=1 if text else 0, radius=0.3, threshold=0.5, alpha=0.01,
+                       status="not certified", p_a_lower=0.99, p_a_upper=0.995, p_star=0.95, p_adv=0.4, n=100, successes=85, seed=0,
+                       n_max=100, image_kernel=Gaussian(0.25).params(), text_kernel=text.params() if text else None)
+    r = float(bounds.max_radius(0.99, Gaussian(0.25), text, cert.edits, 0.5))
+    assert math.isfinite(r) and f"the largest certified radius at {cert.edits} edit(s) is {r:.4f}" in failure_message(cert)
+    unreadable = dataclasses.replace(cert, image_kernel={"kind": "gaussian"})
+    assert "largest certified radius" not in failure_message(unreadable)
