@@ -1,5 +1,9 @@
 """certkit's pytest settings: the ``--certkit-*`` options, the ``certkit_*`` ini keys and the ``certkit`` marker.
 
+The requirement and noise settings are :data:`certkit.requirement.SETTINGS` (name, type, default, help, check, each
+defined there once); this module adds the run's own options and generates the options, ini keys and marker checks
+from both tables.
+
 Precedence, highest first: command line, the closest ``certkit(...)`` marker (function, class, module), ini key,
 built-in default. Every value is converted and checked here, and a bad one names where it came from: an option or
 ini key stops the run (``pytest.UsageError``); a bad marker, or a bad argument of the fixture's methods, fails the
