@@ -8,9 +8,10 @@ The engine (:class:`Smoothed`, needing torch) is imported on first use, so the m
 from . import bounds, noise, stats
 
 __version__ = "0.1.0"
-__all__ = ["bounds", "noise", "stats", "Smoothed", "Case", "Certificate", "load_cases", "__version__"]
+__all__ = ["bounds", "noise", "stats", "Smoothed", "Case", "Certificate", "Requirement", "Noise", "load_cases", "__version__"]
 
-_LAZY = {"Smoothed": "smoothing", "Case": "cases", "Certificate": "certificate", "load_cases": "cases"}
+_LAZY = {"Smoothed": "smoothing", "Case": "cases", "Certificate": "certificate", "load_cases": "cases", "Requirement": "requirement",
+         "Noise": "requirement"}
 
 
 def __getattr__(name: str):

@@ -131,17 +131,16 @@ def _check_body(doc: dict, where: str) -> None:
 def implied_radius(cert: dict) -> float:
     """Largest image radius certified at the certificate's edits by its p_A lower bound (-inf: none)."""
     from . import bounds
-    from .noise import Gaussian, Mask, UniformReplace
+    from .requirement import Noise
 
     if cert.get("mode") == "frontier" and cert.get("frontier"):
         return float(from_json_float(cert["frontier"][0]))
-    image = cert.get("image_kernel") or {}
-    if not image:
+    if not cert.get("image_kernel"):
         return -math.inf
-    tk = cert.get("text_kernel") or {}
-    text = UniformReplace(tk["beta"], tk["vocab_size"]) if tk.get("kind") == "uniform_replace" else (Mask(tk["beta"]) if tk else None)
+    noise = Noise.of_certificate(cert)
+    text = noise.text()
     edits = int(cert.get("edits", 0)) if text is not None else 0
-    return float(bounds.max_radius(float(cert["p_a_lower"]), Gaussian(image["sigma"]), text, edits, float(cert["threshold"])))
+    return float(bounds.max_radius(float(cert["p_a_lower"]), noise.image(), text, edits, float(cert["threshold"])))
 
 
 def baseline_record(path: str | None, comparison: dict) -> dict:
