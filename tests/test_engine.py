@@ -78,6 +78,15 @@ def test_llava_fingerprint_follows_the_weights(llava_dir, tmp_path):
     assert a.fingerprint == VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4).fingerprint
 
 
+def test_llava_fingerprint_does_not_depend_on_the_folder_it_was_loaded_from(llava_dir, tmp_path):
+    """The same files in another checkout or on another node are the same model: one cache key, mergeable shards."""
+    import shutil
+
+    copy = shutil.copytree(llava_dir, tmp_path / "elsewhere" / "llava")
+    a = VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4)
+    assert VisionLanguageGenerator.from_pretrained(str(copy), max_new_tokens=4).fingerprint == a.fingerprint
+
+
 def test_llava_rejects_prompts_longer_than_its_context(llava_dir):
     model = VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4)
     long = Case("long", " ".join(["cube"] * 200), np.zeros((3, 32, 32), dtype=np.float32))

@@ -9,6 +9,7 @@ a class label for classifiers. The oracle then reads those outputs.
 from __future__ import annotations
 
 import hashlib
+import json
 import inspect
 import re
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 from ..errors import CertkitError
 
 __all__ = ["EncodedCase", "ModelAdapter", "ModelError", "UnspellableText", "fingerprint_module", "code_fingerprint",
-           "callable_fingerprint", "takes_encoded", "resolve_device", "module_device", "module_dtype", "to_device", "runtime"]
+           "callable_fingerprint", "config_fingerprint", "takes_encoded", "resolve_device", "module_device", "module_dtype", "to_device", "runtime"]
 
 
 class ModelError(CertkitError):
@@ -161,6 +162,21 @@ def _source(obj) -> bytes:
         return (code.co_code + repr(code.co_consts).encode()) if code is not None else _stable_repr(obj)
 
 
+#: attributes and config keys that say where a model was loaded from, not what it computes: a checkout in another
+#: folder or on another node is the same model (same cache key, mergeable shards)
+_WHERE_FROM = ("name_or_path", "_name_or_path")
+
+
+def config_fingerprint(config) -> str:
+    """A transformers config as JSON without the folder it was loaded from (in it and every sub-config)."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in _WHERE_FROM}
+        return value
+
+    return json.dumps(strip(json.loads(config.to_json_string(use_diff=False))), sort_keys=True)
+
+
 def code_fingerprint(module: torch.nn.Module) -> str:
     """SHA-256 over the source of every module class the model is built from, and each module's non-tensor
     settings (a changed ``forward`` or behaviour flag is a different model, with the same weights)."""
@@ -169,7 +185,8 @@ def code_fingerprint(module: torch.nn.Module) -> str:
         h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
         h.update(_source(cls))
     for name, m in module.named_modules():
-        flags = {k: v for k, v in vars(m).items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None), tuple))}
+        flags = {k: v for k, v in vars(m).items() if not k.startswith("_") and k not in _WHERE_FROM
+                 and isinstance(v, (bool, int, float, str, type(None), tuple))}
         h.update(f"{name}={sorted(flags.items())!r}".encode())
     return h.hexdigest()
 

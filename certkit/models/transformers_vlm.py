@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import (EncodedCase, ModelError, code_fingerprint, fingerprint_module, module_device, module_dtype,
+from .base import (EncodedCase, ModelError, code_fingerprint, config_fingerprint, fingerprint_module, module_device, module_dtype,
                    resolve_device, runtime, to_device)
 from .encoding import ProcessorEncoding
 
@@ -134,7 +134,7 @@ class VisionLanguageModel:
             "dtype": str(self.dtype),
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
             "model_code": code_fingerprint(model),
-            "model_config": model.config.to_json_string(use_diff=False),
+            "model_config": config_fingerprint(model.config),
         }
         if self.labels is not None:  # the last position alone may round differently from the full forward's
             settings["label_read"] = "logits_to_keep=1" if keep else "full logits"
