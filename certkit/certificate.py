@@ -9,12 +9,16 @@ from typing import Any
 
 from .requirement import Noise, Requirement
 
-__all__ = ["Certificate", "CERTIFIED", "NOT_CERTIFIED", "INCONCLUSIVE", "STATUSES"]
+__all__ = ["Certificate", "CERTIFIED", "NOT_CERTIFIED", "INCONCLUSIVE", "ERROR", "NO_REQUIREMENT", "STATUSES", "REQUIREMENT_STATUSES"]
 
 CERTIFIED = "certified"
 NOT_CERTIFIED = "not certified"
 INCONCLUSIVE = "inconclusive"
 STATUSES = (CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE)
+#: a requirement that could not be evaluated, and a test that made no certificate (no requirement): the results' other words
+ERROR = "error"
+NO_REQUIREMENT = "no requirement"
+REQUIREMENT_STATUSES = (*STATUSES, ERROR, NO_REQUIREMENT)
 
 
 def _json_float(x: float | None):

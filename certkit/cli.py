@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bounds, stats
+from .certificate import NOT_CERTIFIED
 from .noise import UniformReplace
 from .requirement import BY_NAME, Noise, unit_interval
 
@@ -116,7 +117,7 @@ def _noise(args, parser: argparse.ArgumentParser) -> Noise:
 
 def _fmt_radius(r: float) -> str:
     if r == -math.inf:
-        return "not certified"
+        return NOT_CERTIFIED
     if r == math.inf:
         return "any radius"
     return f"{r:.6f}"

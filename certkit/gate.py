@@ -8,10 +8,12 @@ they cannot disagree. A gate that did not pass is ``failed`` or ``incomplete``; 
 
 from __future__ import annotations
 
+from .certificate import CERTIFIED, ERROR, INCONCLUSIVE, NOT_CERTIFIED
+
 __all__ = ["PASSED", "FAILED", "INCOMPLETE", "summarize", "rules", "decide"]
 
 PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
-_COUNTED = ("certified", "not certified", "inconclusive", "error")
+_COUNTED = (CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE, ERROR)
 
 
 def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("forward_samples", 0))) -> dict:
@@ -26,7 +28,7 @@ def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("
             samples += int(cert["n"])
             forward += forward_of(cert)
     total = sum(counts.values())
-    return {"requirements": total, **counts, "pass_rate": (counts["certified"] / total) if total else None,
+    return {"requirements": total, **counts, "pass_rate": (counts[CERTIFIED] / total) if total else None,
             "samples": samples, "forward_samples": forward}
 
 
@@ -35,19 +37,19 @@ def rules(summary: dict, gate: dict, comparison: dict | None = None, baseline: s
     ``allow_inconclusive``, ``allow_removed``); ``baseline`` names the baseline compared with (None: none was), and
     ``comparison`` is :func:`certkit.regression.compare`'s answer (None with a baseline: the comparison failed)."""
     out = []
-    if summary["error"]:
-        out.append((True, f"{summary['error']} requirement(s) could not be evaluated"))
+    if summary[ERROR]:
+        out.append((True, f"{summary[ERROR]} requirement(s) could not be evaluated"))
     rate, least = summary["pass_rate"], gate.get("min_pass_rate")
     if least is not None:
         out.append((rate is not None and rate < least,
                     f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'} against the required {100 * least:.1f}%"))
     else:
-        if summary["not certified"]:
-            out.append((True, f"{summary['not certified']} requirement(s) not certified (each must be)"))
-        if summary["inconclusive"] and not gate.get("allow_inconclusive"):
-            out.append((True, f"{summary['inconclusive']} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)"))
+        if summary[NOT_CERTIFIED]:
+            out.append((True, f"{summary[NOT_CERTIFIED]} requirement(s) not certified (each must be)"))
+        if summary[INCONCLUSIVE] and not gate.get("allow_inconclusive"):
+            out.append((True, f"{summary[INCONCLUSIVE]} requirement(s) inconclusive (allow with --certkit-allow-inconclusive)"))
         if not any(failed for failed, _ in out):
-            out.append((False, f"all {summary['certified']} evaluated requirement(s) certified"))
+            out.append((False, f"all {summary[CERTIFIED]} evaluated requirement(s) certified"))
     if baseline is not None:
         if comparison is None:
             out.append((True, f"the comparison with the baseline {baseline} failed"))

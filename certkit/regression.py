@@ -30,6 +30,8 @@ import math
 import numbers
 
 import numpy as np
+
+from .certificate import CERTIFIED, INCONCLUSIVE
 from scipy.special import logsumexp
 from scipy.stats import hypergeom
 
@@ -207,11 +209,11 @@ def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere
         ostatus, nstatus, nodeid = _status(orec, ocert), _status(nrec, ncert), nrec["nodeid"]
         p, adj, dropped = test_of.get(key, (None, None, False))
         reasons, better, noise = [], [], []
-        if ostatus == "certified" and nstatus not in ("certified", "inconclusive"):
+        if ostatus == CERTIFIED and nstatus not in (CERTIFIED, INCONCLUSIVE):
             reasons.append(f"was certified, now {nstatus}")
-        elif ostatus == "certified" and nstatus == "inconclusive":
+        elif ostatus == CERTIFIED and nstatus == INCONCLUSIVE:
             (reasons if dropped else noise).append("was certified, now inconclusive")
-        elif ostatus != "certified" and nstatus == "certified":
+        elif ostatus != CERTIFIED and nstatus == CERTIFIED:
             better.append(f"now certified (was {ostatus})")
         lower = p is not None and ncert["successes"] * ocert["n"] < ocert["successes"] * ncert["n"]
         if lower:

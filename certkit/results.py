@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import gate
-from .certificate import from_json_float
+from .certificate import REQUIREMENT_STATUSES, from_json_float
 
 __all__ = [
     "RESULTS_SCHEMA", "ResultsError", "records", "certificates", "build", "write_results", "load_results", "implied_radius",
@@ -90,7 +90,7 @@ def load_results(path: str | Path, what: str = "results") -> dict:
     return doc
 
 
-_STATUSES = {"certified", "not certified", "inconclusive", "error", "no requirement"}
+_STATUSES = set(REQUIREMENT_STATUSES)
 _NUMBERS = ("p_a_lower", "threshold", "n", "successes")
 
 

@@ -13,6 +13,8 @@ import math
 
 import pytest
 
+from ..certificate import INCONCLUSIVE
+
 from ..requirement import Requirement
 from .recording import record_certificate, record_error
 from .settings import SETTINGS, convert, resolve_settings, validate
@@ -194,7 +196,7 @@ class CertkitRequirement:
         if cert.certified:
             return cert
         state = self._request.config.stash[STATE]
-        if cert.status == "inconclusive" and state.allow_inconclusive:
+        if cert.status == INCONCLUSIVE and state.allow_inconclusive:
             return cert
         message = failure_message(cert)
         if state.min_pass_rate is not None:
@@ -220,7 +222,7 @@ def failure_message(cert) -> str:
                          f"{'none' if r == -math.inf else f'{r:.4f}'}")
     except (KeyError, TypeError, ValueError):
         pass
-    if cert.status == "inconclusive":
+    if cert.status == INCONCLUSIVE:
         lines.append(f"  to decide, raise n_max (now {cert.n_max}) or, if p_A sits near p*, relax the requirement")
     elif math.isfinite(cert.p_star) and cert.p_star < 1:
         lines.append("  to pass: a model whose p_A exceeds p*, a smaller radius or fewer edits, or a smaller beta / larger sigma")

@@ -16,6 +16,8 @@ import re
 
 import pytest
 
+from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED
+
 from .state import RunState
 
 _REQUIREMENT = pytest.StashKey[bool]()
@@ -164,7 +166,7 @@ def collect(state: RunState, report: pytest.TestReport) -> None:
                 record["error"] = "the worker running this requirement crashed: " + _short_longrepr(report)
             record["test_outcome"] = outcome
             record["duration_s"] = round(report.duration, 4)
-            if report.outcome == "failed" and not any(c["status"] != "certified" for c in record["certificates"]):
+            if report.outcome == "failed" and not any(c["status"] != CERTIFIED for c in record["certificates"]):
                 record["error"] = _short_longrepr(report)
             if report.when == "setup":
                 record["error"] = _short_longrepr(report)
@@ -182,11 +184,11 @@ def status(record: dict) -> str:
     """A requirement's status in the results: error, not certified, inconclusive, certified or no requirement."""
     certs = record["certificates"]
     if record.get("error") or (record["test_outcome"] == "failed" and not certs):
-        return "error"
+        return ERROR
     if not certs:
-        return "error" if record["test_outcome"] == "failed" else "no requirement"
+        return ERROR if record["test_outcome"] == "failed" else NO_REQUIREMENT
     statuses = [c["status"] for c in certs]
-    for name in ("not certified", "inconclusive"):
+    for name in (NOT_CERTIFIED, INCONCLUSIVE):
         if name in statuses:
             return name
-    return "certified"
+    return CERTIFIED

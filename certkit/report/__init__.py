@@ -27,7 +27,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from ..certificate import from_json_float
+from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED, from_json_float
 from ..results import certificates, records
 from .charts import COLOURS, STATUS_ORDER, accuracy_curves, case_chart, trend_chart
 from .text import visible
@@ -45,7 +45,7 @@ PROMPT_INDEX_CHARS = 160
 ERROR_CHARS = 1200
 _PNG_URI = re.compile(r"^data:image/png;base64,[A-Za-z0-9+/]+=*$")  # anything else is not embedded
 _HEX = re.compile(r"^[0-9a-f]{12}$")
-STATUS_CODE = {"certified": "c", "not certified": "n", "inconclusive": "i", "error": "e", "no requirement": "x"}
+STATUS_CODE = {CERTIFIED: "c", NOT_CERTIFIED: "n", INCONCLUSIVE: "i", ERROR: "e", NO_REQUIREMENT: "x"}
 
 
 def _fmt(x, digits=4):
@@ -190,9 +190,9 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         group = by_group[_group_name(r["nodeid"])]
         group["counts"][r["status"]] += 1
         certs = certificates(r)
-        if r["status"] == "error" or not certs:
+        if r["status"] == ERROR or not certs:
             group["errors"].append(r)
-            if r["status"] == "error":
+            if r["status"] == ERROR:
                 errors.append(r)
         for c in certs:
             group["tables"][_settings_key(c)].append((STATUS_ORDER.index(c["status"]) if c["status"] in STATUS_ORDER else 9,
@@ -207,7 +207,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         counts = {s: g["counts"][s] for s in STATUS_ORDER}
         total = sum(g["counts"].values())
         groups.append({"name": name, "tables": tables, "errors": g["errors"], "counts": counts, "total": total,
-                       "open": counts["certified"] < total})
+                       "open": counts[CERTIFIED] < total})
     case_cards = []
     for (key, group), certs in cards.items():
         info = cases.get(key, {"id": certs[0]["case_id"], "prompt": None, "thumbnail": None})

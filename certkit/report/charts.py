@@ -9,10 +9,10 @@ import math
 
 from markupsafe import escape
 
-from ..certificate import from_json_float
+from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NOT_CERTIFIED, from_json_float
 
-STATUS_ORDER = ("error", "not certified", "inconclusive", "certified")
-COLOURS = {"certified": "#1a7f37", "not certified": "#cf222e", "inconclusive": "#bf8700", "error": "#6e40c9"}
+STATUS_ORDER = (ERROR, NOT_CERTIFIED, INCONCLUSIVE, CERTIFIED)
+COLOURS = {CERTIFIED: "#1a7f37", NOT_CERTIFIED: "#cf222e", INCONCLUSIVE: "#bf8700", ERROR: "#6e40c9"}
 
 
 def case_chart(certs: list[dict]) -> str:
