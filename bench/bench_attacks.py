@@ -28,7 +28,7 @@ from certkit import Smoothed, bounds, load_cases, stats
 from certkit.demo import load_guard
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import LabelOracle
-from certkit.sampling import noisy_images, noisy_token_ids
+from certkit.sampling import noisy_token_ids
 
 SIGMA, BETA = 0.25, 0.25
 CASES = Path(__file__).parents[1] / "audits" / "data" / "cases.jsonl"

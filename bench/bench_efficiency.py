@@ -45,11 +45,12 @@ def cells():
 def six_requirements_on_one_case() -> None:
     """Six radii on one demo case through the demo guard: forward passes with one stream per case, against each
     requirement drawing its own stream (what certkit did before: the sum of their samples, rounded to chunks)."""
+    from pathlib import Path
+
     from certkit import Smoothed, load_cases
     from certkit.demo import load_guard
     from certkit.noise import Gaussian, UniformReplace
     from certkit.oracles import LabelOracle
-    from pathlib import Path
 
     guard = load_guard(device="cpu")
     case = next(c for c in load_cases(Path(__file__).parents[1] / "audits" / "data" / "cases.jsonl") if c.expected == "unsafe")

@@ -171,7 +171,7 @@ def _plan_sequential(p_test: float, alpha: float, n_max: int) -> None:
         return
     print(f"sequential test (n_max = {n_max}): every sample agreeing certifies at n = {first}")
     rng = np.random.default_rng(0)
-    print(f"  expected samples (200 simulated streams each):")
+    print("  expected samples (200 simulated streams each):")
     for p_true in sorted({1.0, min(1.0, p_test + 0.1), min(1.0, p_test + 0.03), max(0.0, p_test - 0.05)}, reverse=True):
         decision, used = test.simulate(p_true, 200, rng)
         top = max(set(decision), key=list(decision).count)
@@ -271,9 +271,8 @@ def cmd_merge(args, parser) -> int:
         print(f"  merged despite a different {item} (--force)")
     print(f"gate: {s['gate_reason']}")
     if args.report:
-        from .report import write_report
-
         from .regression import compare
+        from .report import write_report
 
         write_report(merged, args.report, baseline=compare(baseline, merged) if baseline is not None else None)
         print(f"written: {args.report}")

@@ -30,11 +30,10 @@ import math
 import numbers
 
 import numpy as np
-
-from .certificate import CERTIFIED, INCONCLUSIVE
 from scipy.special import logsumexp
 from scipy.stats import hypergeom
 
+from .certificate import CERTIFIED, INCONCLUSIVE
 from .results import ResultsError, certificates, implied_radius, records
 from .sequential import MixtureTest
 

@@ -58,7 +58,6 @@ import numpy as np
 import torch
 
 from . import bounds, stats
-from .sequential import MixtureTest
 from .cache import CountCache, stream_key
 from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
@@ -68,6 +67,7 @@ from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
 from .requirement import Requirement, positive_integer
 from .sampling import alphabet_index, derive_seed, noisy_images, noisy_token_ids  # derive_seed: re-exported
+from .sequential import MixtureTest
 
 __all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
 

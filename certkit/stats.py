@@ -13,6 +13,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
 # the beta quantiles as scipy.special's inverses (the same Boost routines scipy.stats' beta calls, bit for bit):
 # importing scipy.stats costs the command line 0.35 s
 from scipy.special import betainccinv, betaincinv

@@ -10,10 +10,9 @@ import torch
 
 from certkit import Case, Certificate, Smoothed
 from certkit.cache import CountCache
-from certkit.cases import CaseError, load_image
 from certkit.models import ModelError, TorchClassifier, VisionLanguageGenerator
-from certkit.noise import Gaussian, Mask, UniformReplace
-from certkit.oracles import ActionOracle, ClassifierOracle, KeywordOracle, LabelOracle, OracleError
+from certkit.noise import Gaussian, UniformReplace
+from certkit.oracles import ActionOracle, ClassifierOracle, LabelOracle
 from certkit.testing import BrightnessClassifier, CoinFlip, KeywordImageClassifier, save_tiny_llava
 
 VOCAB = 30

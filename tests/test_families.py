@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import vlm_families as F
+
 from certkit import Case, Smoothed
 from certkit.models import VisionLanguageModel
 from certkit.noise import Gaussian, UniformReplace

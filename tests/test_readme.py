@@ -20,8 +20,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 from certkit.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from certkit.report import render_report, write_report
+from certkit.report import render_report
 
 EVIL = '</title><script>alert("x")</script>" onmouseover="alert(1)\' <img src=x onerror=alert(2)>'
 

@@ -40,7 +40,6 @@ from certkit.demo.train import answer_oracle
 from certkit.models import ModelError, ServedVLM, ServerError
 from certkit.models.served import CANARY_PROMPT, ServedModelWarning, canary_hash, same_canary
 from certkit.noise import Gaussian, UniformReplace
-from certkit.oracles import ClassifierOracle
 from tests.http_replay import Forwarder, ReplayServer
 
 DATA = Path(__file__).parent / "data" / "served"

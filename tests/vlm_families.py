@@ -142,8 +142,14 @@ def build_paligemma(directory):
 
 
 def build_mllama(directory):
-    from transformers import (MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessorPil, MllamaProcessor,
-                              MllamaTextConfig, MllamaVisionConfig)
+    from transformers import (
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+        MllamaImageProcessorPil,
+        MllamaProcessor,
+        MllamaTextConfig,
+        MllamaVisionConfig,
+    )
 
     template = _template("<|start_header_id|>user<|end_header_id|>\n\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
                          "<|image|>", "<|eot_id|>")
@@ -186,7 +192,14 @@ def build_idefics3(directory):
 
 
 def build_aria(directory):
-    from transformers import AriaConfig, AriaForConditionalGeneration, AriaImageProcessorPil, AriaProcessor, AriaTextConfig, Idefics3VisionConfig
+    from transformers import (
+        AriaConfig,
+        AriaForConditionalGeneration,
+        AriaImageProcessorPil,
+        AriaProcessor,
+        AriaTextConfig,
+        Idefics3VisionConfig,
+    )
 
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<fim_prefix><|img|><fim_suffix>", "<|im_end|>\n")
     specials = ["<|img|>", "<|im_start|>", "<|im_end|>", "<fim_prefix>", "<fim_suffix>"]
@@ -266,8 +279,14 @@ def _qwen_text(cls, tok, **over):
 
 
 def build_qwen2_vl(directory):
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLTextConfig,
-                              Qwen2VLVideoProcessor, Qwen2VLVisionConfig)
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLProcessor,
+        Qwen2VLTextConfig,
+        Qwen2VLVideoProcessor,
+        Qwen2VLVisionConfig,
+    )
 
     tok, ip, vp = _qwen_parts(Qwen2VLVideoProcessor)
     processor = Qwen2VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, chat_template=_QWEN_TEMPLATE)
@@ -277,8 +296,14 @@ def build_qwen2_vl(directory):
 
 
 def build_qwen2_5_vl(directory):
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2_5_VLTextConfig,
-                              Qwen2_5_VLVisionConfig, Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2_5_VLTextConfig,
+        Qwen2_5_VLVisionConfig,
+        Qwen2VLVideoProcessor,
+    )
 
     tok, ip, vp = _qwen_parts(Qwen2VLVideoProcessor)
     processor = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, chat_template=_QWEN_TEMPLATE)
@@ -289,8 +314,15 @@ def build_qwen2_5_vl(directory):
 
 
 def build_qwen3_vl(directory):
-    from transformers import (Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor,
-                              Qwen3VLTextConfig, Qwen3VLVideoProcessor, Qwen3VLVisionConfig)
+    from transformers import (
+        Qwen2VLImageProcessorPil,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLTextConfig,
+        Qwen3VLVideoProcessor,
+        Qwen3VLVisionConfig,
+    )
 
     tok, ip, vp = _qwen_parts(Qwen3VLVideoProcessor, Qwen2VLImageProcessorPil)
     processor = Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, chat_template=_QWEN_TEMPLATE)
@@ -301,8 +333,14 @@ def build_qwen3_vl(directory):
 
 
 def build_llava_onevision(directory):
-    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessorPil,
-                              LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor, Qwen2Config)
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        Qwen2Config,
+    )
 
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<image>\n", "<|im_end|>\n")
     tok = word_tokenizer(["<image>", "<video>", "<|im_start|>", "<|im_end|>"], template, bos=None, eos="<|im_end|>", pad="<|endoftext|>")
@@ -319,8 +357,14 @@ def build_llava_onevision(directory):
 
 
 def build_smolvlm(directory):
-    from transformers import (SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil, SmolVLMProcessor,
-                              SmolVLMVideoProcessor, SmolVLMVisionConfig)
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+        SmolVLMVisionConfig,
+    )
 
     template = _template("<|im_start|>User:", "<end_of_utterance>\nAssistant:", "<image>", "<end_of_utterance>\n")
     specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", "<|im_start|>", *_GRID]
@@ -337,8 +381,15 @@ def build_smolvlm(directory):
 
 
 def build_internvl(directory):
-    from transformers import (GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor,
-                              InternVLVideoProcessor, InternVLVisionConfig, Qwen2Config)
+    from transformers import (
+        GotOcr2ImageProcessorPil,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+        InternVLVisionConfig,
+        Qwen2Config,
+    )
 
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<IMG_CONTEXT>\n", "<|im_end|>\n")
     specials = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<|im_start|>", "<|im_end|>"]

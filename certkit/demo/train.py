@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import world
-from .models import GUARD_LABELS, DemoGuard, WordTokenizer, build_assistant
+from .models import DemoGuard, WordTokenizer, build_assistant
 
 WEIGHTS = Path(__file__).parent / "weights"
 

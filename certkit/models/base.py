@@ -9,8 +9,8 @@ a class label for classifiers. The oracle then reads those outputs.
 from __future__ import annotations
 
 import hashlib
-import json
 import inspect
+import json
 import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable

@@ -6,8 +6,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from .base import (EncodedCase, ModelError, callable_fingerprint, code_fingerprint, fingerprint_module, module_device, module_dtype,
-                   resolve_device, runtime)
+from .base import (
+    EncodedCase,
+    ModelError,
+    callable_fingerprint,
+    code_fingerprint,
+    fingerprint_module,
+    module_device,
+    module_dtype,
+    resolve_device,
+    runtime,
+)
 
 __all__ = ["TorchClassifier"]
 

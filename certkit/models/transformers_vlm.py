@@ -29,8 +29,18 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .base import (EncodedCase, ModelError, code_fingerprint, config_fingerprint, fingerprint_module, module_device, module_dtype,
-                   resolve_device, runtime, to_device)
+from .base import (
+    EncodedCase,
+    ModelError,
+    code_fingerprint,
+    config_fingerprint,
+    fingerprint_module,
+    module_device,
+    module_dtype,
+    resolve_device,
+    runtime,
+    to_device,
+)
 from .encoding import ProcessorEncoding
 
 __all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]

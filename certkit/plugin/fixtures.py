@@ -14,7 +14,6 @@ import math
 import pytest
 
 from ..certificate import INCONCLUSIVE
-
 from ..requirement import Requirement
 from .recording import record_certificate, record_error
 from .settings import SETTINGS, convert, resolve_settings, validate

@@ -17,7 +17,6 @@ import re
 import pytest
 
 from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED
-
 from .state import RunState
 
 _REQUIREMENT = pytest.StashKey[bool]()

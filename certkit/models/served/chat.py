@@ -12,7 +12,6 @@ Guard VLMs in chat read the first answer token's ``top_logprobs`` (servers that 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Mapping
 
