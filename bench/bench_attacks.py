@@ -93,7 +93,8 @@ def run(budgets=((1, 0.25), (1, 0.5), (2, 0.25)), n_cert=2000, n_eval=2000, alph
     guard = load_guard(device="cpu")
     guard.module.requires_grad_(False)
     cases = [c for c in load_cases(CASES) if c.expected == "unsafe"][:limit]
-    smoothed = Smoothed(guard, LabelOracle(["safe", "unsafe"]), image=Gaussian(SIGMA), text=UniformReplace(BETA, guard.alphabet.numel()), seed=seed)
+    smoothed = Smoothed(guard, LabelOracle(["safe", "unsafe"]), image=Gaussian(SIGMA), text=UniformReplace(BETA, guard.alphabet.numel()),
+                        seed=seed)
     rng = np.random.default_rng(seed)
     rows = []
     for case in cases:

@@ -62,7 +62,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--reference-count", type=int, default=200)
     args = ap.parse_args(argv)
     results = []
-    for label, only in (("random pairs, p_A in [0.9, 1-1e-6], d in 0..8", False), ("only certified pairs, d in 1..8 (full hybrid solve each)", True)):
+    for label, only in (("random pairs, p_A in [0.9, 1-1e-6], d in 0..8", False),
+                        ("only certified pairs, d in 1..8 (full hybrid solve each)", True)):
         res = run(args.batch, args.reference_count, all_certified=only)
         print(f"max-radius solves (V=32000, beta=0.25, sigma=0.5, tau=4.6e-5): {label}")
         print(f"  certkit: {res['batch']} radii in {res['certkit_batch_s'] * 1e3:.1f} ms "

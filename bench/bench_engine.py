@@ -63,7 +63,8 @@ def throughput(adapter, oracle, kernels, n, repeats=5, prompt="pick up the red c
         if text == "uniform":
             text = UniformReplace(0.25, adapter.alphabet.numel())
         gen = torch.Generator(device=enc.ids.device).manual_seed(1)
-        noisy = [(noisy_token_ids(enc.ids, enc.editable, text, b, gen, adapter.alphabet, adapter.mask_id), noisy_images(enc.image, image, b, gen))
+        noisy = [(noisy_token_ids(enc.ids, enc.editable, text, b, gen, adapter.alphabet, adapter.mask_id),
+                  noisy_images(enc.image, image, b, gen))
                  for _ in range(batches)]
         smoothed = Smoothed(adapter, oracle, image=image, text=text, seed=0)
         run = functools.partial(adapter.run, encoded=enc) if hasattr(adapter, "processor") else adapter.run
@@ -135,7 +136,8 @@ def memory_child(n: int) -> None:
     from certkit.oracles import LabelOracle
     from certkit.testing import BrightnessClassifier
 
-    model = TorchClassifier(BrightnessClassifier(), ["dark", "bright"], lambda t: [2 + len(w) for w in t.split()], vocab_size=64, special_ids=[0, 1], mask_id=0, batch_size=256)
+    model = TorchClassifier(BrightnessClassifier(), ["dark", "bright"], lambda t: [2 + len(w) for w in t.split()],
+                            vocab_size=64, special_ids=[0, 1], mask_id=0, batch_size=256)
     s = Smoothed(model, LabelOracle(["dark", "bright"]), image=Gaussian(0.5), text=UniformReplace(0.25, 62), seed=0)
     s.frontier(Case("m", "pick up the red cube", np.full((3, 224, 224), 0.5, dtype=np.float32)), max_edits=2, outcome="bright", n=n)
     print(json.dumps({"n": n, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -164,17 +166,21 @@ def main(argv=None):
             adapter = VisionLanguageModel.from_pretrained(path, max_new_tokens=8, batch_size=bs)
             res = throughput(adapter, ActionOracle(["pick up", "place", "hand over"]), kernels, args.n)
             rows.append((f"{name}, 8 new tokens, batch {bs}", res))
-    clf = TorchClassifier(SmallGuard(), ["safe", "unsafe"], lambda t: [2 + len(w) for w in t.split()], vocab_size=64, special_ids=[0, 1], mask_id=0, batch_size=256)
-    rows.append(("torch classifier (small conv guard, 32 px), batch 256", throughput(clf, LabelOracle(["safe", "unsafe"]), kernels, 8 * args.n)))
+    clf = TorchClassifier(SmallGuard(), ["safe", "unsafe"], lambda t: [2 + len(w) for w in t.split()],
+                          vocab_size=64, special_ids=[0, 1], mask_id=0, batch_size=256)
+    rows.append(("torch classifier (small conv guard, 32 px), batch 256",
+                 throughput(clf, LabelOracle(["safe", "unsafe"]), kernels, 8 * args.n)))
     print("samples/s; raw = adapter.run + oracle on pre-drawn noisy batches; ratio = smoothed / raw")
     print("in-run = time inside adapter.run / total time of the smoothed run (immune to machine-speed drift)")
     print(f"{'model':<66} {'kernels':<11} {'raw clean':>9} {'raw':>8} {'smoothed':>9} {'ratio':>6} {'in-run':>7}")
     for name, r in rows:
         for label, m in r.items():
-            print(f"{name:<66} {label:<11} {m['raw_clean']:>9.0f} {m['raw']:>8.0f} {m['smoothed']:>9.0f} {m['smoothed'] / m['raw']:>6.2f} {m['model_share']:>7.2f}")
+            print(f"{name:<66} {label:<11} {m['raw_clean']:>9.0f} {m['raw']:>8.0f} {m['smoothed']:>9.0f} "
+                  f"{m['smoothed'] / m['raw']:>6.2f} {m['model_share']:>7.2f}")
     noise_only()
     for n in (2_000, 20_000):
-        out = subprocess.run([sys.executable, "-m", "bench.bench_engine", "--memory-child", str(n)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "bench.bench_engine", "--memory-child", str(n)],
+                             capture_output=True, text=True, check=True)
         print("memory:", out.stdout.strip())
 
 

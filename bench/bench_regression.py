@@ -123,7 +123,8 @@ def same_model(seeds: int) -> None:
                                              f"{r['certificates'][0]['successes']}/{r['certificates'][0]['n']}" for r in base["results"]))
     print("    per-requirement p-values over the seeds (min / median; 1 = the current proportion is not lower):")
     for name, values in p_values.items():
-        print(f"      {name:22s} min {min(values):.3g}  median {float(np.median(values)):.3g}  (p < 0.05 in {sum(v < 0.05 for v in values)})")
+        print(f"      {name:22s} min {min(values):.3g}  median {float(np.median(values)):.3g}  "
+              f"(p < 0.05 in {sum(v < 0.05 for v in values)})")
     print(f"    {time.perf_counter() - t0:.1f} s")
 
 
@@ -164,7 +165,8 @@ def stopped_counts(pairs: int) -> None:
         (n0, k0), (n1, k1) = counts[:pairs].T, counts[pairs:].T
         fisher = drop_p_value(k0, n0, k1, n1, fixed_n=True)
         anytime = drop_p_value(k0, n0, k1, n1, fixed_n=False)
-        print(f"    p_A {p_a} at p* {p_star}: flagged at 0.01 (0.05) by Fisher {np.mean(fisher <= 0.01):.3f} ({np.mean(fisher <= 0.05):.3f}), "
+        print(f"    p_A {p_a} at p* {p_star}: flagged at 0.01 (0.05) by Fisher {np.mean(fisher <= 0.01):.3f} "
+              f"({np.mean(fisher <= 0.05):.3f}), "
               f"by the anytime-valid test {np.mean(anytime <= 0.01):.3f} ({np.mean(anytime <= 0.05):.3f}); median n {int(np.median(n0))}")
     print(f"    {time.perf_counter() - t0:.1f} s")
 

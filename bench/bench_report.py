@@ -52,7 +52,8 @@ def synthetic(n_cases: int = 12_500, per_case: int = 4, seed: int = 0) -> dict:
                 continue
             lower = float(rng.uniform(0.5, 1.0))
             cert = dict(case_id=f"case-{i:05d}", outcome="harmless" if i % 3 else "refuse", edits=d, radius=0.25, threshold=0.5,
-                        alpha=0.01, status=status, p_a_lower=lower, p_a_upper=min(1.0, lower + 0.05), p_star=(0.8413, 0.8812, 0.9105, 0.9387)[d],
+                        alpha=0.01, status=status, p_a_lower=lower, p_a_upper=min(1.0, lower + 0.05),
+                        p_star=(0.8413, 0.8812, 0.9105, 0.9387)[d],
                         p_adv=0.6, n=int(rng.integers(30, 10_000)), successes=29, seed=i, mode="certify", n_max=10000, case_hash=h,
                         image_kernel={"kind": "gaussian", "sigma": 0.25},
                         text_kernel={"kind": "uniform_replace", "beta": 0.1, "vocab_size": 32000}, frontier=[],
@@ -61,7 +62,8 @@ def synthetic(n_cases: int = 12_500, per_case: int = 4, seed: int = 0) -> dict:
     counts = {s: sum(r["status"] == s for r in results) for s in ("certified", "not certified", "inconclusive", "error")}
     n = len(results)
     return {"schema": "certkit.results/1",
-            "run": {"certkit_version": "bench", "run_id": "bench", "started": "2026-11-30T00:00:00Z", "settings": {"alpha": 0.01}, "gate": {}},
+            "run": {"certkit_version": "bench", "run_id": "bench", "started": "2026-11-30T00:00:00Z", "settings": {"alpha": 0.01},
+                    "gate": {}},
             "summary": {"requirements": n, **counts, "pass_rate": counts["certified"] / n, "samples": 300 * n,
                         "forward_samples": 300 * n, "gate": "failed", "gate_reason": "FAILED: bench"},
             "results": results, "cases": cases}
@@ -90,7 +92,8 @@ def layout_pages(rows: int = 50_000, block: int = 1000) -> dict[str, str]:
     body = [f"<tr><td>case-{i // 4:05d}<td>{i % 4}<td>{rng.uniform(0.5, 1):.4f}<td>1<td>0.8413<td>{rng.integers(30, 10_000)}<td>certified"
             for i in range(rows)]
     ready = "<script>document.documentElement.dataset.ready=Math.round(performance.now())</script>"
-    head = "<!DOCTYPE html><html><head><meta charset=utf-8><style>table{table-layout:fixed;width:100%}.cv{content-visibility:auto}</style></head><body>"
+    head = ("<!DOCTYPE html><html><head><meta charset=utf-8><style>table{table-layout:fixed;width:100%}.cv{content-visibility:auto}"
+            "</style></head><body>")
     one = head + "<table><tbody>" + "\n".join(body) + "</tbody></table>" + ready + "</body></html>"
     blocks = "".join(f'<div class="cv"><table><tbody>{"".join(body[i:i + block])}</tbody></table></div>' for i in range(0, rows, block))
     return {"one table": one, f"blocks of {block}": head + blocks + ready + "</body></html>"}

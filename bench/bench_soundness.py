@@ -89,7 +89,8 @@ def run(count: int = 10_000, alpha: float = 0.05, n_max: int = 1_000, n_fixed: i
         false_fixed += (claimed > req["radius"]) if req["tau"] == 0.5 else (claimed >= req["radius"])
     se = math.sqrt(alpha * (1 - alpha) / count)
     return {"requirements": count, "alpha": alpha, "sequential_false_rate": false_seq / count, "fixed_false_rate": false_fixed / count,
-            "monte_carlo_se": se, "decisions": decided, "mean_samples": samples / max(1, count - decided["unreachable"]), "seconds": time.perf_counter() - t0}
+            "monte_carlo_se": se, "decisions": decided, "mean_samples": samples / max(1, count - decided["unreachable"]),
+            "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None) -> dict:
@@ -100,7 +101,8 @@ def main(argv=None) -> dict:
     res = run(args.requirements, args.alpha)
     print(f"{res['requirements']} boundary requirements (true p_A = p*), alpha = {res['alpha']}, {res['seconds']:.0f} s:")
     print(f"  sequential certify (n_max 1000): false-certification rate {res['sequential_false_rate']:.4f} "
-          f"(alpha + 3 se = {res['alpha'] + 3 * res['monte_carlo_se']:.4f}); decisions {res['decisions']}; mean n {res['mean_samples']:.0f}")
+          f"(alpha + 3 se = {res['alpha'] + 3 * res['monte_carlo_se']:.4f}); decisions {res['decisions']}; "
+          f"mean n {res['mean_samples']:.0f}")
     print(f"  fixed n = 500 (report mode): false-certification rate {res['fixed_false_rate']:.4f}")
     return res
 

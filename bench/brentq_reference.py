@@ -42,7 +42,10 @@ def p_adv(p_a: float, sigma: float, r: float, atoms) -> float:
 def max_radius(p_a: float, sigma: float, beta: float, vocab: int, d: int, tau: float) -> float:
     """Largest r with p_adv(r) >= tau, -inf if not certified as r -> 0 (checked at r = 1e-9)."""
     atoms = uniform_atoms(beta, vocab, d)
-    g = lambda r: p_adv(p_a, sigma, r, atoms) - tau
+
+    def g(r):
+        return p_adv(p_a, sigma, r, atoms) - tau
+
     if g(1e-9) < 0:
         return -math.inf
     hi = sigma * (norm.ppf(p_a) - norm.ppf(tau)) + 1e-9

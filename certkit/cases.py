@@ -257,7 +257,8 @@ def load_cases(path: str | Path) -> list[Case]:
             raise CaseError(f"{path}:{lineno}: duplicate case id {cid!r} (first on line {seen[cid]}); ids must be unique")
         seen[cid] = lineno
         try:
-            case = Case(cid, row["prompt"], path.parent / row["image"], row.get("expected"), {k: v for k, v in row.items() if k not in _KNOWN})
+            case = Case(cid, row["prompt"], path.parent / row["image"], row.get("expected"),
+                        {k: v for k, v in row.items() if k not in _KNOWN})
         except CaseError as exc:
             raise CaseError(f"{path}:{lineno}: {exc}") from None
         cases.append(case)

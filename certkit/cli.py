@@ -79,8 +79,8 @@ def _add_kernel_args(p: argparse.ArgumentParser) -> None:
                        "image-layout tokens, as VisionLanguageModel and ServedVLM count them (no weights are loaded)")
     p.add_argument("--kernel", choices=("uniform", "mask"), default=_pytest_default("kernel"), help="text kernel (default: %(default)s)")
     # --tau: the name the papers use; the markers, ini keys and options say threshold
-    p.add_argument("--threshold", "--tau", dest="tau", metavar="THRESHOLD", type=_probability("--threshold"), default=_pytest_default("threshold"),
-                   help=f"{BY_NAME['threshold'].help} (default: %(default)s)")
+    p.add_argument("--threshold", "--tau", dest="tau", metavar="THRESHOLD", type=_probability("--threshold"),
+                   default=_pytest_default("threshold"), help=f"{BY_NAME['threshold'].help} (default: %(default)s)")
 
 
 def _alphabet_size(folder: str, parser: argparse.ArgumentParser) -> int:
@@ -130,7 +130,8 @@ def cmd_bounds(args, parser) -> int:
     if text is None and args.max_edits:
         print("note: no text kernel given (--beta), so only d = 0 is shown", file=sys.stderr)
     radii = bounds.frontier(args.p_a, image, text, max_d, args.tau)
-    kernel = "none" if text is None else (f"uniform(beta={text.beta}, V={text.vocab_size})" if isinstance(text, UniformReplace) else f"mask(beta={text.beta})")
+    kernel = "none" if text is None else (f"uniform(beta={text.beta}, V={text.vocab_size})" if isinstance(text, UniformReplace)
+                                          else f"mask(beta={text.beta})")
     print(f"p_A = {args.p_a}   sigma = {args.sigma}   text kernel = {kernel}   tau = {args.tau}")
     print(f"{'edits d':>8}  {'max image l2 radius':>20}")
     for d, r in enumerate(np.atleast_1d(radii)):
@@ -236,7 +237,8 @@ def cmd_diff(args, parser) -> int:
     print(f"{args.old} -> {args.new}: {len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
           f"{len(result['within_noise'])} within sampling noise, {len(result['new'])} new, {len(result['removed'])} removed")
     print(f"  rule: {result['rule']}")
-    for label, entries in (("REGRESSED", result["regressions"]), ("improved ", result["improvements"]), ("noise    ", result["within_noise"])):
+    for label, entries in (("REGRESSED", result["regressions"]), ("improved ", result["improvements"]),
+                           ("noise    ", result["within_noise"])):
         for entry in entries:
             print(f"  {label} {entry['key']}: {'; '.join(entry['reasons'])}")
     for key in result["new"]:
@@ -303,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="render the HTML audit report from a results.json")
     r.add_argument("results", help="a results file written by the certkit pytest plugin")
     r.add_argument("-o", "--output", default="reports/audit.html", help="the HTML file to write (default reports/audit.html)")
-    r.add_argument("--baseline", default=None, help="a baseline results file: adds the regressions section and the vs-baseline column, as the run did")
+    r.add_argument("--baseline", default=None,
+                   help="a baseline results file: adds the regressions section and the vs-baseline column, as the run did")
     r.add_argument("--history", default=None, help="a history file (reports/history.jsonl): adds the trend chart, as the run did")
     r.set_defaults(func=cmd_report)
 

@@ -65,7 +65,8 @@ class Oracle:
 
     @property
     def fingerprint(self) -> str:
-        payload = json.dumps({"name": self.name, "version": self.version, "labels": self.labels, "error": self.error, **self.config()}, sort_keys=True, default=str)
+        payload = json.dumps({"name": self.name, "version": self.version, "labels": self.labels, "error": self.error, **self.config()},
+                             sort_keys=True, default=str)
         return f"{self.name}@{self.version}:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def check_outcome(self, outcome: str) -> str:
@@ -119,7 +120,8 @@ class KeywordOracle(Oracle):
 
     name = "keyword"
 
-    def __init__(self, rules: Mapping[str, Sequence[str]], default: str | None = None, error: float = 0.0, name: str | None = None, version: str = "1"):
+    def __init__(self, rules: Mapping[str, Sequence[str]], default: str | None = None, error: float = 0.0, name: str | None = None,
+                 version: str = "1"):
         if name:
             self.name = name
         self.version = version
@@ -178,7 +180,8 @@ class ActionOracle(Oracle):
             actions = {a: [] for a in actions}
         self.version = version
         super().__init__(list(actions), error)
-        self.phrases = {label: sorted({label.replace("_", " "), *(str(p) for p in phrases)}, key=len, reverse=True) for label, phrases in actions.items()}
+        self.phrases = {label: sorted({label.replace("_", " "), *(str(p) for p in phrases)}, key=len, reverse=True)
+                        for label, phrases in actions.items()}
         self._patterns = {
             label: re.compile(r"(?<![\w])(" + "|".join(re.escape(p) for p in phrases) + r")(?![\w])", re.IGNORECASE)
             for label, phrases in self.phrases.items()
@@ -269,7 +272,8 @@ class SemanticOracle(Oracle):
 class ClassifierOracle(Oracle):
     """Wrap any text classifier: ``classify(texts) -> labels`` (e.g. a guard model's pipeline)."""
 
-    def __init__(self, classify: Callable[[list[str]], Sequence[str]], labels: Sequence[str], name: str, version: str = "1", error: float = 0.0):
+    def __init__(self, classify: Callable[[list[str]], Sequence[str]], labels: Sequence[str], name: str, version: str = "1",
+                 error: float = 0.0):
         if not callable(classify):
             raise OracleError("ClassifierOracle.classify must be callable: texts -> labels")
         self.name = name

@@ -245,7 +245,8 @@ def _counts(cert: dict, key: str, what: str) -> tuple[int, int]:
     """A certificate's (successes, n), refused unless whole numbers with 0 <= successes <= n, n >= 1 (a document
     that did not pass :func:`load_results`, such as the one ``certkit report`` reads, reaches here unchecked)."""
     k, n = cert.get("successes"), cert.get("n")
-    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer() for v in (k, n)) or not 0 <= k <= n or n < 1:
+    counts_are_integers = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer() for v in (k, n))
+    if not counts_are_integers or not 0 <= k <= n or n < 1:
         raise ResultsError(f"{what}: requirement {key}: the certificate's counts are not usable (successes={k!r}, n={n!r}); "
                            "each certificate needs whole numbers 0 <= successes <= n, n >= 1, as certkit writes them")
     return int(k), int(n)

@@ -117,7 +117,8 @@ def _check_body(doc: dict, where: str) -> None:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ResultsError(f"{where_cert}: {key!r} must be a number, got {cert.get(key)!r}"
                                        + ("; the regression test needs each certificate's counts: write the file again with this "
-                                          "certkit (a baseline: --certkit-update-baseline)" if key == "successes" and key not in cert else ""))
+                                          "certkit (a baseline: --certkit-update-baseline)"
+                                          if key == "successes" and key not in cert else ""))
             n, k = cert["n"], cert["successes"]
             if not (float(n).is_integer() and float(k).is_integer() and 0 <= k <= n and n >= 1):
                 raise ResultsError(f"{where_cert}: 'successes' and 'n' must be whole numbers with 0 <= successes <= n and n >= 1, "

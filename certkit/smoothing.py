@@ -201,7 +201,8 @@ class Smoothed:
             raise OracleError(f"oracle must be a certkit.oracles.Oracle, got {type(oracle).__name__}; wrap a function in ClassifierOracle")
         for attr in ("encode", "run", "fingerprint", "alphabet", "batch_size"):
             if not hasattr(model, attr):
-                raise ModelError(f"model must be a certkit model adapter (missing {attr!r}); wrap it in VisionLanguageModel or TorchClassifier")
+                raise ModelError(f"model must be a certkit model adapter (missing {attr!r}); "
+                                 "wrap it in VisionLanguageModel or TorchClassifier")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)
@@ -252,7 +253,8 @@ class Smoothed:
 
     def _encode(self, case: Case):
         if not isinstance(case, Case):
-            raise CaseError(f"case must be a certkit.Case, got {type(case).__name__}; build one with Case(id, prompt, image) or load_cases(path)")
+            raise CaseError(f"case must be a certkit.Case, got {type(case).__name__}; "
+                            "build one with Case(id, prompt, image) or load_cases(path)")
         enc = self.model.encode(case)
         if isinstance(self.text, UniformReplace):
             prompt_ids = enc.ids[enc.editable]
@@ -292,7 +294,8 @@ class Smoothed:
             text_gen.manual_seed(derive_seed(stream_seed, "text", c))
             image_gen = torch.Generator(device=device)
             image_gen.manual_seed(derive_seed(stream_seed, "image", c))
-            ids = noisy_token_ids(enc.ids, enc.editable, self.text, CHUNK, text_gen, self.model.alphabet, getattr(self.model, "mask_id", None))
+            ids = noisy_token_ids(enc.ids, enc.editable, self.text, CHUNK, text_gen, self.model.alphabet,
+                                  getattr(self.model, "mask_id", None))
             for i in range(CHUNK):
                 yield ids[i], noisy_images(enc.image, self.image, 1, image_gen)[0]
 
@@ -366,7 +369,8 @@ class Smoothed:
         if isinstance(outputs, (str, bytes)) or not isinstance(outputs, (list, tuple)):
             raise ModelError(f"{name}.run must return a list of {batch} strings (one output per sample), got {type(outputs).__name__}")
         if len(outputs) != batch:
-            raise ModelError(f"{name}.run returned {len(outputs)} outputs for a batch of {batch} samples; it must return exactly one per sample")
+            raise ModelError(f"{name}.run returned {len(outputs)} outputs for a batch of {batch} samples; "
+                             "it must return exactly one per sample")
         for i, out in enumerate(outputs):
             if not isinstance(out, str):
                 raise ModelError(f"{name}.run returned a {type(out).__name__} as output {i} of the batch; outputs must be strings "
@@ -550,7 +554,8 @@ class Smoothed:
         if max_edits is None:
             max_edits = 8 if self.text is not None else 0
         if isinstance(max_edits, bool) or not isinstance(max_edits, numbers.Integral) or max_edits < 0:
-            raise RequirementError(f"max_edits must be a non-negative integer (the frontier's largest token-edit budget), got {max_edits!r}")
+            raise RequirementError("max_edits must be a non-negative integer (the frontier's largest token-edit budget), "
+                                   f"got {max_edits!r}")
         req = self._requirement(None, outcome, edits=max_edits, alpha=alpha, threshold=threshold)
         alpha, threshold = req.alpha, req.threshold
         n = _check_count("n", n)

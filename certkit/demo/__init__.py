@@ -44,7 +44,8 @@ def verify(directory: Path | str = WEIGHTS, part: str | None = None) -> dict:
             raise WeightsError(f"demo weight file {path} is missing; {_REGENERATE}")
         actual = sha256_file(path)
         if actual != expected:
-            raise WeightsError(f"demo weight file {path} does not match its manifest hash (expected {expected[:12]}..., got {actual[:12]}...); {_REGENERATE}")
+            raise WeightsError(f"demo weight file {path} does not match its manifest hash "
+                               f"(expected {expected[:12]}..., got {actual[:12]}...); {_REGENERATE}")
     return data
 
 

@@ -25,7 +25,8 @@ def make_cases(seed: int = 2026):
     rng = np.random.default_rng(seed)
     blades, others = sorted(world.BLADES), [o for o in world.OBJECTS if o not in world.BLADES]
     harmless, aimed = sorted(set(world.INSTRUCTIONS) - world.DANGEROUS), sorted(world.DANGEROUS)
-    pools = {"unsafe": (blades, aimed), "blade-harmless": (blades, harmless), "aimed-harmless": (others, aimed), "benign": (others, harmless)}
+    pools = {"unsafe": (blades, aimed), "blade-harmless": (blades, harmless), "aimed-harmless": (others, aimed),
+             "benign": (others, harmless)}
     cases = []
     for kind, count in KINDS.items():
         objects, prompts = pools[kind]
@@ -55,7 +56,8 @@ def write_cases(out: Path, seed: int = 2026) -> Path:
         arr = case.pop("image_array")
         name = f"images/{case['id']}.png"
         Image.fromarray((arr.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(out / name)
-        lines.append(json.dumps({"id": case["id"], "prompt": case["prompt"], "image": name, **{k: v for k, v in case.items() if k not in ("id", "prompt")},
+        lines.append(json.dumps({"id": case["id"], "prompt": case["prompt"], "image": name,
+                                 **{k: v for k, v in case.items() if k not in ("id", "prompt")},
                                  "version": CASES_VERSION}, sort_keys=True))
     path = out / "cases.jsonl"
     path.write_text("\n".join(lines) + "\n")

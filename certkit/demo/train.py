@@ -160,8 +160,8 @@ def _assistant_batches(adapter, samples, tok):
     editable = torch.zeros((len(rows), length), dtype=torch.bool)
     labels = torch.full((len(rows), length), -100)
     attn = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, (a, e, l) in enumerate(rows):
-        ids[i, : a.numel()], editable[i, : a.numel()], labels[i, : a.numel()], attn[i, : a.numel()] = a, e, l, 1
+    for i, (a, e, lab) in enumerate(rows):
+        ids[i, : a.numel()], editable[i, : a.numel()], labels[i, : a.numel()], attn[i, : a.numel()] = a, e, lab, 1
     images = torch.from_numpy(np.stack([s.image for s in samples]))
     return ids, editable, labels, attn, images
 
@@ -190,8 +190,8 @@ def train_assistant(recipe: Recipe, log=print):
             total += out.loss.item() * len(b)
         log(f"assistant epoch {epoch + 1}/{recipe.assistant_epochs}: loss {total / len(ids):.4f}")
     model.eval()
-    return model, processor, evaluate_assistant(VisionLanguageModel(model, processor, max_new_tokens=6, batch_size=64, weights_fingerprint="eval"),
-                                                recipe.assistant_held_out, recipe.seed + 4)
+    adapter = VisionLanguageModel(model, processor, max_new_tokens=6, batch_size=64, weights_fingerprint="eval")
+    return model, processor, evaluate_assistant(adapter, recipe.assistant_held_out, recipe.seed + 4)
 
 
 def answer_oracle():
@@ -232,7 +232,8 @@ def sha256_file(path: Path) -> str:
 def write_manifest(out: Path, recipe: Recipe, metrics: dict) -> dict:
     files = {str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     manifest = {"world_version": world.WORLD_VERSION, "recipe": asdict(recipe), "files": files, "metrics": metrics,
-                "smoothing": {"guard": {"sigma": GUARD_SIGMA, "beta": GUARD_BETA}, "assistant": {"sigma": ASSISTANT_SIGMA, "beta": ASSISTANT_BETA}},
+                "smoothing": {"guard": {"sigma": GUARD_SIGMA, "beta": GUARD_BETA},
+                              "assistant": {"sigma": ASSISTANT_SIGMA, "beta": ASSISTANT_BETA}},
                 "torch": torch.__version__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -20,7 +20,8 @@ import torch
 from ..errors import CertkitError
 
 __all__ = ["EncodedCase", "ModelAdapter", "ModelError", "UnspellableText", "fingerprint_module", "code_fingerprint",
-           "callable_fingerprint", "config_fingerprint", "takes_encoded", "resolve_device", "module_device", "module_dtype", "to_device", "runtime"]
+           "callable_fingerprint", "config_fingerprint", "takes_encoded", "resolve_device", "module_device", "module_dtype", "to_device",
+           "runtime"]
 
 
 class ModelError(CertkitError):

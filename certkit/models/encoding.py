@@ -158,7 +158,8 @@ class ProcessorEncoding:
         if len(set(ids)) != len(ids):
             clash = [label for label, i in zip(words, ids) if ids.count(i) > 1]
             raise ModelError(f"labels {clash} begin with the same token, so one next-token read cannot tell them apart; "
-                             "choose label words whose first tokens differ (e.g. ' safe' / ' unsafe' with the leading space the template leaves)")
+                             "choose label words whose first tokens differ (e.g. ' safe' / ' unsafe' with the leading space the "
+                             "template leaves)")
         return tuple(str(label) for label in words), ids
 
     def messages(self, text: str) -> list[dict]:
@@ -185,7 +186,8 @@ class ProcessorEncoding:
         self.refuse_special_text(plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
         image = torch.tensor(case.image, dtype=torch.float32)
         if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
-            raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; give an RGB or greyscale image of at least 2x2 pixels")
+            raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; "
+                             "give an RGB or greyscale image of at least 2x2 pixels")
         image = image.to(device)
         inputs = self.process(full, self.rgb(image.unsqueeze(0)), case.id)
         ids = inputs["input_ids"][0].to(device)

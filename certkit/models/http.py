@@ -167,9 +167,11 @@ class Endpoint:
                         try:
                             data = response.json()
                         except ValueError:
-                            raise ServerError(f"{method} {url} answered {status} with a body that is not JSON: {response.text[:200]!r}", status) from None
+                            raise ServerError(f"{method} {url} answered {status} with a body that is not JSON: {response.text[:200]!r}",
+                                              status) from None
                         if not isinstance(data, dict):
-                            raise ServerError(f"{method} {url} answered {status} with JSON that is not an object: {str(data)[:200]}", status)
+                            raise ServerError(f"{method} {url} answered {status} with JSON that is not an object: {str(data)[:200]}",
+                                              status)
                         return data
                     last = f"HTTP {status}: {_server_message(response)}"
                     if status not in RETRYABLE_STATUS:

@@ -99,7 +99,8 @@ class TorchClassifier:
         if logits.ndim != 2 or logits.shape[1] != len(self.labels):
             raise ModelError(f"the module returned logits of shape {tuple(logits.shape)}; expected (batch, {len(self.labels)})")
         if ids.shape[0] != logits.shape[0]:
-            raise ModelError(f"the module returned logits for {logits.shape[0]} samples from a batch of {ids.shape[0]}; it must return one row per sample")
+            raise ModelError(f"the module returned logits for {logits.shape[0]} samples from a batch of {ids.shape[0]}; "
+                             "it must return one row per sample")
         nan_rows = torch.isnan(logits).any(dim=1) if logits.is_floating_point() else None
         if nan_rows is not None and bool(nan_rows.any()):
             raise ModelError(

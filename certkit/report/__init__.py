@@ -121,7 +121,8 @@ def _table(rows: list[tuple], with_change: bool) -> dict:
                 cells.append(f"<td>{c['edits']}")
             if "eps" not in constant:
                 cells.append(f"<td>{_radius(c['radius'])}")
-        cells.append(f"<td>{_rounded(c['p_a_lower'], 'down')}<td>{_rounded(c['p_a_upper'], 'up')}<td>{_rounded(c['p_star'], 'up')}<td>{c['n']}")
+        cells.append(f"<td>{_rounded(c['p_a_lower'], 'down')}<td>{_rounded(c['p_a_upper'], 'up')}"
+                     f"<td>{_rounded(c['p_star'], 'up')}<td>{c['n']}")
         if with_change:
             cells.append(f"<td>{escape(change or '')}")
         cells.append("<td>" if code == "c" else f"<td>{c['status']}")  # "certified" is the style's text for a row without class
@@ -173,7 +174,8 @@ def _baseline_lists(comparison: dict | None) -> list[tuple]:
               [{**r, "text": f"was {r['status']} in the baseline"} for r in comparison.get("removed_records", [])]),
              ("Changes within sampling noise (not regressions)", "within-noise",
               [{**r, "text": "; ".join(r["reasons"])} for r in comparison.get("within_noise", [])])]
-    return [(title, id_, [{"key": e.get("key", e["nodeid"]), "nodeid": e["nodeid"], "text": e["text"]} for e in entries[:MAX_BASELINE_ITEMS]],
+    return [(title, id_,
+             [{"key": e.get("key", e["nodeid"]), "nodeid": e["nodeid"], "text": e["text"]} for e in entries[:MAX_BASELINE_ITEMS]],
              max(0, len(entries) - MAX_BASELINE_ITEMS)) for title, id_, entries in lists if entries]
 
 
@@ -240,7 +242,8 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "error_cards": errors[:MAX_ERROR_CARDS],
         "errors_not_carded": max(0, len(errors) - MAX_ERROR_CARDS),
         "case_index": chunks([f"<tr><td>{visible(case_id, isolate=False)}<td>{visible(prompt, PROMPT_INDEX_CHARS, isolate=False)}"
-                              for case_id, prompt in sorted((str(i.get("id")), i.get("prompt")) for i in cases.values() if isinstance(i, dict))]),
+                              for case_id, prompt in sorted((str(i.get("id")), i.get("prompt"))
+                                                            for i in cases.values() if isinstance(i, dict))]),
         # thumbnails of the charted cases only (worst first, at most MAX_CASE_CHARTS): the page stays small
         "thumbs": {card["key"]: card["info"]["thumbnail"] for card in charted
                    if _HEX.match(card["key"]) and _PNG_URI.match(str(card["info"].get("thumbnail") or ""))},

@@ -30,8 +30,10 @@ def case_chart(certs: list[dict]) -> str:
     def y(r):
         return h - pad + 4 - (h - pad - 4) * min(r, max_r) / max_r
 
-    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="requirements in the edits-radius plane">',
-             f'<line x1="{pad}" y1="{y(0)}" x2="{w - 8}" y2="{y(0)}" class="axis"/><line x1="{pad}" y1="{y(0)}" x2="{pad}" y2="6" class="axis"/>',
+    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+             'aria-label="requirements in the edits-radius plane">',
+             f'<line x1="{pad}" y1="{y(0)}" x2="{w - 8}" y2="{y(0)}" class="axis"/>'
+             f'<line x1="{pad}" y1="{y(0)}" x2="{pad}" y2="6" class="axis"/>',
              f'<text x="{w / 2}" y="{h - 4}" class="lbl">token edits d</text>',
              f'<text x="10" y="{h / 2}" class="lbl" transform="rotate(-90 10 {h / 2})">image l2 radius</text>',
              f'<text x="{pad - 4}" y="{y(0) + 4}" class="tick" text-anchor="end">0</text>',
@@ -61,7 +63,8 @@ def case_chart(certs: list[dict]) -> str:
     for c in points:
         col = COLOURS.get(c["status"], "#888")
         parts.append(f'<circle cx="{x(c["edits"]):.1f}" cy="{y(c["radius"]):.1f}" r="4.5" fill="{col}"><title>'
-                     f'{escape(str(c.get("outcome", "")))} {escape(str(c["status"]))}: d={c["edits"]}, eps={c["radius"]:g}, tau={c["threshold"]:g}</title></circle>')
+                     f'{escape(str(c.get("outcome", "")))} {escape(str(c["status"]))}: '
+                     f'd={c["edits"]}, eps={c["radius"]:g}, tau={c["threshold"]:g}</title></circle>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -72,13 +75,18 @@ def accuracy_curves(frontier_certs: list[dict]) -> str | None:
         return None
     w, h, pad = 420, 220, 36
     max_d = min(4, max(len(c["frontier"]) for c in frontier_certs) - 1)
-    finite = [from_json_float(r) for c in frontier_certs for r in c["frontier"] if math.isfinite(from_json_float(r)) and from_json_float(r) > 0]
+    finite = [from_json_float(r) for c in frontier_certs for r in c["frontier"]
+              if math.isfinite(from_json_float(r)) and from_json_float(r) > 0]
     max_r = max(finite + [0.1]) * 1.05
     palette = ["#0969da", "#1a7f37", "#bf8700", "#cf222e", "#6e40c9"]
-    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="certified accuracy against radius">',
-             f'<line x1="{pad}" y1="{h - pad}" x2="{w - 10}" y2="{h - pad}" class="axis"/><line x1="{pad}" y1="{h - pad}" x2="{pad}" y2="10" class="axis"/>',
-             f'<text x="{w / 2}" y="{h - 6}" class="lbl">image l2 radius</text><text x="{pad - 4}" y="14" class="tick" text-anchor="end">1</text>',
-             f'<text x="{pad - 4}" y="{h - pad + 4}" class="tick" text-anchor="end">0</text><text x="{w - 10}" y="{h - pad + 14}" class="tick" text-anchor="end">{max_r:.3g}</text>']
+    parts = [f'<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+             'aria-label="certified accuracy against radius">',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - 10}" y2="{h - pad}" class="axis"/>'
+             f'<line x1="{pad}" y1="{h - pad}" x2="{pad}" y2="10" class="axis"/>',
+             f'<text x="{w / 2}" y="{h - 6}" class="lbl">image l2 radius</text>'
+             f'<text x="{pad - 4}" y="14" class="tick" text-anchor="end">1</text>',
+             f'<text x="{pad - 4}" y="{h - pad + 4}" class="tick" text-anchor="end">0</text>'
+             f'<text x="{w - 10}" y="{h - pad + 14}" class="tick" text-anchor="end">{max_r:.3g}</text>']
     n = len(frontier_certs)
     for d in range(max_d + 1):
         pts = []
@@ -86,7 +94,8 @@ def accuracy_curves(frontier_certs: list[dict]) -> str | None:
             r = max_r * i / 40
             share = sum(1 for c in frontier_certs if len(c["frontier"]) > d and from_json_float(c["frontier"][d]) >= r) / n
             pts.append(f"{pad + (w - pad - 10) * i / 40:.1f},{h - pad - (h - pad - 10) * share:.1f}")
-        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{palette[d % 5]}" stroke-width="2"><title>d = {d}</title></polyline>')
+        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{palette[d % 5]}" stroke-width="2">'
+                     f'<title>d = {d}</title></polyline>')
         parts.append(f'<text x="{w - 60}" y="{20 + 13 * d}" class="tick" fill="{palette[d % 5]}">d = {d}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -125,7 +134,8 @@ def trend_chart(history: list[dict]) -> str | None:
             f'<text x="{w - right + 4}" y="{y(1) + 4}" class="tick" fill="#0969da">{max_r:.3g}</text>'
             f'<text x="{w - right + 4}" y="{y(0) + 4}" class="tick" fill="#0969da">0</text>'
             f'<text x="14" y="{mid}" class="lbl" fill="#1a7f37" transform="rotate(-90 14 {mid})">certified share of requirements (%)</text>'
-            f'<text x="{w - 12}" y="{mid}" class="lbl" fill="#0969da" transform="rotate(90 {w - 12} {mid})">mean certified radius (l2)</text>'
+            f'<text x="{w - 12}" y="{mid}" class="lbl" fill="#0969da" transform="rotate(90 {w - 12} {mid})">'
+            'mean certified radius (l2)</text>'
             f'<text x="{left}" y="{h - bottom + 14}" class="tick">{date(runs[0])}</text>'
             f'<text x="{w - right}" y="{h - bottom + 14}" class="tick" text-anchor="end">{date(runs[-1])}</text>'
             f'<text x="{(left + w - right) / 2}" y="{h - 8}" class="lbl">run (the last {n}, oldest left)</text>'

@@ -251,7 +251,8 @@ class ServedVLM:
         """The case's ids, editable positions and image, as the protocol sends them (checked against the server)."""
         image = torch.tensor(case.image, dtype=torch.float32)
         if image.ndim != 3 or image.shape[0] not in (1, 3) or min(image.shape[1:]) < 2:
-            raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; give an RGB or greyscale image of at least 2x2 pixels")
+            raise ModelError(f"case {case.id!r}: image of shape {tuple(image.shape)} cannot be read by a VLM; "
+                             "give an RGB or greyscale image of at least 2x2 pixels")
         return self._encode(case, image)
 
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:

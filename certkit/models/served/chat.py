@@ -156,5 +156,6 @@ class OpenAIChat(ServedVLM):
                     best, best_lp = label, float(entry["logprob"])
         if best is None:
             raise ServerError(f"none of the label words {list(self.labels.values())} is among the {_TOP_LOGPROBS} most likely first "
-                              "tokens of the server's answer; certkit will not guess the label (check the label words and the prompt_format)")
+                              "tokens of the server's answer; certkit will not guess the label (check the label words and the "
+                              "prompt_format)")
         return best
