@@ -58,20 +58,25 @@ CASE_FILES = [
     ("cases.jsonl", OK.rstrip("}\n") + "\n", "cases.jsonl:1: not valid JSON"),
     ("cases.jsonl", '["a", "hi", "ok.png"]\n', "cases.jsonl:1: a case must be a mapping with id, prompt and image, got list"),
     ("cases.jsonl", '{"id": "a", "prompt": ["hi", "there"], "image": "ok.png"}\n', "cases.jsonl:1: prompt must be text, got list"),
-    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": 5}\n', "cases.jsonl:1: image must be a file path relative to the case file, got int"),
-    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "ok.png", "expected": {"x": 1}}\n', "expected must be an outcome label (text), got dict"),
+    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": 5}\n',
+     "cases.jsonl:1: image must be a file path relative to the case file, got int"),
+    ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "ok.png", "expected": {"x": 1}}\n',
+     "expected must be an outcome label (text), got dict"),
     ("cases.jsonl", '{"id": "a", "prompt": "   ", "image": "ok.png"}\n', "cases.jsonl:1: case 'a': prompt is empty"),
     ("cases.jsonl", "", "holds no cases"),
     ("cases.jsonl", '{"id": "a", "prompt": "hi", "image": "."}\n', "is not a file; give the path of a PNG or JPEG image"),
     ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  prompt: a: b\n  image: ok.png\n", "cases.yaml:5: not valid YAML"),
-    ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  image: ok.png\n", "cases.yaml:4: case is missing required field(s) prompt"),
+    ("cases.yaml", "- id: a\n  prompt: hi\n  image: ok.png\n- id: b\n  image: ok.png\n",
+     "cases.yaml:4: case is missing required field(s) prompt"),
     ("cases.yaml", "- id: a\n  prompt: yes\n  image: ok.png\n", "cases.yaml:1: prompt must be text, got bool True; quote it"),
     ("cases.yaml", "- id: no\n  prompt: hi\n  image: ok.png\n", "cases.yaml:1: id must be text or a whole number, got bool False"),
     ("cases.yaml", "just a sentence\n", "a YAML case file must be a list of cases"),
-    ("cases.yaml", "- id: a\n  prompt: hi\n  prompt: again\n  image: ok.png\n", "cases.yaml:3: not valid YAML (duplicate key 'prompt' (first on line 2)"),
+    ("cases.yaml", "- id: a\n  prompt: hi\n  prompt: again\n  image: ok.png\n",
+     "cases.yaml:3: not valid YAML (duplicate key 'prompt' (first on line 2)"),
     ("cases.csv", "id,prompt,image\na,hi,ok.png\nb,,ok.png\n", "cases.csv:3: case is missing required field(s) prompt"),
     ("cases.csv", "id,prompt\na,hi\n", "cases.csv:2: case is missing required field(s) image"),
-    ("cases.csv", "id,prompt,image\na,caf\xe9,ok.png\n".encode("latin-1"), "is not UTF-8 text (byte 21: invalid continuation byte); save it as UTF-8"),
+    ("cases.csv", "id,prompt,image\na,caf\xe9,ok.png\n".encode("latin-1"),
+     "is not UTF-8 text (byte 21: invalid continuation byte); save it as UTF-8"),
     ("cases.txt", OK, "unknown format '.txt'; use .jsonl, .yaml/.yml or .csv"),
 ]
 
@@ -201,14 +206,20 @@ def _smoothed(seed=0):
 REQUIREMENTS = [
     ("unknown outcome", lambda s: s.certify(bright_case(), outcome="purple"), OracleError, "unknown outcome label 'purple'"),
     ("unparseable outcome", lambda s: s.certify(bright_case(), outcome="unparseable"), OracleError, "always count against"),
-    ("alpha 0", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", alpha=0.0), RequirementError, "alpha must lie strictly between 0 and 1"),
+    ("alpha 0", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", alpha=0.0), RequirementError,
+     "alpha must lie strictly between 0 and 1"),
     ("alpha 1.5", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", alpha=1.5), RequirementError, "alpha must lie strictly"),
-    ("threshold 1", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", threshold=1.0), RequirementError, "threshold must lie"),
-    ("negative radius", lambda s: s.certify(bright_case(), radius=-1.0, outcome="bright"), RequirementError, "radius must be a finite, non-negative"),
+    ("threshold 1", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", threshold=1.0), RequirementError,
+     "threshold must lie"),
+    ("negative radius", lambda s: s.certify(bright_case(), radius=-1.0, outcome="bright"), RequirementError,
+     "radius must be a finite, non-negative"),
     ("NaN radius", lambda s: s.certify(bright_case(), radius=float("nan"), outcome="bright"), RequirementError, "radius must be a finite"),
-    ("edits without text noise", lambda s: s.certify(bright_case(), edits=1, outcome="bright"), RequirementError, "edits > 0 needs text noise"),
-    ("negative edits", lambda s: s.certify(bright_case(), edits=-1, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
-    ("fractional edits", lambda s: s.certify(bright_case(), edits=1.5, outcome="bright"), RequirementError, "edits must be a non-negative integer"),
+    ("edits without text noise", lambda s: s.certify(bright_case(), edits=1, outcome="bright"), RequirementError,
+     "edits > 0 needs text noise"),
+    ("negative edits", lambda s: s.certify(bright_case(), edits=-1, outcome="bright"), RequirementError,
+     "edits must be a non-negative integer"),
+    ("fractional edits", lambda s: s.certify(bright_case(), edits=1.5, outcome="bright"), RequirementError,
+     "edits must be a non-negative integer"),
     ("n_max 0", lambda s: s.certify(bright_case(), outcome="bright", n_max=0), RequirementError, "n_max must be a positive integer"),
     ("threshold that underflows p*", lambda s: s.certify(bright_case(), radius=0.1, outcome="bright", threshold=1e-320), RequirementError,
      "threshold must lie strictly between 0 and 1 (and be at least 1e-300"),
@@ -219,10 +230,13 @@ REQUIREMENTS = [
     ("not a case", lambda s: s.certify("not a case", outcome="bright"), CaseError, "case must be a certkit.Case, got str; build one with"),
     ("string seed", lambda s: _smoothed(seed="7"), RequirementError, "seed must be an integer"),
     ("vocab mismatch", lambda s: Smoothed(s.model, s.oracle, text=UniformReplace(0.2, 5)), ModelError, "use UniformReplace(0.2, 28)"),
-    ("mask without mask id", lambda s: Smoothed(brightness_model(mask_id=None), s.oracle, text=Mask(0.2)), ModelError, "set the adapter's mask_id"),
-    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), ModelError, "wrap it in VisionLanguageModel or TorchClassifier"),
+    ("mask without mask id", lambda s: Smoothed(brightness_model(mask_id=None), s.oracle, text=Mask(0.2)), ModelError,
+     "set the adapter's mask_id"),
+    ("not an adapter", lambda s: Smoothed(torch.nn.Linear(2, 2), s.oracle), ModelError,
+     "wrap it in VisionLanguageModel or TorchClassifier"),
     ("not an oracle", lambda s: Smoothed(s.model, lambda outs: outs), OracleError, "oracle must be a certkit.oracles.Oracle, got function"),
-    ("not a kernel", lambda s: Smoothed(s.model, s.oracle, image=0.25), RequirementError, "image must be certkit.noise.Gaussian(sigma) or None, got float"),
+    ("not a kernel", lambda s: Smoothed(s.model, s.oracle, image=0.25), RequirementError,
+     "image must be certkit.noise.Gaussian(sigma) or None, got float"),
 ]
 
 
@@ -316,19 +330,24 @@ MODEL_OUTPUTS = [
     ("None outputs", lambda: _generator(lambda b: [None] * b), "refused", ModelError, "returned a NoneType as output 0"),
     ("bytes outputs", lambda: _generator(lambda b: [b"I cannot"] * b), "refused", ModelError, "returned a bytes as output 0"),
     ("a tensor", lambda: _generator(lambda b: torch.zeros(b)), "refused", ModelError, "must return a list of 32 strings"),
-    ("one string", lambda: _generator(lambda b: "I cannot"), "refused", ModelError, "must return a list of 32 strings (one output per sample), got str"),
-    ("undeclared oracle label", lambda: Smoothed(brightness_model(), ClassifierOracle(lambda outs: ["maybe"] * len(outs), ["dark", "bright"], name="rogue"),
-                                                 image=Gaussian(0.25)), "bright",
+    ("one string", lambda: _generator(lambda b: "I cannot"), "refused",
+     ModelError, "must return a list of 32 strings (one output per sample), got str"),
+    ("undeclared oracle label",
+     lambda: Smoothed(brightness_model(), ClassifierOracle(lambda outs: ["maybe"] * len(outs), ["dark", "bright"], name="rogue"),
+                      image=Gaussian(0.25)), "bright",
      OracleError, "returned label 'maybe', outside its declared set"),
-    ("oracle returns too few labels", lambda: Smoothed(brightness_model(), ClassifierOracle(lambda outs: ["dark"], ["dark", "bright"], name="short"),
-                                                       image=Gaussian(0.25)), "bright",
+    ("oracle returns too few labels",
+     lambda: Smoothed(brightness_model(), ClassifierOracle(lambda outs: ["dark"], ["dark", "bright"], name="short"),
+                      image=Gaussian(0.25)), "bright",
      OracleError, "returned 1 labels for 32 outputs"),
     ("prompt token outside the alphabet", lambda: Smoothed(brightness_model(tokenize=lambda t: [1, 2, 3]), LabelOracle(["dark", "bright"]),
                                                            image=Gaussian(0.25), text=UniformReplace(0.2, VOCAB - 2)), "bright",
      ModelError, "prompt token ids [1] are not in the replacement alphabet (special tokens?)"),
-    ("prompt of no tokens", lambda: Smoothed(brightness_model(tokenize=lambda t: []), LabelOracle(["dark", "bright"]), image=Gaussian(0.25)),
+    ("prompt of no tokens",
+     lambda: Smoothed(brightness_model(tokenize=lambda t: []), LabelOracle(["dark", "bright"]), image=Gaussian(0.25)),
      "bright", ModelError, "the prompt tokenizes to no tokens"),
-    ("prompt longer than the context", lambda: Smoothed(brightness_model(max_length=3), LabelOracle(["dark", "bright"]), image=Gaussian(0.25)),
+    ("prompt longer than the context",
+     lambda: Smoothed(brightness_model(max_length=3), LabelOracle(["dark", "bright"]), image=Gaussian(0.25)),
      "bright", ModelError, "prompt has 6 tokens, more than the model's context of 3"),
 ]
 
@@ -545,7 +564,8 @@ def test_bad_fixture_arguments_fail_their_requirement_in_one_line(pytester):
         assert records[f"test_{i}"]["status"] == "error" and message in records[f"test_{i}"]["error"], (call, records[f"test_{i}"])
         res.stdout.fnmatch_lines([f"ERROR: certkit could not evaluate test_arguments.py::test_{i}: *"])
     outcome = {name: [(c["outcome"], c["status"]) for c in records[name]["certificates"]] for name in
-               ("test_expected", "test_marker_over_expected", "test_argument_over_marker", "test_string_alpha_is_read_as_the_marker_reads_it")}
+               ("test_expected", "test_marker_over_expected", "test_argument_over_marker",
+                "test_string_alpha_is_read_as_the_marker_reads_it")}
     assert outcome == {"test_expected": [("bright", "certified")], "test_marker_over_expected": [("dark", "not certified")],
                        "test_argument_over_marker": [("bright", "certified")],
                        "test_string_alpha_is_read_as_the_marker_reads_it": [("bright", "certified")]}
@@ -584,7 +604,8 @@ def test_case(certkit, case):
     res = pytester.runpytest_subprocess()
     assert res.ret == pytest.ExitCode.INTERRUPTED  # collection error: nothing ran, nothing passed
     out = res.stdout.str()
-    assert "ERROR: certkit could not collect test_cases.py: " in out and "cases.yaml:4: prompt must be text, got bool False; quote it" in out
+    assert "ERROR: certkit could not collect test_cases.py: " in out
+    assert "cases.yaml:4: prompt must be text, got bool False; quote it" in out
     assert "Traceback" not in out and "raise " not in out
     res.assert_outcomes(errors=1)
 

@@ -105,7 +105,10 @@ def _mp_p_adv(p_a, sigma, r, beta, vocab, d):
             c = d - a - b
             atoms[b - a] = atoms.get(b - a, 0) + mp.binomial(d, a) * mp.binomial(d - a, b) * keep**a * one**b * (other**c if c else 1)
     r, s, target = mp.mpf(r), mp.mpf(sigma), mp.mpf(p_a)
-    F = lambda u: sum(m * mp.ncdf((r * r / 2 + s * s * (u - k * log_rho)) / (s * r)) for k, m in atoms.items()) - target
+
+    def F(u):
+        return sum(m * mp.ncdf((r * r / 2 + s * s * (u - k * log_rho)) / (s * r)) for k, m in atoms.items()) - target
+
     lo, hi = mp.mpf(-400), mp.mpf(400)
     for _ in range(300):
         mid = (lo + hi) / 2

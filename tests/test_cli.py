@@ -11,7 +11,8 @@ from certkit.noise import Gaussian, UniformReplace
 
 
 def test_bounds_prints_the_frontier(capsys):
-    assert main(["bounds", "--p-a", "0.999", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000", "--tau", "4.6e-5", "--max-edits", "3"]) == 0
+    assert main(["bounds", "--p-a", "0.999", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000", "--tau", "4.6e-5",
+                 "--max-edits", "3"]) == 0
     out = capsys.readouterr().out
     expected = bounds.frontier(0.999, Gaussian(0.5), UniformReplace(0.25, 32000), 3, 4.6e-5)
     for d, r in enumerate(expected):
@@ -66,7 +67,8 @@ def test_usage_errors_name_the_argument(argv, message, capsys):
 
 
 def test_python_dash_m_entry_point():
-    out = subprocess.run([sys.executable, "-m", "certkit", "bounds", "--p-a", "0.9", "--sigma", "1", "--max-edits", "0"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "certkit", "bounds", "--p-a", "0.9", "--sigma", "1", "--max-edits", "0"],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "1.281552" in out.stdout  # Phi^-1(0.9)
 

@@ -46,7 +46,8 @@ def test_a_run_without_workers_runs_on_the_first_gpu_named(pytester, monkeypatch
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_share=TESTS)
-    pytester.runpytest_subprocess("--certkit-devices", "0", "-p", "no:cacheprovider", "--certkit-cache-dir", "none").assert_outcomes(passed=4)
+    res = pytester.runpytest_subprocess("--certkit-devices", "0", "-p", "no:cacheprovider", "--certkit-cache-dir", "none")
+    res.assert_outcomes(passed=4)
     assert {p.read_text() for p in pytester.path.glob("pin-*.txt")} == {"0"}
 
 

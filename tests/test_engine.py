@@ -166,19 +166,22 @@ def test_cache_reuses_counts_and_never_across_models(tmp_path):
     s1 = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path)
     first = s1.certify(case(0.6), radius=0.1, outcome="bright", n_max=1_000)
     assert first.timings["forward_samples"] > 0 and not first.cached
-    again = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(case(0.6), radius=0.1, outcome="bright", n_max=1_000)
+    again = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
+        case(0.6), radius=0.1, outcome="bright", n_max=1_000)
     assert again.cached and "forward_samples" not in again.timings
     assert (again.status, again.n, again.successes) == (first.status, first.n, first.successes)
     # a different model (other weights) never reuses the counts
     other = brightness_model()
     other.fingerprint = "different-weights"
-    fresh = Smoothed(other, oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(case(0.6), radius=0.1, outcome="bright", n_max=1_000)
+    fresh = Smoothed(other, oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
+        case(0.6), radius=0.1, outcome="bright", n_max=1_000)
     assert not fresh.cached and fresh.timings["forward_samples"] > 0
 
 
 def test_corrupt_cache_is_detected_and_rebuilt(tmp_path):
     oracle = LabelOracle(["dark", "bright"])
-    Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(case(0.6), radius=0.1, outcome="bright", n_max=200)
+    Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
+        case(0.6), radius=0.1, outcome="bright", n_max=200)
     (tmp_path / "counts.sqlite").write_bytes(b"this is not a database" * 100)
     for extra in ("counts.sqlite-wal", "counts.sqlite-shm"):
         (tmp_path / extra).unlink(missing_ok=True)
@@ -196,7 +199,8 @@ def test_tampered_cache_row_is_dropped(tmp_path):
     conn.execute("UPDATE streams SET labels = zeroblob(length(labels))")
     conn.commit()
     conn.close()
-    cert = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(case(0.6), radius=0.1, outcome="bright", n_max=200)
+    cert = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
+        case(0.6), radius=0.1, outcome="bright", n_max=200)
     assert not cert.cached and cert.timings["forward_samples"] > 0
 
 

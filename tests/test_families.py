@@ -219,7 +219,8 @@ def test_every_family_certifies_through_pytest(pytester, tmp_path_factory):
     pytester.makeconftest(CONFTEST)
     for name in names:
         directory = _checkpoint(name, tmp_path_factory)
-        pytester.makepyfile(**{f"test_{name}": FAMILY_TESTS.format(prompt=PROMPT, directory=str(directory), settings=F.SETTINGS.get(name, {}))})
+        pytester.makepyfile(**{f"test_{name}": FAMILY_TESTS.format(prompt=PROMPT, directory=str(directory),
+                                                                   settings=F.SETTINGS.get(name, {}))})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "r.json", "--certkit-cache-dir", "none",
                                            "--certkit-min-pass-rate", "0")
     result.assert_outcomes(passed=2 * len(names))

@@ -27,7 +27,8 @@ NOT_CERTIFIED = CASE.format(id="t", value=0.2) + ', radius=0.05, outcome="bright
 INCONCLUSIVE = CASE.format(id="tie", value=0.5) + ', radius=0.0, outcome="bright", beta=0.0, n_max=64'
 ERROR = CASE.format(id="t", value=0.9) + ', radius=0.05, outcome="brite", beta=0.0, n_max=300'
 # the regression: the baseline run's model saw this case bright (certified), this run's sees it dark
-REGRESSING = CASE.format(id="t", value='float(os.environ.get("TRIGGER_VALUE", "0.2"))') + ', radius=0.05, outcome="bright", beta=0.0, n_max=300'
+REGRESSING = (CASE.format(id="t", value='float(os.environ.get("TRIGGER_VALUE", "0.2"))')
+              + ', radius=0.05, outcome="bright", beta=0.0, n_max=300')
 
 # rule -> (the trigger's arguments, the trigger's status, run options, the gate, the gate's sentence in the terminal,
 # where n is the number of triggers). The control has no certkit option: its requirements alone make it a certkit run.
@@ -36,7 +37,8 @@ RULES = {
     "not certified": (NOT_CERTIFIED, "not certified", (), "failed", "FAILED: {n} requirement(s) not certified (each must be)"),
     "inconclusive": (INCONCLUSIVE, "inconclusive", (), "failed", "FAILED: {n} requirement(s) inconclusive (allow with *)"),
     "error": (ERROR, "error", (), "failed", "FAILED: {n} requirement(s) could not be evaluated"),
-    "error, pass-rate gate": (ERROR, "error", ("--certkit-min-pass-rate", "0"), "failed", "FAILED: {n} requirement(s) could not be evaluated"),
+    "error, pass-rate gate": (ERROR, "error", ("--certkit-min-pass-rate", "0"), "failed",
+                              "FAILED: {n} requirement(s) could not be evaluated"),
     "pass rate": (NOT_CERTIFIED, "not certified", ("--certkit-min-pass-rate", "0.9"), "failed",
                   "FAILED: pass rate *% against the required 90.0%"),
     "regression": (REGRESSING, "not certified", ("--certkit-min-pass-rate", "0", "--certkit-baseline", "base.json"), "failed",
@@ -56,11 +58,13 @@ FORMS = {
     "skip": ("def test_trigger(certkit):\n    try:\n        certkit.certify({trigger})\n    except Exception:\n        pass\n"
              '    pytest.skip("evaluated, then skipped")\n'),
     "parametrized": ('@pytest.mark.parametrize("which", ["ok", "trigger"])\ndef test_trigger(certkit, which):\n'
-                     "    if which == 'ok':\n        certkit.assert_certified({ok})\n    else:\n        certkit.assert_certified({trigger})\n"),
+                     "    if which == 'ok':\n        certkit.assert_certified({ok})\n"
+                     "    else:\n        certkit.assert_certified({trigger})\n"),
 }
 TRIGGER_ID = {"parametrized": "test_trigger[trigger]"}
 
-HEAD = "import os\nimport numpy as np\nimport pytest\nfrom certkit import Case\n\n\ndef test_ok(certkit):\n    certkit.assert_certified({ok})\n\n\n"
+HEAD = ("import os\nimport numpy as np\nimport pytest\nfrom certkit import Case\n\n\n"
+        "def test_ok(certkit):\n    certkit.assert_certified({ok})\n\n\n")
 # runs in this process, without what the gate does not need: the HTML report, the history, pytest's cache, its garbage
 # collection for unraisable exceptions (this process's whole heap, torch's included, per run) and hypothesis's plugin
 # (which imports and assertion-rewrites all of hypothesis again in every run)

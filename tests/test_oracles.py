@@ -19,8 +19,10 @@ def test_keyword_rules_first_match_and_no_default():
 
 
 def test_action_parser():
-    oracle = ActionOracle({"pick_up": ["pick up", "grab"], "place": ["put down"], "hand_over": ["hand over", "give"], "refuse": ["cannot", "refuse"]})
-    assert oracle(["Grab the cup.", "I will put down the cup", "give it to the person", "I cannot do that"]) == ["pick_up", "place", "hand_over", "refuse"]
+    oracle = ActionOracle({"pick_up": ["pick up", "grab"], "place": ["put down"], "hand_over": ["hand over", "give"],
+                           "refuse": ["cannot", "refuse"]})
+    said = ["Grab the cup.", "I will put down the cup", "give it to the person", "I cannot do that"]
+    assert oracle(said) == ["pick_up", "place", "hand_over", "refuse"]
     assert oracle(["dance", "", "pick up and give"]) == [UNPARSEABLE, UNPARSEABLE, UNPARSEABLE]  # none, empty, ambiguous
     assert oracle(["pickup"]) == [UNPARSEABLE]  # whole words only
 

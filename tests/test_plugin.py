@@ -65,8 +65,10 @@ def project(pytester):
 
 
 def test_same_certificates_with_and_without_xdist(project):
-    a = project.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "a.json", "--certkit-cache-dir", "none", "--certkit-n-max", "2000")
-    b = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--certkit-json", "b.json", "--certkit-cache-dir", "none", "--certkit-n-max", "2000")
+    a = project.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "a.json", "--certkit-cache-dir", "none",
+                                     "--certkit-n-max", "2000")
+    b = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--certkit-json", "b.json", "--certkit-cache-dir", "none",
+                                     "--certkit-n-max", "2000")
     assert a.ret == b.ret
     ca, cb = _certs(_results(project, "a.json")), _certs(_results(project, "b.json"))
     assert len(ca) == 8 and ca == cb

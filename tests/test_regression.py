@@ -45,7 +45,8 @@ def test_unchanged_run_passes_and_a_regression_fails_the_session(suite, monkeypa
     monkeypatch.setenv("BRIGHT_SHIFT", "0.1")  # the "new model" is darker: c2 drops to 0.5
     worse = suite.runpytest_subprocess("--certkit-baseline", "base.json", "--certkit-min-pass-rate", "0")
     assert worse.ret == pytest.ExitCode.TESTS_FAILED  # the pass-rate gate alone would pass: the regression fails it
-    worse.stdout.fnmatch_lines(["*baseline base.json: * regressions*", "*REGRESSED test_suite.py::test_bright[[]c2[]]: was certified, now *"])
+    worse.stdout.fnmatch_lines(["*baseline base.json: * regressions*",
+                                "*REGRESSED test_suite.py::test_bright[[]c2[]]: was certified, now *"])
     doc = json.loads((suite.path / "reports" / "results.json").read_text())
     assert any(r["nodeid"].endswith("[c2]") for r in doc["baseline"]["regressions"])
     html = (suite.path / "reports" / "audit.html").read_text()
@@ -223,8 +224,8 @@ def test_counts_where_a_sequential_test_stopped_get_the_anytime_valid_test():
 
 @pytest.mark.parametrize("counts", [(2147, 2933, 6898, 10000), (52, 52, 40, 52), (9990, 10000, 9960, 10000), (197, 323, 150, 290)])
 def test_the_anytime_p_value_is_the_supremum_over_the_null(counts):
-    """The numerical supremum over q is within -1e-6 and +0.1% (relative) of that over a grid of 20,500 nulls; p-values are 1 where the current proportion is
-    not lower, and Fisher's p-value is scipy's."""
+    """The numerical supremum over q is within -1e-6 and +0.1% (relative) of that over a grid of 20,500 nulls; p-values are 1 where
+    the current proportion is not lower, and Fisher's p-value is scipy's."""
     from scipy.stats import fisher_exact
 
     from certkit.regression import _log_evidence
@@ -250,16 +251,21 @@ def test_removed_requirements_are_listed_in_the_report_with_their_baseline_statu
     assert result["removed_records"] == [{"key": "t.py::test_gone[c9]", "nodeid": "t.py::test_gone[c9]", "status": "not certified"}]
     html = render_report(cur, baseline=result)
     assert "Removed requirements (in the baseline, not in this run)" in html
-    assert "t.py::test_gone[c9]</bdi></b>: was not certified in the baseline" in html or "t.py::test_gone[c9]</b>: was not certified" in html
+    assert ("t.py::test_gone[c9]</bdi></b>: was not certified in the baseline" in html
+            or "t.py::test_gone[c9]</b>: was not certified" in html)
     assert "Holm-corrected over the 4 compared requirements at alpha = 0.01 (the run&#39;s alpha)" in html
     assert "within sampling noise: 99/100 -&gt; 95/100 successes (anytime-valid p = " in html
 
 
 def test_compare_and_merge_units():
-    rec = lambda status, p: {"nodeid": "t::x", "status": status, "certificates": [{"status": status, "p_a_lower": p, "threshold": 0.5, "edits": 0,
-                                                                                    "image_kernel": {"sigma": 0.5}, "text_kernel": None, "mode": "certify",
-                                                                                    "successes": 9, "n": 10, "alpha": 0.01}]}
-    doc = lambda *r: {"schema": "certkit.results/1", "run": {"models": ["m"]}, "summary": {}, "results": list(r)}
+    def rec(status, p):
+        return {"nodeid": "t::x", "status": status, "certificates": [{"status": status, "p_a_lower": p, "threshold": 0.5, "edits": 0,
+                                                                      "image_kernel": {"sigma": 0.5}, "text_kernel": None,
+                                                                      "mode": "certify", "successes": 9, "n": 10, "alpha": 0.01}]}
+
+    def doc(*r):
+        return {"schema": "certkit.results/1", "run": {"models": ["m"]}, "summary": {}, "results": list(r)}
+
     assert compare(doc(rec("certified", 0.99)), doc(rec("certified", 0.99)))["regressions"] == []
     with pytest.raises(ResultsError, match="appears in both"):
         merge([doc(rec("certified", 0.9)), doc(rec("certified", 0.9))], ["a", "b"])
@@ -269,14 +275,18 @@ BROKEN_BODIES = [
     ("record without nodeid", {"results": [{"certificates": []}]}, "must be an object with a string 'nodeid'"),
     ("certificates not a list", {"results": [{"nodeid": "t", "certificates": 3}]}, "'certificates' must be a list"),
     ("unknown status", {"results": [{"nodeid": "t", "certificates": [{"status": "great"}]}]}, "known 'status'"),
-    ("p_a_lower a string", {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": "high", "threshold": 0.5, "n": 3}]}]},
+    ("p_a_lower a string",
+     {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": "high", "threshold": 0.5, "n": 3}]}]},
      "'p_a_lower' must be a number"),
     ("kernel unreadable", {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": 0.9, "threshold": 0.5, "n": 3,
-                                                                          "successes": 3, "image_kernel": {"sigma": "x"}}]}]}, "kernels or bounds cannot be read"),
-    ("counts missing", {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": 0.9, "threshold": 0.5, "n": 3}]}]},
+                                                                          "successes": 3, "image_kernel": {"sigma": "x"}}]}]},
+     "kernels or bounds cannot be read"),
+    ("counts missing",
+     {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": 0.9, "threshold": 0.5, "n": 3}]}]},
      "'successes' must be a number, got None; the regression test needs each certificate's counts"),
-    ("more successes than samples", {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": 0.9, "threshold": 0.5,
-                                                                                    "n": 3, "successes": 4}]}]}, "0 <= successes <= n"),
+    ("more successes than samples",
+     {"results": [{"nodeid": "t", "certificates": [{"status": "certified", "p_a_lower": 0.9, "threshold": 0.5, "n": 3, "successes": 4}]}]},
+     "0 <= successes <= n"),
 ]
 
 

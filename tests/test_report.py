@@ -21,16 +21,20 @@ def _cert(status, case_id="c", **kw):
     base = dict(case_id=case_id, outcome="harmless", edits=1, radius=0.25, threshold=0.5, alpha=0.01, status=status, p_a_lower=0.9,
                 p_a_upper=0.99, p_star=0.95, p_adv=0.4, n=100, successes=95, seed=1, mode="certify", n_max=1000,
                 image_kernel={"kind": "gaussian", "sigma": 0.5}, text_kernel=None, model_fingerprint="m", oracle_fingerprint="o",
-                oracle_error=0.0, case_hash="ab" * 32, label_counts={}, frontier=[], timings={}, cached=False, certified=status == "certified")
+                oracle_error=0.0, case_hash="ab" * 32, label_counts={}, frontier=[], timings={}, cached=False,
+                certified=status == "certified")
     base.update(kw)
     return base
 
 
 def _doc(extra_results=()):
     results = [
-        {"nodeid": "t.py::test_a[c1]", "status": "certified", "test_outcome": "passed", "error": None, "certificates": [_cert("certified", EVIL)]},
-        {"nodeid": "t.py::test_a[c2]", "status": "not certified", "test_outcome": "failed", "error": None, "certificates": [_cert("not certified")]},
-        {"nodeid": "t.py::test_b[c3]", "status": "inconclusive", "test_outcome": "failed", "error": None, "certificates": [_cert("inconclusive")]},
+        {"nodeid": "t.py::test_a[c1]", "status": "certified", "test_outcome": "passed", "error": None,
+         "certificates": [_cert("certified", EVIL)]},
+        {"nodeid": "t.py::test_a[c2]", "status": "not certified", "test_outcome": "failed", "error": None,
+         "certificates": [_cert("not certified")]},
+        {"nodeid": "t.py::test_b[c3]", "status": "inconclusive", "test_outcome": "failed", "error": None,
+         "certificates": [_cert("inconclusive")]},
         {"nodeid": "t.py::test_b[c4]" + EVIL, "status": "error", "test_outcome": "failed", "error": EVIL, "certificates": []},
         {"nodeid": "t.py::test_f[c5]", "status": "certified", "test_outcome": "passed", "error": None,
          "certificates": [_cert("certified", mode="frontier", frontier=[0.8, 0.5, "-inf"])]},
@@ -201,7 +205,8 @@ def demo_report(tmp_path_factory):
     """The demo audit's report, produced by running the audit suites for real."""
     root = Path(__file__).parents[1]
     out = tmp_path_factory.mktemp("demo-report")
-    res = subprocess.run([sys.executable, "-m", "pytest", "audits", "-q", "-p", "no:cacheprovider", "--certkit-json", str(out / "results.json"),
+    res = subprocess.run([sys.executable, "-m", "pytest", "audits", "-q", "-p", "no:cacheprovider",
+                          "--certkit-json", str(out / "results.json"),
                           "--certkit-report", str(out / "audit.html"), "--certkit-cache-dir", str(out / "cache")],
                          cwd=root, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:]

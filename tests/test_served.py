@@ -403,7 +403,8 @@ def test_live_transformers_serve_certifies_as_the_model_in_process(transformers_
         for key in ("status", "n", "successes", "label_counts", "p_a_lower", "p_adv"):
             assert remote[key] == local[key], key
     case = CASES["blade-harmless-04-scissors"]
-    assert _counts(served, case, UniformReplace(0.3, len(_words(assistant)))) == _counts(assistant, case, UniformReplace(0.3, len(_words(assistant))))
+    kernel = UniformReplace(0.3, len(_words(assistant)))
+    assert _counts(served, case, kernel) == _counts(assistant, case, kernel)
 
 
 def test_the_fingerprint_covers_revision_settings_and_server(transformers_serve):

@@ -98,7 +98,7 @@ def _run(project, shard_args, out):
                                         "--certkit-history", "none", "--certkit-n-max", "200", "--certkit-json", out, *shard_args)
 
 
-def test_two_live_servers_one_per_shard_merge_into_one_runs_certificates_and_gate(pytester, monkeypatch, assistant, tmp_path, capsys):
+def test_two_live_servers_one_per_shard_merge_into_one_runs_certificates_and_gate(pytester, monkeypatch, assistant, tmp_path, capsys):  # noqa: F811 (the fixture imported from tests.test_served)
     with _two_servers() as (url_a, url_b):
         model = _model_id(url_a, SERVED_ID)
         assert model.endswith(SERVED_ID)

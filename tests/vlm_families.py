@@ -1,7 +1,8 @@
 """Tiny random checkpoints of the major VLM families, built from their configs with their real processor
 classes and a word-level tokenizer trained in-process (nothing is downloaded).
 
-``build_<family>(directory) -> directory`` ``save_pretrained``s a model and its processor; :class:`certkit.models.VisionLanguageModel.from_pretrained` loads them back like
+``build_<family>(directory) -> directory`` ``save_pretrained``s a model and its processor;
+:class:`certkit.models.VisionLanguageModel.from_pretrained` loads them back like
 any checkpoint. Each chat template is a short one of the family's own shape (its role markers and image
 placeholder), not the full published template (tests/test_families.py lists the families whose processors
 need torchvision). Every pad id, at every config level (Idefics3 and SmolVLM keep a top-level one whose default,
@@ -207,7 +208,8 @@ def build_aria(directory):
     # Aria's image processor takes only its published sizes (490 or 980); 490 at patch 14 is 35 x 35 patches
     ip = AriaImageProcessorPil(max_image_size=490, min_image_size=336, split_image=False)
     processor = AriaProcessor(image_processor=ip, tokenizer=tok, chat_template=template, size_conversion={490: 4})
-    vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=490, patch_size=14)
+    vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                  image_size=490, patch_size=14)
     text = AriaTextConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                           moe_num_experts=2, moe_topk=1, moe_num_shared_experts=1, **TEXT)
     config = AriaConfig(vision_config=vision, text_config=text, projector_patch_to_query_dict={1225: 4},
@@ -274,7 +276,8 @@ def _qwen_ids(tok):
 
 
 def _qwen_text(cls, tok, **over):
-    return cls(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id, **{**TEXT, "num_key_value_heads": 2},
+    return cls(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id,
+               **{**TEXT, "num_key_value_heads": 2},
                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}, **over)
 
 
@@ -290,7 +293,8 @@ def build_qwen2_vl(directory):
 
     tok, ip, vp = _qwen_parts(Qwen2VLVideoProcessor)
     processor = Qwen2VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, chat_template=_QWEN_TEMPLATE)
-    vision = Qwen2VLVisionConfig(depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=2)
+    vision = Qwen2VLVisionConfig(depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=8,
+                                 spatial_merge_size=2, temporal_patch_size=2)
     config = Qwen2VLConfig(text_config=_qwen_text(Qwen2VLTextConfig, tok), vision_config=vision, **_qwen_ids(tok))
     return _save(Qwen2VLForConditionalGeneration, config, processor, directory)
 
@@ -351,7 +355,8 @@ def build_llava_onevision(directory):
                                         vision_feature_select_strategy="full", chat_template=template)
     text = Qwen2Config(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **TEXT)
     config = LlavaOnevisionConfig(vision_config=_siglip_vision(), text_config=text, image_grid_pinpoints=pinpoints,
-                                  image_token_index=tok.convert_tokens_to_ids("<image>"), video_token_index=tok.convert_tokens_to_ids("<video>"),
+                                  image_token_index=tok.convert_tokens_to_ids("<image>"),
+                                  video_token_index=tok.convert_tokens_to_ids("<video>"),
                                   vision_feature_select_strategy="full", vision_feature_layer=-1)
     return _save(LlavaOnevisionForConditionalGeneration, config, processor, directory)
 
@@ -374,9 +379,10 @@ def build_smolvlm(directory):
     ip = SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
     vp = SmolVLMVideoProcessor(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
     processor = SmolVLMProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_len=4, chat_template=template)
-    vision = SmolVLMVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-    config = SmolVLMConfig(vision_config=vision, text_config=_llama_text(tok), scale_factor=2, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                           pad_token_id=tok.pad_token_id)
+    vision = SmolVLMVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 image_size=32, patch_size=8)
+    config = SmolVLMConfig(vision_config=vision, text_config=_llama_text(tok), scale_factor=2,
+                           image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
     return _save(SmolVLMForConditionalGeneration, config, processor, directory)
 
 
@@ -399,7 +405,8 @@ def build_internvl(directory):
     ip = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, min_patches=1, max_patches=4)
     vp = InternVLVideoProcessor(size={"height": 32, "width": 32})
     processor = InternVLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_length=4, chat_template=template)
-    vision = InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    vision = InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                  image_size=32, patch_size=8)
     text = Qwen2Config(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **TEXT)
     config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
                             image_seq_length=4, downsample_ratio=0.5, vision_feature_select_strategy="default")
