@@ -206,6 +206,15 @@ def test_a_sharded_run_against_a_baseline_does_not_count_the_other_shards_as_rem
     assert "0 removed" in res.stdout.str()
 
 
+def test_a_shard_whose_share_is_empty_still_writes_its_results_for_the_merge(sharded):
+    """More shards than cases: shard 20/20 gets nothing, yet writes a results file (no requirement, its share recorded),
+    so the merge of all N files is not refused for a missing shard."""
+    _run(sharded, "--certkit-shard", "20/20", "--certkit-json", "s20.json")
+    doc = json.loads((sharded.path / "s20.json").read_text())
+    assert doc["results"] == [] and doc["run"]["shard"]["index"] == 20 and doc["run"]["shard"]["requirements"] == []
+    assert doc["summary"]["requirements"] == 0
+
+
 def test_a_bad_shard_option_stops_the_run_with_a_usage_error(sharded):
     res = _run(sharded, "--certkit-shard", "4/3")
     assert res.ret == pytest.ExitCode.USAGE_ERROR and "shard 4 of 3 does not exist" in res.stderr.str()

@@ -107,11 +107,12 @@ def exit_status(current: int, verdict: str) -> int:
 def finish(session: pytest.Session, state: RunState) -> None:
     """Summarise, compare with the baseline, decide the gate (and so the exit status), append the history and write
     the results and the report. A run with a baseline is gated even if it evaluated no requirement (its -k
-    deselected every one): the baseline's requirements are then missing from it. A run that runs no test by design
+    deselected every one): the baseline's requirements are then missing from it. A shard writes its results even when
+    its share holds no requirement, so `certkit merge` gets all N files. A run that runs no test by design
     (--collect-only, --setup-only, --setup-plan) is not gated."""
     config = session.config
     runs_no_test = any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
-    if runs_no_test or (not state.results and state.baseline is None):
+    if runs_no_test or (not state.results and state.baseline is None and state.shard is None):
         return
     # what did not finish is kept and written (the summary says why: _incomplete); the gate cannot pass on such a run
     document = build([{**record, "status": requirement_status(record)} for record in state.results.values()],
