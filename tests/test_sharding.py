@@ -215,6 +215,33 @@ def test_a_shard_whose_share_is_empty_still_writes_its_results_for_the_merge(sha
     assert doc["summary"]["requirements"] == 0
 
 
+BAD_MARKERS = """
+import pytest
+
+
+@pytest.mark.certkit(sigma=-1)
+def test_negative_sigma(certkit):
+    pass
+
+
+@pytest.mark.certkit("positional")
+def test_positional(certkit):
+    pass
+"""
+
+
+def test_a_bad_marker_in_a_sharded_run_fails_its_requirement_not_the_collection(pytester):
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_bad=BAD_MARKERS)
+    seen = []
+    for k in (1, 2):
+        res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--certkit-shard", f"{k}/2", "--certkit-report", "none",
+                                           "--certkit-history", "none", "--certkit-json", f"s{k}.json")
+        assert "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
+        seen += [r["nodeid"] for r in json.loads((pytester.path / f"s{k}.json").read_text())["results"] if r["status"] == "error"]
+    assert sorted(seen) == ["test_bad.py::test_negative_sigma", "test_bad.py::test_positional"]
+
+
 def test_a_bad_shard_option_stops_the_run_with_a_usage_error(sharded):
     res = _run(sharded, "--certkit-shard", "4/3")
     assert res.ret == pytest.ExitCode.USAGE_ERROR and "shard 4 of 3 does not exist" in res.stderr.str()
