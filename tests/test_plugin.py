@@ -56,12 +56,17 @@ def _certs(doc):
     return {r["nodeid"]: [{k: c[k] for k in keep} for c in r["certificates"]] for r in doc["results"]}
 
 
-@pytest.fixture
-def project(pytester):
+def make_project(pytester, tests: str):
+    """A pytester project with the brightness conftest and ``tests`` as test_audit.py."""
     pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nmarkers =\n")
-    pytester.makepyfile(test_audit=TESTS)
+    pytester.makepyfile(test_audit=tests)
     return pytester
+
+
+@pytest.fixture
+def project(pytester):
+    return make_project(pytester, TESTS)
 
 
 def test_same_certificates_with_and_without_xdist(project):

@@ -101,7 +101,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from certkit.cli import main  # noqa: E402
-from tests.test_plugin import CONFTEST  # noqa: E402
+from tests.test_plugin import make_project  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = ("case_id", "status", "n", "successes", "p_a_lower", "p_a_upper", "p_adv", "seed", "radius", "edits", "label_counts", "frontier")
@@ -113,10 +113,7 @@ def _certificates(doc: dict) -> dict:
 
 @pytest.fixture
 def sharded(pytester):
-    pytester.makeconftest(CONFTEST)
-    pytester.makeini("[pytest]\nmarkers =\n")
-    pytester.makepyfile(test_audit=SUITE)
-    return pytester
+    return make_project(pytester, SUITE)
 
 
 def _run(project, *args):
