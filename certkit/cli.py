@@ -192,27 +192,16 @@ def cmd_audit(args, parser) -> int:
 
 
 def cmd_report(args, parser) -> int:
-    import json
-
-    from .report import write_report
-    from .results import RESULTS_SCHEMA, ResultsError, load_results, read_history
-
-    try:
-        doc = json.loads(Path(args.results).read_text())
-    except FileNotFoundError:
-        parser.error(f"results file {args.results!r} does not exist")
-    except json.JSONDecodeError as exc:
-        parser.error(f"results file {args.results!r} is not valid JSON: {exc}")
-    if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA:
-        parser.error(f"{args.results!r} is not a certkit results file (schema {RESULTS_SCHEMA})")
+    """Render the HTML report of a results file (with ``--baseline``, its comparison; with ``--history``, the trend):
+    exit 0 when written, 1 when the HTML cannot be written, 2 (usage) for a file that is not a results document."""
     from .regression import compare
+    from .report import write_report
+    from .results import ResultsError, load_results, read_history
 
-    comparison, history = None, []
     try:
-        if args.baseline:
-            comparison = compare(load_results(args.baseline, "baseline"), doc)
-        if args.history:
-            history = read_history(args.history)
+        doc = load_results(args.results, "results", check_body=bool(args.baseline))  # a comparison reads every count
+        comparison = compare(load_results(args.baseline, "baseline"), doc) if args.baseline else None
+        history = read_history(args.history) if args.history else []
     except ResultsError as exc:
         parser.error(str(exc))
     try:

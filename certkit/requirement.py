@@ -3,8 +3,9 @@
 
 Every setting a user can give (a ``--certkit-*`` option, a ``certkit_*`` ini key, a ``certkit(...)`` marker key,
 a ``certkit plan``/``bounds`` flag) is one :class:`Setting` row: its name, type, default, help text and check. The
-pytest options, ini keys and marker validation, and the command line's defaults, are generated from the table, so
-adding a setting is adding a row. A check returns the error text (``None`` when the value is good); callers name
+pytest options, ini keys and marker validation, the command line's defaults and the report's table captions
+(:func:`caption`, from the values :func:`of_certificate` reads back from a results record) are generated from the
+table, so adding a setting is adding a row. A check returns the error text (``None`` when the value is good); callers name
 where the value came from.
 
 This module imports no torch: it is maths-level, beside :mod:`certkit.noise`.
@@ -20,7 +21,8 @@ from typing import Any, Callable
 from .errors import RequirementError
 from .noise import Gaussian, Mask, UniformReplace
 
-__all__ = ["Setting", "SETTINGS", "BY_NAME", "Noise", "Requirement", "unit_interval", "positive_integer", "SMALLEST_PROBABILITY"]
+__all__ = ["Setting", "SETTINGS", "BY_NAME", "Noise", "Requirement", "unit_interval", "positive_integer", "SMALLEST_PROBABILITY",
+           "of_certificate", "caption"]
 
 #: the smallest alpha or threshold a requirement takes: below it double precision cannot carry the test's numbers
 SMALLEST_PROBABILITY = 1e-300
@@ -51,34 +53,51 @@ def _positive_finite(value) -> bool:
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: ``name``, the ``type`` its text converts to, its ``default``, its ``help`` text and its
-    ``check`` (a converted value -> the error text, or None when the value is good; None is always accepted as
-    "not given")."""
+    """One setting: ``name``, the ``type`` its text converts to, its ``default``, its ``help`` text, its ``check`` (a
+    converted value -> the error text, or None when the value is good; None is always accepted as "not given") and its
+    ``shown`` phrase in a report caption (the settings a certificate was made under, by name -> the phrase, or None
+    where the phrase adds nothing; a setting without ``shown`` is not a property of a certificate)."""
 
     name: str
     type: type
     default: Any
     help: str
     check: Callable[[Any], str | None] = lambda value: None
+    shown: Callable[[dict], str | None] | None = None
 
     def error(self, value) -> str | None:
         """Why ``value`` is no good for this setting (None: it is, or it is None, "not given")."""
         return None if value is None else self.check(value)
 
 
-#: the requirement and noise settings, in the order options and help show them
+def _number(value) -> str:
+    """A setting's number as a caption shows it: four significant digits (results.json keeps it exact)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _text_kernel_shown(v: dict) -> str | None:
+    if not v["beta"]:
+        return None
+    return "mask kernel" if v["kernel"] == "mask" else f"uniform replacement over {v['vocab']} tokens"
+
+
+#: the requirement and noise settings, in the order options, help and report captions show them
 SETTINGS: tuple[Setting, ...] = (
-    Setting("sigma", float, 0.25, "image Gaussian noise std in [0, 1] pixel units",
-            lambda v: None if _positive_finite(v) else "sigma must be > 0"),
-    Setting("beta", float, 0.25, "per-token replacement (or mask) probability of the text kernel; 0 = no text noise",
-            lambda v: None if _real(v) and 0 <= v < 1 else "beta must lie in [0, 1) (0 turns text noise off)"),
-    Setting("kernel", str, "uniform", "text kernel: uniform or mask",
-            lambda v: None if v in ("uniform", "mask") else "kernel must be 'uniform' or 'mask'"),
-    Setting("alpha", float, 0.01, "false-certification rate per requirement", lambda v: unit_interval("alpha", v)),
+    Setting("outcome", str, None, "default target outcome label", shown=lambda v: f"outcome {v['outcome']}"),
     Setting("threshold", float, 0.5, "threshold tau on the worst-case probability of the outcome",
-            lambda v: unit_interval("threshold", v)),
-    Setting("n_max", int, 10_000, "sample cap of the sequential test", lambda v: positive_integer("n_max", v)),
-    Setting("outcome", str, None, "default target outcome label"),
+            lambda v: unit_interval("threshold", v), lambda v: f"tau {_number(v['threshold'])}"),
+    Setting("sigma", float, 0.25, "image Gaussian noise std in [0, 1] pixel units",
+            lambda v: None if _positive_finite(v) else "sigma must be > 0",
+            lambda v: "no image noise" if v["sigma"] is None else f"sigma {_number(v['sigma'])}"),
+    Setting("beta", float, 0.25, "per-token replacement (or mask) probability of the text kernel; 0 = no text noise",
+            lambda v: None if _real(v) and 0 <= v < 1 else "beta must lie in [0, 1) (0 turns text noise off)",
+            lambda v: f"beta {_number(v['beta'])}" if v["beta"] else "beta 0 (no text noise)"),
+    Setting("kernel", str, "uniform", "text kernel: uniform or mask",
+            lambda v: None if v in ("uniform", "mask") else "kernel must be 'uniform' or 'mask'", _text_kernel_shown),
+    Setting("alpha", float, 0.01, "false-certification rate per requirement", lambda v: unit_interval("alpha", v),
+            lambda v: f"alpha {_number(v['alpha'])}"),
+    Setting("n_max", int, 10_000, "sample cap of the sequential test", lambda v: positive_integer("n_max", v),
+            lambda v: f"n_max {v['n_max']}"),
     Setting("timeout", float, None, "seconds one requirement may take; past it the requirement is an error (a hung model call)",
             lambda v: None if _positive_finite(v) else "timeout must be a positive number of seconds"),
 )
@@ -174,3 +193,22 @@ class Requirement:
         _refuse(positive_integer("n_max", self.n_max), self.n_max)
         for name, kind in (("edits", int), ("radius", float), ("alpha", float), ("threshold", float), ("n_max", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))
+
+
+def of_certificate(record: dict) -> dict:
+    """The settings a certificate was made under, read from its record (``Certificate.to_dict()`` or a results file's
+    copy): each :data:`SETTINGS` name that is a property of a certificate (one with ``shown``) -> its value, plus
+    ``vocab`` (the uniform kernel's alphabet). The noise fields come from :meth:`Noise.of_certificate`, so a record
+    whose kernels cannot be read raises KeyError, TypeError or ValueError."""
+    noise = Noise.of_certificate(record)
+    values = {"vocab": noise.vocab}
+    for setting in SETTINGS:
+        if setting.shown is not None:
+            values[setting.name] = getattr(noise, setting.name) if hasattr(noise, setting.name) else record.get(setting.name)
+    return values
+
+
+def caption(values: dict) -> list[str]:
+    """The phrases a report caption shows for the settings ``values`` (as :func:`of_certificate` returns them), in
+    table order; a phrase that would add nothing (the kernel without text noise) is left out."""
+    return [phrase for setting in SETTINGS if setting.shown is not None and (phrase := setting.shown(values)) is not None]

@@ -119,8 +119,11 @@ def test_each_table_states_its_settings():
                  "certificates": [_cert("certified", text_kernel={"kind": "uniform_replace", "beta": 0.1, "vocab_size": 35},
                                         alpha=0.001, n_max=5000, threshold=0.6)]}])
     html = render_report(doc)
-    assert "outcome <bdi>harmless</bdi> · tau 0.5 · sigma 0.5 · beta 0 (image noise only) · alpha 0.01 · n_max 1000" in html
-    assert "tau 0.6 · sigma 0.5 · beta 0.1 (uniform replacement over 35 tokens) · alpha 0.001 · n_max 5000" in html
+    def shown(*phrases):
+        return " · ".join(f"<bdi>{p}</bdi>" for p in phrases)
+
+    assert shown("outcome harmless", "tau 0.5", "sigma 0.5", "beta 0 (no text noise)", "alpha 0.01", "n_max 1000") in html
+    assert shown("tau 0.6", "sigma 0.5", "beta 0.1", "uniform replacement over 35 tokens", "alpha 0.001", "n_max 5000") in html
 
 
 def test_case_cards_name_their_test_and_errors_get_cards():
@@ -313,3 +316,26 @@ def test_without_scripts_every_row_is_there_and_the_form_is_hidden():
     without = sum(1 for r in doc["results"] if not r["certificates"])
     assert len(re.findall(r"(?<!<thead>)<tr(?: class=\w| class=\"\w\")?>", rows)) == certificates + without
     assert "hidden" not in rows and '<form id="filters" hidden>' in html
+
+
+def test_certkit_report_reads_the_document_through_results_and_names_what_it_cannot_use(tmp_path, capsys):
+    """A file without the counts a comparison needs still renders; compared with a baseline it is refused by name."""
+    from certkit.cli import main
+    from certkit.results import write_results
+
+    doc = _doc()
+    for record in doc["results"]:
+        for cert in record["certificates"]:
+            del cert["successes"]  # as a file of an older certkit
+    path = tmp_path / "results.json"
+    write_results(path, doc)
+    assert main(["report", str(path), "-o", str(tmp_path / "a.html")]) == 0
+    assert "Gate FAILED" in (tmp_path / "a.html").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(path), "-o", str(tmp_path / "b.html"), "--baseline", str(path)])
+    assert exc.value.code == 2 and "'successes' must be a number" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({"schema": "something/1", "results": []}))
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path / "other.json"), "-o", str(tmp_path / "c.html")])
+    assert exc.value.code == 2 and "is not a certkit results file" in capsys.readouterr().err
+    assert not (tmp_path / "b.html").exists() and not (tmp_path / "c.html").exists() and not list(tmp_path.glob("*.tmp"))

@@ -150,3 +150,37 @@ def test_failure_message_states_the_radius_the_certificates_own_noise_reaches(te
     assert math.isfinite(r) and f"the largest certified radius at {cert.edits} edit(s) is {r:.4f}" in failure_message(cert)
     unreadable = dataclasses.replace(cert, image_kernel={"kind": "gaussian"})
     assert "largest certified radius" not in failure_message(unreadable)
+
+
+@pytest.mark.parametrize("noise", [Noise(0.5, 0.0), Noise(0.25, 0.1, "uniform", 35), Noise(None, 0.3, "mask")], ids=str)
+def test_a_certificate_record_gives_back_the_settings_it_was_made_under(noise):
+    from certkit.certificate import Certificate
+    from certkit.requirement import caption, of_certificate
+
+    requirement = Requirement("harmless", edits=1, radius=0.2, alpha=0.001, threshold=0.6, n_max=5000)
+    cert = Certificate("c", status="certified", p_a_lower=0.9, p_a_upper=0.99, p_star=0.8, p_adv=0.7, n=10, successes=9, seed=0,
+                       image_kernel=noise.image() and noise.image().params(), text_kernel=noise.text() and noise.text().params(),
+                       **{k: getattr(requirement, k) for k in ("outcome", "edits", "radius", "threshold", "alpha", "n_max")})
+    values = of_certificate(cert.to_dict())
+    assert values == {"outcome": "harmless", "threshold": 0.6, "alpha": 0.001, "n_max": 5000, "vocab": noise.vocab,
+                      "sigma": noise.sigma, "beta": noise.beta, "kernel": noise.kernel}
+    phrases = caption(values)
+    assert phrases[:2] == ["outcome harmless", "tau 0.6"] and phrases[-2:] == ["alpha 0.001", "n_max 5000"]
+    assert (f"sigma {noise.sigma:g}" if noise.sigma else "no image noise") in phrases
+    assert ("beta 0 (no text noise)" if not noise.beta else
+            "mask kernel" if noise.kernel == "mask" else "uniform replacement over 35 tokens") in phrases
+
+
+def test_a_setting_added_to_the_table_shows_in_the_reports_captions(monkeypatch):
+    """The report's captions are the table's: a new row with a phrase appears in every table caption, unedited report."""
+    import certkit.requirement as requirement
+    from certkit.report import render_report
+    from certkit.results import build
+
+    extra = requirement.Setting("seed_offset", int, 0, "a new setting", shown=lambda v: f"seed offset {v['seed_offset']}")
+    monkeypatch.setattr(requirement, "SETTINGS", (*requirement.SETTINGS, extra))
+    cert = {"case_id": "c", "outcome": "harmless", "edits": 0, "radius": 0.1, "threshold": 0.5, "alpha": 0.01, "n_max": 100,
+            "status": "certified", "p_a_lower": 0.9, "p_a_upper": 0.99, "p_star": 0.6, "p_adv": 0.8, "n": 100, "successes": 95,
+            "image_kernel": {"kind": "gaussian", "sigma": 0.25}, "text_kernel": None, "seed_offset": 7}
+    doc = build([{"nodeid": "t.py::test_a[c]", "status": "certified", "certificates": [cert]}], run={}, cases={})
+    assert "<bdi>n_max 100</bdi> · <bdi>seed offset 7</bdi>" in render_report(doc)

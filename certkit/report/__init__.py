@@ -8,7 +8,7 @@ Sections: the gate verdict and its reason, the summary, the baseline comparison 
 correction and number of compared requirements; the regressions with their p-values; the removed requirements with
 their baseline status; the changes within sampling noise) and trend, the promise and its
 limits, certified accuracy (report mode), case cards (per case and test, worst first, with the errors), the
-requirement tables (per test, one table per settings: outcome, tau, sigma, beta, kernel, alpha, n_max), the case
+requirement tables (per test, one table per settings, captioned from certkit.requirement's table), the case
 index (every case's prompt) and the run metadata. Rows are built here as compact HTML, so that 50,000
 requirements stay within a few megabytes (BENCHMARKS.md). Numbers in the tables are rounded to four significant
 digits away from a favourable reading: p_A lower bounds down, upper bounds and p* up; results.json has them exact.
@@ -28,7 +28,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED, from_json_float
-from ..results import certificates, records
+from ..requirement import caption, of_certificate
+from ..results import certificates, records, write_atomically
 from .charts import COLOURS, STATUS_ORDER, accuracy_curves, case_chart, trend_chart
 from .text import visible
 
@@ -78,18 +79,18 @@ def _rounded(x, direction: str) -> str:
 
 
 def _settings_key(c: dict) -> tuple:
-    ik, tk = c.get("image_kernel") or {}, c.get("text_kernel") or {}
-    return (c.get("outcome"), c.get("threshold"), ik.get("sigma"), tk.get("beta", 0.0) if tk else 0.0,
-            tk.get("kind", "none") if tk else "none", tk.get("vocab_size"), c.get("alpha"), c.get("n_max"), c.get("oracle_error") or 0.0)
+    """What puts certificates in one table: the settings they were made under (certkit.requirement's table, read back
+    from the record) and the oracle's declared error."""
+    return (*sorted(of_certificate(c).items()), ("oracle_error", c.get("oracle_error") or 0.0))
 
 
 def _settings_caption(key: tuple) -> Markup:
-    outcome, tau, sigma, beta, kind, vocab, alpha, n_max, oracle_error = key
-    text = {"uniform_replace": f"uniform replacement over {vocab} tokens", "mask": "mask"}.get(kind, "no text noise")
-    parts = [Markup("outcome ") + visible(outcome), f"tau {_fmt(tau)}", f"sigma {_fmt(sigma)}",
-             f"beta {_fmt(beta)} ({text})" if beta else "beta 0 (image noise only)", f"alpha {_fmt(alpha)}", f"n_max {n_max}"]
-    if oracle_error:
-        parts.append(f"declared oracle error {_fmt(oracle_error)}")
+    """The table's caption: each setting's phrase (certkit.requirement.caption), each isolated as the untrusted text it
+    may hold (an outcome label), then the declared oracle error where there is one."""
+    values = dict(key)
+    parts = [visible(phrase) for phrase in caption(values)]
+    if values["oracle_error"]:
+        parts.append(f"declared oracle error {_fmt(values['oracle_error'])}")
     return Markup(" · ").join(parts)
 
 
@@ -205,7 +206,8 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         tables = []
         for key, rows in sorted(g["tables"].items(), key=lambda kv: str(kv[0])):
             rows.sort(key=lambda t: (t[0], t[1]))
-            tables.append({"caption": _settings_caption(key), "outcome": str(key[0]), "count": len(rows), **_table(rows, with_change)})
+            tables.append({"caption": _settings_caption(key), "outcome": str(dict(key)["outcome"]), "count": len(rows),
+                           **_table(rows, with_change)})
         counts = {s: g["counts"][s] for s in STATUS_ORDER}
         total = sum(g["counts"].values())
         groups.append({"name": name, "tables": tables, "errors": g["errors"], "counts": counts, "total": total,
@@ -269,11 +271,6 @@ def render_report(doc: dict, **kwargs) -> str:
 
 
 def write_report(doc: dict, path: str | Path, **kwargs) -> Path:
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_report(doc, **kwargs), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write the report of ``doc`` to ``path`` atomically (:func:`certkit.results.write_atomically`); returns the path.
+    Keywords as :func:`render_report` takes them."""
+    return write_atomically(path, render_report(doc, **kwargs))
