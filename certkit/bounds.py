@@ -3,7 +3,9 @@
 Notation: ``p_a`` is the probability (under the smoothing noise) that the
 smoothed model produces the target outcome A on the clean input; ``threshold``
 ``tau`` is the floor the worst-case probability must clear. All functions are
-plain numpy functions that broadcast over ``p_a``, ``radius`` and ``edits``.
+plain numpy functions that broadcast over the arguments they take of ``p_a``,
+``radius`` and ``edits``; ``worst_case``, ``required_p_a``, ``max_radius`` and
+``max_edits`` return a Python float (``max_edits``: an int) for scalar input.
 
 Guarantees
 ----------
@@ -23,7 +25,8 @@ when ``tau != 1/2``); ``-inf`` when not certified even at ``eps = 0``; ``inf``
 when certified at every radius. The solver keeps the radius on the certified
 side: the returned radius is one at which ``p_adv`` was recomputed and found
 ``>= tau`` (probability tolerance ~1e-13, far below any sampling error).
-No function returns NaN for valid input.
+No function returns NaN for valid input, with one exception: ``worst_case`` at
+``p_a = 1``, an infinite radius and no edits (Cohen's formula gives ``inf - inf``).
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ def _check_kernels(image, text) -> None:
 
 
 def is_certified(p_adv, threshold: float = DEFAULT_THRESHOLD):
-    """``p_adv >= tau``, or strictly ``>`` for the majority threshold ``tau = 1/2``."""
+    """Elementwise ``p_adv >= tau``, or strictly ``>`` for the majority threshold ``tau = 1/2``, as a numpy bool
+    (array). The one certification rule every function here and the engine apply; ``threshold`` is not checked."""
     p_adv = np.asarray(p_adv, dtype=float)
     return p_adv > threshold if threshold == 0.5 else p_adv >= threshold
 
@@ -191,11 +195,6 @@ class _Hybrid:
         slope = (weights * _phi(a)).sum(-1)
         return value, comp, slope
 
-    def masses(self, u, r, sign):
-        """(value, complement, d value / du) of F (sign=+1) or V (sign=-1) at ``u``."""
-        value, comp, slope = self._masses_w(self.sigma * u / r, r, sign)
-        return value, comp, slope * (self.sigma / r)
-
     def _solve_w(self, target, target_comp, r, sign, w0=None):
         """Newton on the probit scale in ``w``, safeguarded by the bracket ``[s_0, s_K] + z' - c``
         (``s_k = sigma lg_k / r``) that the extreme atoms give."""
@@ -256,7 +255,9 @@ class _Hybrid:
         target_comp = 1.0 - target
         u = np.empty(target.shape)
         other = np.empty(target.shape)
-        sep = self.sigma * self.min_gap / r > self._SEPARATED
+        # the atoms' gap in widths r / sigma, compared without dividing by r: a radius near the smallest double
+        # (max_radius confirms its roots down to 1e-300) would overflow sigma * gap / r to inf
+        sep = self.sigma * self.min_gap > self._SEPARATED * r
         if sep.any():
             u[sep], other[sep] = self._solve_separated(target[sep], target_comp[sep], r[sep], sign)
         near = ~sep
@@ -374,7 +375,11 @@ def worst_case(p_a, image: Gaussian | None = None, radius=0.0, text=None, edits=
 
     ``p_a`` is the clean probability (use a statistical *lower* bound to get a
     sound certificate). Broadcasts over ``p_a``, ``radius`` and ``edits``.
-    Non-increasing in ``edits`` and ``radius``, non-decreasing in ``p_a``.
+    Returns a probability in [0, 1]: non-increasing in ``edits`` and ``radius``,
+    non-decreasing in ``p_a``, ``p_a`` itself (up to rounding) at ``edits = 0, radius = 0``.
+    Raises ValueError for ``p_a`` outside [0, 1],
+    a negative or NaN radius, negative or fractional edits, a radius > 0 without an
+    image kernel or edits > 0 without a text kernel; TypeError for a kernel of the wrong kind.
     """
     _check_kernels(image, text)
     p_a, radius, edits = np.broadcast_arrays(_as_p_a(p_a), _as_radius(radius), _as_edits(edits))
@@ -405,9 +410,12 @@ def worst_case(p_a, image: Gaussian | None = None, radius=0.0, text=None, edits=
 def required_p_a(image: Gaussian | None = None, radius=0.0, text=None, edits=0, threshold: float = DEFAULT_THRESHOLD):
     """``p*``: the smallest clean probability whose worst case at ``(edits, radius)`` reaches ``threshold``.
 
-    Inverse of :func:`worst_case` in ``p_a``: ``worst_case(p*, ...) == threshold``.
-    A requirement is certified iff ``p_a >= p*`` (strictly ``>`` when ``threshold == 1/2``).
-    Returns ``inf`` where no ``p_a <= 1`` suffices.
+    Inverse of :func:`worst_case` in ``p_a``: the boundary where the worst case reaches ``threshold``, so a
+    requirement is certified iff ``p_a >= p*`` (strictly ``>`` when ``threshold == 1/2``), up to rounding: the
+    round trip is ill-conditioned (``d p_adv / d p_a`` can reach ``rho ** d``), so ``worst_case(p*)`` may miss
+    ``threshold`` by a few ulps; :class:`certkit.Smoothed` nudges ``p*`` up until it does not. Returns ``inf``
+    where no ``p_a <= 1`` suffices (an infinite radius with edits, or a threshold above the reachable mass).
+    Broadcasts over ``radius`` and ``edits``; raises as :func:`worst_case` does, and for a threshold outside (0, 1).
     """
     _check_kernels(image, text)
     tau = _check_threshold(threshold)
@@ -448,6 +456,8 @@ def max_radius(p_a, image: Gaussian, text=None, edits=0, threshold: float = DEFA
     ``-inf`` where not certified even with a clean image, ``inf`` where certified
     at every radius. For ``edits == 0`` this is Cohen's
     ``sigma (Phi^-1(p_a) - Phi^-1(tau))``. Broadcasts over ``p_a`` and ``edits``.
+    Never above the certified side: ``worst_case`` at the returned radius was recomputed and found to
+    certify (see the module docstring). Raises TypeError unless ``image`` is a :class:`~certkit.noise.Gaussian`.
     """
     if not isinstance(image, Gaussian):
         raise TypeError("max_radius needs image=Gaussian(sigma): the radius is an image l2 distance")
@@ -481,7 +491,9 @@ def max_radius(p_a, image: Gaussian, text=None, edits=0, threshold: float = DEFA
 def frontier(p_a, image: Gaussian, text=None, max_edits: int = 8, threshold: float = DEFAULT_THRESHOLD):
     """Max certified radius for ``d = 0..max_edits``: shape ``p_a.shape + (max_edits + 1,)``.
 
-    Non-increasing in ``d`` by construction (a budget of ``d`` edits includes every smaller budget).
+    Non-increasing in ``d`` by construction (a budget of ``d`` edits includes every smaller budget): entry ``d``
+    is the smallest :func:`max_radius` over ``0..d``. Raises ValueError for a ``max_edits`` that is not a
+    non-negative integer, or one above 0 without a text kernel.
     """
     if isinstance(max_edits, bool) or not isinstance(max_edits, numbers.Integral) or max_edits < 0:
         raise ValueError(f"max_edits must be a non-negative integer, got {max_edits!r}")
@@ -494,7 +506,10 @@ def frontier(p_a, image: Gaussian, text=None, max_edits: int = 8, threshold: flo
 
 
 def max_edits(p_a, image: Gaussian | None = None, radius=0.0, text=None, threshold: float = DEFAULT_THRESHOLD, limit: int = 64):
-    """Largest number of token edits ``d <= limit`` certified at image ``radius``; ``-1`` if none (not even ``d = 0``)."""
+    """Largest number of token edits ``d <= limit`` certified at image ``radius``; ``-1`` if none (not even ``d = 0``).
+
+    Every ``d`` up to the answer is certified too (the search stops at the first that is not). An int for scalar
+    input, else an int64 array; raises ValueError without a text kernel or for a negative ``limit``."""
     if text is None:
         raise ValueError("max_edits needs a text kernel: pass text=UniformReplace(beta, vocab) or Mask(beta)")
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
