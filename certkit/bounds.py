@@ -456,8 +456,9 @@ def max_radius(p_a, image: Gaussian, text=None, edits=0, threshold: float = DEFA
     ``-inf`` where not certified even with a clean image, ``inf`` where certified
     at every radius. For ``edits == 0`` this is Cohen's
     ``sigma (Phi^-1(p_a) - Phi^-1(tau))``. Broadcasts over ``p_a`` and ``edits``.
-    Never above the certified side: ``worst_case`` at the returned radius was recomputed and found to
-    certify (see the module docstring). Raises TypeError unless ``image`` is a :class:`~certkit.noise.Gaussian`.
+    For ``edits > 0`` the solver's radius is one at which ``worst_case`` was recomputed and found to certify (see
+    the module docstring). Raises TypeError unless ``image`` is a :class:`~certkit.noise.Gaussian`, and as
+    :func:`required_p_a` does for the other arguments.
     """
     if not isinstance(image, Gaussian):
         raise TypeError("max_radius needs image=Gaussian(sigma): the radius is an image l2 distance")
