@@ -67,6 +67,8 @@ class Gaussian:
 
     The certified radius is an l2 distance in the space the noise is added in:
     float pixels in [0, 1], shape (C, H, W), at the resolution the case states.
+    ``sigma`` is stored as a float; TypeError for a non-number (a bool included),
+    ValueError unless it is finite and > 0.
     """
 
     sigma: float
@@ -84,6 +86,7 @@ class Gaussian:
         object.__setattr__(self, "sigma", sigma)
 
     def params(self) -> dict:
+        """``{"kind": "gaussian", "sigma": ...}``: the kernel as JSON, recorded in certificates and hashed into cache keys."""
         return {"kind": "gaussian", "sigma": self.sigma}
 
 
@@ -96,9 +99,10 @@ class UniformReplace:
     Over ``d`` edited positions let ``a`` be the number of noisy tokens equal to
     the clean token and ``b`` the number equal to the adversarial token. Then
     ``gamma = rho ** (b - a)`` with ``rho = (1 - beta) (vocab_size - 1) / beta``,
-    giving ``2 d + 1`` atoms ``k = b - a`` in ``-d..d`` with closed-form
+    giving at most ``2 d + 1`` atoms ``k = b - a`` in ``-d..d`` with closed-form
     multinomial masses (computed in log space, exact for vocab up to 2**20 and
-    beyond).
+    beyond). TypeError or ValueError unless ``0 < beta < 1``; ValueError unless
+    ``vocab_size`` is an integer >= 2.
     """
 
     beta: float
@@ -120,9 +124,13 @@ class UniformReplace:
         return math.log1p(-self.beta) + math.log(self.vocab_size - 1) - math.log(self.beta)
 
     def params(self) -> dict:
+        """``{"kind": "uniform_replace", "beta": ..., "vocab_size": ...}``: the kernel as JSON (certificates, cache keys)."""
         return {"kind": "uniform_replace", "beta": self.beta, "vocab_size": self.vocab_size}
 
     def atoms(self, d: int) -> Atoms:
+        """The likelihood-ratio atoms for ``d`` edited positions, sorted and all finite: at most ``2 d + 1`` (atoms of
+        no mass left out: ``d + 1`` when ``vocab_size == 2``), one atom ``log gamma = 0`` of mass 1 at ``d = 0`` or
+        ``rho = 1``. Each mass vector is normalised to sum to 1. ValueError unless ``d`` is a non-negative integer."""
         d = _check_edits(d)
         if d == 0 or self.log_rho == 0.0:  # rho = 1: the noisy prompt says nothing about the edit
             one = np.ones(1)
@@ -163,7 +171,7 @@ class Mask:
     Over ``d`` edited positions the ratio is 0 if any edited position shows the
     clean token (clean mass ``1 - beta**d``), 1 if all are masked (mass
     ``beta**d`` under both inputs), and infinite if any shows the adversarial
-    token (adversarial mass ``1 - beta**d``).
+    token (adversarial mass ``1 - beta**d``). TypeError or ValueError unless ``0 < beta < 1``.
     """
 
     beta: float
@@ -172,9 +180,12 @@ class Mask:
         object.__setattr__(self, "beta", _check_probability("beta", self.beta, "Mask"))
 
     def params(self) -> dict:
+        """``{"kind": "mask", "beta": ...}``: the kernel as JSON (certificates, cache keys)."""
         return {"kind": "mask", "beta": self.beta}
 
     def atoms(self, d: int) -> Atoms:
+        """The three atoms ``log gamma = -inf, 0, +inf`` for ``d`` edited positions (one atom ``0`` of mass 1 at
+        ``d = 0``), with the masses of the class docstring. ValueError unless ``d`` is a non-negative integer."""
         d = _check_edits(d)
         if d == 0:
             one = np.ones(1)

@@ -100,7 +100,9 @@ class MixtureTest:
     """Anytime-valid test of ``p_A`` against ``p_star``, deciding after any sample, capped at ``n_max``.
 
     :meth:`decide` answers for ``k`` successes in ``n`` samples; :meth:`first_decision` scans a stream of
-    outcomes for the first sample count at which either mixture crosses ``1/alpha``.
+    outcomes for the first sample count at which either mixture crosses ``1/alpha``. Both keep the module's
+    guarantee at any stopping time. ValueError unless ``0 < alpha < 1``, ``0 < p_star < 1``, ``n_max`` is a
+    positive integer, ``0 < w_one < 1`` and ``0 < width <= 1``.
     """
 
     p_star: float

@@ -48,7 +48,9 @@ def clopper_pearson(k, n, alpha: float):
 
     ``P[p_A >= lower] >= 1 - alpha`` and, separately, ``P[p_A <= upper] >= 1 - alpha``
     for every ``p_A`` (exact binomial tail inversion, never anti-conservative).
-    ``k == n`` gives ``lower == alpha ** (1 / n)``. Broadcasts over ``k`` and ``n``.
+    ``k == n`` gives ``lower == alpha ** (1 / n)``; ``k == 0`` gives ``lower == 0`` and ``k == n`` ``upper == 1``.
+    Broadcasts over ``k`` and ``n`` (floats for scalars, arrays otherwise). TypeError for non-integer counts;
+    ValueError unless ``0 <= k <= n``, ``n >= 1`` and ``0 < alpha < 1``.
     """
     alpha = _check_alpha(alpha)
     k, n = _check_counts(k, n)
@@ -62,7 +64,8 @@ def clopper_pearson(k, n, alpha: float):
 
 def adjust_for_oracle_error(p_lower, error: float):
     """Seed 000: if the oracle disagrees with the ground truth on at most a fraction ``error`` of
-    outputs, the true ``p_A`` is at least the oracle's ``p_lower - error`` (clipped at 0)."""
+    outputs, the true ``p_A`` is at least the oracle's ``p_lower - error`` (clipped at 0). A float for a scalar,
+    else an array; ValueError unless ``0 <= error < 1``."""
     if isinstance(error, bool) or not isinstance(error, numbers.Real) or not (0.0 <= float(error) < 1.0):
         raise ValueError(f"oracle error bound must lie in [0, 1), got {error!r}")
     out = np.maximum(np.asarray(p_lower, dtype=float) - float(error), 0.0)
@@ -71,7 +74,8 @@ def adjust_for_oracle_error(p_lower, error: float):
 
 def max_certifiable_p_a(n, alpha: float, oracle_error: float = 0.0):
     """Seed 000's sample-size law: the largest lower bound ``n`` samples can give, ``alpha ** (1/n) - e``
-    (all samples agree). Feed it to :func:`certkit.bounds.max_radius` for the largest reachable radius."""
+    (all samples agree), clipped at 0. Feed it to :func:`certkit.bounds.max_radius` for the largest reachable radius.
+    Broadcasts over ``n``; ValueError unless every ``n`` is an integer >= 1 and ``0 < alpha < 1``."""
     alpha = _check_alpha(alpha)
     n = np.asarray(n)
     if n.dtype.kind not in "iu" or np.any(n < 1):
@@ -84,7 +88,8 @@ def samples_needed(p_star, alpha: float, oracle_error: float = 0.0):
     ``n >= ln(1/alpha) / ln(1/(p_star + e))``. ``inf`` where no ``n`` can (``p_star + e >= 1``).
 
     For Cohen's certificate at ``tau = 1/2``, ``p_star = Phi(r / sigma)`` gives seed 000's
-    ``n >= ln(1/alpha) / ln(1/Phi(r/sigma))``.
+    ``n >= ln(1/alpha) / ln(1/Phi(r/sigma))``. At least 1; a float (``inf`` included) for a scalar, else an
+    array. ValueError for a NaN ``p_star``, ``alpha`` outside (0, 1) or ``oracle_error`` outside [0, 1).
     """
     alpha = _check_alpha(alpha)
     if isinstance(oracle_error, bool) or not (0.0 <= float(oracle_error) < 1.0):
@@ -102,7 +107,9 @@ def samples_needed(p_star, alpha: float, oracle_error: float = 0.0):
 
 
 class Decision(str, enum.Enum):
-    """Outcome of a (sequential) certification test."""
+    """Outcome of a (sequential) certification test: ``CERTIFIED`` or ``NOT_CERTIFIED`` once decided,
+    ``CONTINUE`` while undecided with samples left, ``INCONCLUSIVE`` when ``n_max`` samples did not decide. The
+    values are the status words certificates carry (``str`` enum: ``Decision.CERTIFIED == "certified"``)."""
 
     CERTIFIED = "certified"
     NOT_CERTIFIED = "not certified"
@@ -126,7 +133,10 @@ class SequentialTest:
     Guarantee (union bound over the looks): whatever the stopping time, if the true
     ``p_A < p_star`` (``<=`` when strict) the probability of certifying is at most ``alpha``;
     symmetrically, if ``p_A >= p_star`` the probability of *not certified* is at most ``alpha``.
-    The bounds reported at the stop, :meth:`bounds`, hold jointly over all looks at level ``1 - alpha``.
+    Each of the two bounds :meth:`bounds` reports holds at every look at once (union bound) with probability
+    ``>= 1 - alpha``, so also at the stop. Superseded in the engine by :class:`certkit.sequential.MixtureTest`
+    (kept for the benchmarks that compare the two). ValueError for a bad ``alpha``, ``n_max``, ``n_min``,
+    ``growth`` or a NaN ``p_star``.
     """
 
     p_star: float
@@ -158,25 +168,22 @@ class SequentialTest:
 
     @property
     def looks(self) -> tuple[int, ...]:
-        """The sample counts at which the test looks at the data."""
+        """The sample counts at which the test looks at the data: strictly increasing from ``min(n_min, n_max)``,
+        each ``max(n + 1, ceil(growth * n))`` after the look ``n`` before it, up to and ending at ``n_max``."""
         return self._looks  # type: ignore[attr-defined]
 
     @property
     def alpha_per_look(self) -> float:
+        """``alpha / J``: the error budget each of the ``J`` looks spends on each side."""
         return self.alpha / len(self.looks)
 
-    def next_look(self, n: int) -> int | None:
-        """The first look at or after ``n`` samples (``None`` past ``n_max``)."""
-        for look in self.looks:
-            if look >= n:
-                return look
-        return None
-
     def bounds(self, k: int, n: int) -> tuple[float, float]:
+        """Clopper–Pearson ``(lower, upper)`` after ``k`` successes in ``n`` samples, each at level ``1 - alpha / J``."""
         return clopper_pearson(int(k), int(n), self.alpha_per_look)
 
     def decide(self, k: int, n: int) -> Decision:
-        """Decision after ``k`` successes in ``n`` samples, ``n`` being one of :attr:`looks`."""
+        """Decision after ``k`` successes in ``n`` samples, ``n`` being one of :attr:`looks` (ValueError otherwise).
+        ``NOT_CERTIFIED`` whatever the data when ``p_star > 1`` (no ``p_A`` reaches it)."""
         if n not in self.looks:
             raise ValueError(f"n={n} is not a look of this test; looks are {self.looks}")
         lower, upper = self.bounds(k, n)
