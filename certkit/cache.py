@@ -37,7 +37,8 @@ class CacheWarning(UserWarning):
 
 
 def stream_key(**parts) -> str:
-    """Stable key from the parts that determine a sample stream."""
+    """SHA-256 hex key of the parts that determine a sample stream (JSON with sorted keys, other values by ``str``):
+    the same parts give the same key in every process; any changed part gives another."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -48,9 +49,12 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
 
 
 class CountCache:
-    """Per-sample oracle labels (uint8 indices into the oracle's label list), keyed by :func:`stream_key`.
+    """Per-sample oracle labels (uint8 indices into the oracle's label list), keyed by :func:`stream_key`, in
+    ``directory/counts.sqlite``.
 
-    ``disabled`` is None while the cache works, else why it is off for the rest of this run."""
+    Never raises for the state of the file (see the module docstring): ``disabled`` is None while the cache works,
+    else why it is off for the rest of this run (reads then return nothing, writes do nothing); ``rebuilt`` is True
+    once a corrupt file was moved aside and started anew. ``timeout``: seconds to wait for another process's lock."""
 
     def __init__(self, directory: str | Path, timeout: float = 60.0):
         self.directory = Path(directory)
@@ -137,7 +141,9 @@ class CountCache:
         return hashlib.sha256(key.encode() + b"\0" + names.encode() + b"\0" + blob).hexdigest()
 
     def get(self, key: str, label_names: tuple[str, ...]) -> np.ndarray:
-        """The cached label indices of stream ``key`` (empty when there are none, or the cache is off)."""
+        """The cached label indices of stream ``key``, a uint8 array in draw order: empty when there are none, when the
+        cache is off, or when the row's label names differ from ``label_names`` or its checksum fails (the row is
+        then deleted)."""
         names = json.dumps(list(label_names))
 
         def read():
@@ -154,7 +160,8 @@ class CountCache:
         return self._guarded(read, np.zeros(0, dtype=np.uint8))
 
     def put(self, key: str, label_names: tuple[str, ...], labels: np.ndarray) -> None:
-        """Store the whole stream (it only ever grows); a cache that cannot take it turns off, losing nothing else."""
+        """Store the whole stream under ``key``, replacing what was there (callers pass the cached labels extended,
+        so a stream only grows); a cache that cannot take it turns off, losing nothing else."""
         names = json.dumps(list(label_names))
         blob = np.ascontiguousarray(labels, dtype=np.uint8).tobytes()
 
@@ -168,6 +175,7 @@ class CountCache:
         self._guarded(write, None)
 
     def close(self) -> None:
+        """Close the database connection (idempotent). The object is not reopened: use a new one to read again."""
         conn = getattr(self, "_conn", None)
         if conn is not None:
             conn.close()

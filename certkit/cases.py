@@ -29,12 +29,14 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as float32 pixels in [0, 1], shape (C, H, W) (RGB; greyscale stays 1 channel).
+    """Read an image file as float32 pixels in [0, 1], shape (C, H, W): RGB, or 1 channel for greyscale without alpha.
 
-    8-bit images are divided by 255 and 16-bit greyscale by 65535; an alpha channel is dropped. Files whose
+    8-bit images are divided by 255 and 16-bit greyscale by 65535; an alpha channel is dropped (greyscale with
+    alpha, palette, CMYK and YCbCr images become RGB). Files whose
     pixels have no fixed scale (32-bit integer or float) are refused rather than guessed at. An EXIF
     orientation tag is applied (the pixels are those a viewer shows). Animated images (GIF, APNG, WebP with
-    more than one frame) are refused: a certificate is about one still image, so save the frame you mean."""
+    more than one frame) are refused: a certificate is about one still image, so save the frame you mean.
+    Every refusal (missing, unreadable, animated, too large or unscaled file) is a :class:`CaseError` naming the file."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -103,6 +105,11 @@ class Case:
     (float (C, H, W) in [0, 1]) and a stable ``id`` (used by pytest ids, baselines and the cache).
 
     ``expected`` is an optional expected outcome label; ``meta`` carries free-form fields from the case file.
+    ``image`` may be a path (read by :func:`load_image`), an array or a tensor; it is stored as a read-only float32
+    numpy array. :class:`CaseError` for an empty id or prompt, or an image that is not (C, H, W) with C = 1 or 3,
+    finite and in [0, 1] (never clipped or rescaled: the certificate is about these pixels). Two distinct
+    ``Case`` objects cannot be compared with ``==`` (numpy arrays have no single truth value): compare ids or
+    :attr:`content_hash`.
     """
 
     id: str
@@ -124,6 +131,7 @@ class Case:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the image: the space the certified l2 radius is measured in."""
         return tuple(self.image.shape)  # type: ignore[return-value]
 
     @property
@@ -195,7 +203,10 @@ def load_cases(path: str | Path) -> list[Case]:
 
     Fields: ``id`` (unique, stable: it names the pytest test, the baseline entry and the cache entry),
     ``prompt``, ``image`` (a path relative to the case file's folder), optional ``expected``; any other
-    field is kept in ``Case.meta``. Every problem raises :class:`CaseError` naming the file and line.
+    field is kept in ``Case.meta``. Returns the cases in file order, at least one, their ids unique and exactly
+    as written (a YAML ``id: 010`` stays ``"010"``). Every problem (unknown suffix, not UTF-8, bad syntax, a missing
+    or mistyped field, a duplicate id or key, a bad image, no cases) raises :class:`CaseError` naming the file and,
+    where there is one, the line.
     """
     import csv
     import json

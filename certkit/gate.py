@@ -17,8 +17,9 @@ _COUNTED = (CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE, ERROR)
 
 
 def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("forward_samples", 0))) -> dict:
-    """Counts of requirement statuses (``record["status"]``), the pass rate, the samples the requirements read and
-    the forward passes drawn for them."""
+    """Counts of requirement statuses (``record["status"]``: certified, not certified, inconclusive, error; any
+    other status is not counted), ``requirements`` (their sum), ``pass_rate`` (certified / requirements, None when
+    there are none), the ``samples`` the certificates read and the ``forward_samples`` drawn for them."""
     counts = dict.fromkeys(_COUNTED, 0)
     samples = forward = 0
     for record in records:
@@ -65,8 +66,9 @@ def rules(summary: dict, gate: dict, comparison: dict | None = None, baseline: s
 
 
 def decide(summary: dict, rule_list: list[tuple[bool, str]]) -> tuple[str, str]:
-    """The gate and its reason: INCOMPLETE when the run did not finish (``summary["incomplete"]`` lists why), FAILED
-    when a rule failed, else PASSED; the reason gives the sentences that decided it."""
+    """``(gate, reason)``: INCOMPLETE when the run did not finish (``summary["incomplete"]`` lists why), FAILED
+    when a rule failed, else PASSED; the reason, ``"<GATE>: "`` and the sentences that decided it, is the one
+    sentence the terminal, results, report and JUnit all show."""
     failing = [text for failed, text in rule_list if failed]
     if summary.get("incomplete"):
         gate, said = INCOMPLETE, ["the run did not finish (" + "; ".join(summary["incomplete"]) + ")"] + failing

@@ -33,13 +33,15 @@ __all__ = ["derive_seed", "noisy_images", "noisy_token_ids", "alphabet_index"]
 
 
 def derive_seed(*parts) -> int:
-    """A 63-bit seed from any parts (stable across processes and machines)."""
+    """A seed in ``[0, 2**63)`` from any parts, by SHA-256 of their ``str`` forms: the same parts give the same seed
+    in every process, on every machine and Python version (no ``hash()`` randomisation)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def noisy_images(image: torch.Tensor, kernel: Gaussian | None, n: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` noisy copies of ``image`` (C, H, W): shape (n, C, H, W), same device and dtype float32."""
+    """``n`` noisy copies of ``image`` (C, H, W): shape (n, C, H, W), float32 on the image's device, not clipped;
+    exact copies when ``kernel`` is None. The draws depend only on ``generator``'s state."""
     batch = image.to(torch.float32).unsqueeze(0).expand(n, *image.shape)
     if kernel is None:
         return batch.clone()
@@ -48,7 +50,7 @@ def noisy_images(image: torch.Tensor, kernel: Gaussian | None, n: int, generator
 
 
 def alphabet_index(alphabet: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Position of each id in the sorted ``alphabet`` (-1 for ids outside it)."""
+    """Position of each id in the sorted, unique ``alphabet`` (-1 for ids outside it); the shape of ``ids``."""
     pos = torch.searchsorted(alphabet, ids)
     pos = pos.clamp(max=alphabet.numel() - 1)
     return torch.where(alphabet[pos] == ids, pos, torch.full_like(pos, -1))
@@ -67,7 +69,9 @@ def noisy_token_ids(
 
     ``alphabet`` is sorted and unique, of size ``kernel.vocab_size``. For a certificate, the *clean* prompt's
     editable ids must all belong to it (the caller checks this once per case); noisy draws of any other input
-    (an adversarial one) follow the law in the module docstring.
+    (an adversarial one) follow the law in the module docstring. Copies of ``ids`` when ``kernel`` is None or no
+    position is editable. ValueError for a Mask kernel without ``mask_id`` or a UniformReplace kernel without
+    ``alphabet``.
     """
     out = ids.unsqueeze(0).expand(n, ids.numel()).clone()
     if kernel is None:
