@@ -4,7 +4,10 @@
 
 The model is a :class:`~certkit.models.TorchClassifier` that says "bright" when the mean of its 3x2x2 image is
 above 0.5; under Gaussian image noise of sigma 0.25 the mean moves by N(0, 0.25^2 / 12), so a case whose pixels
-all equal ``0.5 + 0.25 / sqrt(12) * Phi^-1(p)`` has ``p_A = p`` exactly: the knob that sets p_A. One audit (``MIX``)
+all equal ``0.5 + 0.25 / sqrt(12) * Phi^-1(p)`` has ``p_A = p`` exactly: the knob that sets p_A. A changed model
+moves its decision threshold for one case (told apart by its prompt's last word) so that the case's p_A becomes the
+new value; the cases themselves never change (a case whose content changed is another event, whose counts
+:func:`certkit.regression.compare` does not compare). One audit (``MIX``)
 is a realistic mix through :class:`certkit.Smoothed`: certify-mode requirements far above p* (decided after tens
 of samples), near p* (thousands, some inconclusive at n_max = 10,000), one below p*, two requirements sharing a
 case's stream, and report-mode frontiers with n = 200; alpha = 0.01, tau = 1/2, image noise only.
@@ -55,31 +58,48 @@ MIX = [
 P_A = {"a": 0.999, "b": 0.95, "c": 0.74, "d": 0.72, "e": 0.60, "f": 0.97, "g": 0.99, "h": 0.90, "i": 0.80}
 
 
+def _token(word: str) -> int:
+    return 2 + len(word) % 20
+
+
 class Bright(torch.nn.Module):
-    """'bright' iff the image's mean exceeds 0.5."""
+    """'bright' iff the image's mean exceeds 0.5, plus ``shift[t]`` for a prompt whose last token is ``t``."""
+
+    def __init__(self, shift: dict[int, float] | None = None):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(24))
+        for token, delta in (shift or {}).items():
+            self.shift[token] = delta
 
     def forward(self, ids, images):
-        s = images.mean(dim=(1, 2, 3)) - 0.5
+        s = images.mean(dim=(1, 2, 3)) - 0.5 - self.shift[ids[:, -1]]
         return torch.stack([-s, s], 1)
 
 
-def model() -> TorchClassifier:
-    return TorchClassifier(Bright(), ["dark", "bright"], lambda t: [2 + len(w) % 20 for w in t.split()], vocab_size=24,
+def model(p_a: dict | None = None) -> TorchClassifier:
+    """The model; ``p_a`` (case -> p_A) moves its threshold for those cases so that their p_A is that value."""
+    scale = SIGMA / math.sqrt(PIXELS)
+    shift = {_token(_last_word(c)): scale * float(norm.ppf(P_A[c]) - norm.ppf(p)) for c, p in (p_a or {}).items()}
+    return TorchClassifier(Bright(shift), ["dark", "bright"], lambda t: [_token(w) for w in t.split()], vocab_size=24,
                            special_ids=[0, 1], mask_id=0, batch_size=1024, device="cpu")
 
 
-def case(name: str, p_a: float) -> Case:
-    value = 0.5 + SIGMA / math.sqrt(PIXELS) * float(norm.ppf(p_a))
-    return Case(name, "pick up the cube", np.full((3, 2, 2), value, dtype=np.float32))
+def _last_word(name: str) -> str:
+    return "x" * (ord(name) - ord("a") + 1)  # a distinct length, so a distinct last token, per case
+
+
+def case(name: str) -> Case:
+    value = 0.5 + SIGMA / math.sqrt(PIXELS) * float(norm.ppf(P_A[name]))
+    return Case(name, f"pick up the {_last_word(name)}", np.full((3, 2, 2), value, dtype=np.float32))
 
 
 def audit(seed: int, p_a: dict | None = None, mix=MIX, classifier=None) -> dict:
-    """One run of ``mix`` at ``seed`` as a results document (``certkit.results/1``), the cases at ``p_a``."""
-    p_a = {**P_A, **(p_a or {})}
-    smoothed = Smoothed(classifier or model(), LabelOracle(["dark", "bright"]), Gaussian(SIGMA), None, seed=seed)
+    """One run of ``mix`` at ``seed`` as a results document (``certkit.results/1``), by a model whose p_A on the cases of
+    ``p_a`` is that value (the others' are ``P_A``)."""
+    smoothed = Smoothed(classifier or model(p_a), LabelOracle(["dark", "bright"]), Gaussian(SIGMA), None, seed=seed)
     results = []
     for name, case_id, mode, value in mix:
-        c = case(case_id, p_a[case_id])
+        c = case(case_id)
         if mode == "certify":
             cert = smoothed.certify(c, radius=SIGMA * float(norm.ppf(value)), outcome="bright", alpha=ALPHA, n_max=N_MAX)
         else:

@@ -224,10 +224,11 @@ def cmd_diff(args, parser) -> int:
     except ResultsError as exc:
         parser.error(str(exc))
     print(f"{args.old} -> {args.new}: {len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
-          f"{len(result['within_noise'])} within sampling noise, {len(result['new'])} new, {len(result['removed'])} removed")
+          f"{len(result['within_noise'])} within sampling noise, {len(result['new'])} new, {len(result['removed'])} removed, "
+          f"{len(result['changed'])} changed (counts not compared)")
     print(f"  rule: {result['rule']}")
     for label, entries in (("REGRESSED", result["regressions"]), ("improved ", result["improvements"]),
-                           ("noise    ", result["within_noise"])):
+                           ("noise    ", result["within_noise"]), ("changed  ", result["changed"])):
         for entry in entries:
             print(f"  {label} {entry['key']}: {'; '.join(entry['reasons'])}")
     for key in result["new"]:

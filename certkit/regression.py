@@ -15,6 +15,12 @@ requirement, whether this run is worse than the baseline in a way that sampling 
   case share a sample stream). *Certified -> inconclusive* is a regression only when this test also shows the
   drop: near p* seeds alone move a requirement between the two (6 of 200 requirement-runs in the bench).
 
+The counts test compares the probability of one event: only certificates made under the same outcome, noise (sigma,
+beta, kernel, alphabet) and case content (its hash) are tested. A requirement whose outcome, noise or case changed
+between the runs is listed under ``changed`` with what changed; its status rule still applies, its counts are not
+compared (raising sigma lowers p_A without any change in the model). Radius, edits, tau, alpha and n_max change what is
+certified, not p_A, so their counts are compared.
+
 The radius changes shown with a flagged drop are the radii the two p_A lower bounds imply, for information; no
 fixed tolerance decides anything. New and removed requirements are listed (with the removed ones' baseline
 status) and do not regress here; the gate decides what a removed requirement means.
@@ -34,6 +40,7 @@ from scipy.special import logsumexp
 from scipy.stats import hypergeom
 
 from .certificate import CERTIFIED, INCONCLUSIVE
+from .requirement import caption, of_certificate
 from .results import ResultsError, certificates, implied_radius, records
 from .sequential import MixtureTest
 
@@ -165,6 +172,24 @@ def _checked_alpha(alpha, what: str) -> float:
     return float(alpha)
 
 
+def _event(cert: dict) -> dict:
+    """What p_A is the probability of: the outcome and the noise (certkit.requirement's table, read back) and the case."""
+    values = of_certificate(cert)
+    return {"outcome": values["outcome"], **{k: values[k] for k in ("sigma", "beta", "kernel", "vocab")}, "case": cert.get("case_hash")}
+
+
+def _event_change(old: dict, new: dict) -> str | None:
+    """How the two certificates' events differ, in the report captions' words (None: the same event)."""
+    before, after = _event(old), _event(new)
+    if before == after:
+        return None
+    if before["case"] != after["case"]:
+        return "the case's content changed (another image or prompt under the same id)"
+    was, now = caption(before), caption(after)
+    gone, came = [w for w in was if w not in now], [w for w in now if w not in was]
+    return f"{', '.join(gone) or 'settings'} -> {', '.join(came) or 'settings'}"
+
+
 def _radius_text(r: float) -> str:
     return "none" if r == -math.inf else ("∞" if r == math.inf else f"{r:.4f}")
 
@@ -177,20 +202,23 @@ def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere
     not show to be real), ``new`` and ``removed`` (requirement keys: the node id, ``#i`` for a record's i-th
     certificate past the first), ``removed_records`` (``{"key", "nodeid", "status"}``: the removed requirements'
     baseline status), ``changes`` (node id -> text for the report's "vs baseline" column), ``p_values`` (key -> the
-    test's p-value), and the rule: ``alpha``, ``alpha_source``, ``correction`` ("Holm"), ``tests`` (how many
-    requirements the counts test compared) and ``rule`` (one sentence with those numbers). ``alpha`` overrides the
+    test's p-value), ``changed`` (``{"nodeid", "key", "reasons"}``: requirements whose outcome, noise or case content
+    changed, whose counts were not compared), and the rule: ``alpha``, ``alpha_source``, ``correction`` ("Holm"),
+    ``tests`` (how many requirements the counts test compared) and ``rule`` (one sentence with those numbers). ``alpha`` overrides the
     run's alpha (its settings, else its certificates' smallest). ``elsewhere``: node ids a sharded run left to its other
     shards; baseline requirements among them are not "removed" (``other_shards`` counts them)."""
     old, new = _index(baseline), _index(current)
     shared = sorted(set(old) & set(new))
-    pairs = [(old[key][1], new[key][1]) for key in shared if old[key][1] and new[key][1]]
+    both = [key for key in shared if old[key][1] and new[key][1]]
+    changed = {key: why for key in both if (why := _event_change(old[key][1], new[key][1]))}
+    tested = [key for key in both if key not in changed]
+    pairs = [(old[key][1], new[key][1]) for key in tested]
     if alpha is not None:
         alpha, source = _checked_alpha(alpha, "alpha"), "given"
     elif pairs:
         alpha, source = _run_alpha(current, pairs)
     else:
         alpha, source = None, "no requirement to test"
-    tested = [key for key in shared if old[key][1] and new[key][1]]
     (k0, n0), (k1, n1) = (np.array([_counts(side[key][1], key, what) for key in tested], dtype=float).reshape(-1, 2).T
                           for side, what in ((old, "baseline"), (new, "current results")))
     p_values = drop_p_value(k0, n0, k1, n1, [old[k][1].get("mode") == "frontier" and new[k][1].get("mode") == "frontier" for k in tested])
@@ -201,7 +229,9 @@ def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere
     out = {"regressions": [], "improvements": [], "within_noise": [], "new": sorted(set(new) - set(old)), "removed": removed,
            "removed_records": [{"key": key, "nodeid": old[key][0]["nodeid"], "status": _status(*old[key])} for key in removed],
            "changes": {}, "p_values": {key: t[0] for key, t in test_of.items()}, "alpha": alpha, "alpha_source": source,
-           "correction": "Holm", "tests": len(tested), "other_shards": len(missing) - len(removed)}
+           "correction": "Holm", "tests": len(tested), "other_shards": len(missing) - len(removed),
+           "changed": [{"nodeid": old[key][0]["nodeid"], "key": key, "reasons": [f"changed: {why}; counts not compared"]}
+                       for key, why in sorted(changed.items())]}
     out["rule"] = rule_text(out)
     for key in shared:
         (orec, ocert), (nrec, ncert) = old[key], new[key]
@@ -223,12 +253,16 @@ def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere
                      f"{ncert['p_a_lower']:.4f}, max radius {_radius_text(r_old)} -> {_radius_text(r_new)}")
             (reasons if dropped else noise).append(("p_A fell: " if dropped else "within sampling noise: ") + shown)
         entry = {"nodeid": nodeid, "key": key}
+        if key in changed:
+            reasons, better = [f"{r} ({changed[key]})" for r in reasons], [f"{b} ({changed[key]})" for b in better]
         if reasons:
             out["regressions"].append({**entry, "reasons": reasons, **({"p_value": p, "adjusted_p_value": adj} if dropped else {})})
             out["changes"][nodeid] = "REGRESSED: " + "; ".join(reasons)
         elif better:
             out["improvements"].append({**entry, "reasons": better})
             out["changes"][nodeid] = "; ".join(better)
+        elif key in changed:
+            out["changes"].setdefault(nodeid, f"changed: {changed[key]}")
         elif noise:
             out["within_noise"].append({**entry, "reasons": noise})
             out["changes"].setdefault(nodeid, "; ".join(noise))

@@ -209,6 +209,8 @@ def of_certificate(record: dict) -> dict:
 
 
 def caption(values: dict) -> list[str]:
-    """The phrases a report caption shows for the settings ``values`` (as :func:`of_certificate` returns them), in
-    table order; a phrase that would add nothing (the kernel without text noise) is left out."""
-    return [phrase for setting in SETTINGS if setting.shown is not None and (phrase := setting.shown(values)) is not None]
+    """The phrases a report caption shows for the settings in ``values`` (as :func:`of_certificate` returns them, or a
+    part of that: a setting not in ``values`` is not shown), in table order; a phrase that would add nothing (the kernel
+    without text noise) is left out."""
+    return [phrase for setting in SETTINGS
+            if setting.shown is not None and setting.name in values and (phrase := setting.shown(values)) is not None]

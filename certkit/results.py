@@ -155,7 +155,7 @@ def implied_radius(cert: dict) -> float:
 def baseline_record(path: str | None, comparison: dict) -> dict:
     """What a results document keeps of its comparison with a baseline (the report and ``certkit report`` read it)."""
     return {"path": path, **{k: comparison[k] for k in ("regressions", "improvements", "within_noise", "new", "removed",
-                                                         "removed_records", "rule", "alpha", "tests")}}
+                                                         "removed_records", "changed", "rule", "alpha", "tests")}}
 
 
 #: what every shard of one run must agree on (the run's identity); ``--force`` merges past a disagreement, and says so

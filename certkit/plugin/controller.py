@@ -93,7 +93,9 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
         regs, removed = comparison["regressions"], comparison["removed"]
         bad = bool(regs) or (bool(removed) and not state.allow_removed)
         tr.write_line(f"baseline {shown(state.baseline_path, config)}: {len(regs)} regressions, {len(comparison['improvements'])} "
-                      f"improvements, {len(comparison['new'])} new, {len(removed)} removed", red=bad, green=not bad)
+                      f"improvements, {len(comparison['new'])} new, {len(removed)} removed"
+                      + (f", {len(comparison['changed'])} changed (counts not compared)" if comparison.get("changed") else ""),
+                      red=bad, green=not bad)
         for reg in regs[:50]:
             tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
         was = {r["key"]: r["status"] for r in comparison.get("removed_records", [])}

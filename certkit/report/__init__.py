@@ -174,7 +174,9 @@ def _baseline_lists(comparison: dict | None) -> list[tuple]:
              ("Removed requirements (in the baseline, not in this run)", "removed",
               [{**r, "text": f"was {r['status']} in the baseline"} for r in comparison.get("removed_records", [])]),
              ("Changes within sampling noise (not regressions)", "within-noise",
-              [{**r, "text": "; ".join(r["reasons"])} for r in comparison.get("within_noise", [])])]
+              [{**r, "text": "; ".join(r["reasons"])} for r in comparison.get("within_noise", [])]),
+             ("Changed requirements (another outcome, noise or case: counts not compared, status compared)", "changed",
+              [{**r, "text": "; ".join(r["reasons"])} for r in comparison.get("changed", [])])]
     return [(title, id_,
              [{"key": e.get("key", e["nodeid"]), "nodeid": e["nodeid"], "text": e["text"]} for e in entries[:MAX_BASELINE_ITEMS]],
              max(0, len(entries) - MAX_BASELINE_ITEMS)) for title, id_, entries in lists if entries]
