@@ -66,18 +66,20 @@ from .models.base import ModelError, takes_encoded
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
 from .requirement import Requirement, positive_integer
-from .sampling import alphabet_index, derive_seed, noisy_images, noisy_token_ids  # derive_seed: re-exported
+from .sampling import alphabet_index, derive_seed, noisy_images, noisy_token_ids
 from .sequential import MixtureTest
 
-__all__ = ["Smoothed", "derive_seed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
+__all__ = ["Smoothed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
 
+#: samples per chunk: each chunk of a stream draws from its own generators, and streams are cached in whole chunks
 CHUNK = 32
 #: streams one Smoothed keeps in memory for the requirements that follow (at most n_max bytes each)
 STREAMS_IN_MEMORY = 1024
 
 
 def generation_seed(stream_seed: int, start: int) -> int:
-    """The seed ``model.run`` gets for the batch whose first sample is sample ``start`` of the stream."""
+    """The seed ``model.run`` gets for the batch whose first sample is sample ``start`` of the stream: a function of
+    the stream's seed and ``start`` alone (:func:`~certkit.sampling.derive_seed`), whatever batch size or process."""
     return derive_seed(stream_seed, "gen", start // CHUNK, start % CHUNK)
 
 
@@ -170,7 +172,8 @@ class _Draw:
 
 
 def refuse_text_noise(model) -> None:
-    """Raise the model's own reason where it cannot take text noise (a served model behind a text API re-tokenizes)."""
+    """Raise :class:`~certkit.models.base.ModelError` with the model's own reason (its ``no_text_noise``) where it
+    cannot take text noise (a served model behind a text API re-tokenizes); return None where it can."""
     reason = getattr(model, "no_text_noise", None)
     if reason:
         raise ModelError(f"text noise cannot be certified through {type(model).__name__}: {reason}")
@@ -188,7 +191,13 @@ class Smoothed:
     ``model`` is a :class:`~certkit.models.ModelAdapter` (e.g. ``VisionLanguageModel`` or
     ``TorchClassifier``); ``oracle`` an :class:`~certkit.oracles.Oracle`. ``cache`` is a
     :class:`~certkit.cache.CountCache`, a directory for one, or None. ``max_batch_bytes`` bounds the memory
-    of one batch of noisy images (large images run in smaller batches, down to one sample).
+    of one batch of noisy images (large images run in smaller batches, down to one sample). ``seed`` is the run
+    seed every case's stream derives from.
+
+    Everything is checked before any sample: RequirementError for kernels of the wrong kind, a non-integer seed or
+    a ``max_batch_bytes`` below 1; OracleError unless ``oracle`` is an :class:`~certkit.oracles.Oracle`; ModelError
+    for a model without the adapter attributes, text noise it refuses, a ``UniformReplace.vocab_size`` that is not
+    the size of its alphabet, or the Mask kernel on a model without a mask token.
     """
 
     def __init__(self, model, oracle: Oracle, image: Gaussian | None = None, text: UniformReplace | Mask | None = None,
@@ -502,6 +511,16 @@ class Smoothed:
 
         The keywords state the requirement instead, as a convenience (``outcome`` then required); give one or the
         other. Stops as soon as the sequential test decides; ``inconclusive`` if ``n_max`` samples do not.
+
+        Guarantee: if the smoothed ``oracle ∘ model`` does not meet the requirement, the returned certificate is
+        ``certified`` with probability at most ``alpha`` (over the noise; whatever the stopping time). A certified
+        certificate's own numbers meet it: its ``p_adv``, from ``p_a_lower`` (already less the oracle's error),
+        passes the threshold rule (where it would not, the certificate is inconclusive).
+        Raises TypeError for a Requirement and keywords together, or no outcome; RequirementError for a requirement
+        this smoothed model cannot evaluate (a radius without image noise, edits without text noise) or no sample
+        count can meet (no ``p_A <= 1`` does, or not within ``n_max``: the message gives the samples it would take);
+        OracleError for an outcome that is not one of the oracle's labels; CaseError or ModelError for a case the
+        model cannot take or outputs it cannot give.
         """
         t_start = time.perf_counter()
         if requirement is not None and (outcome is not None or (radius, edits, alpha, threshold, n_max) != (
@@ -549,7 +568,15 @@ class Smoothed:
     def frontier(self, case: Case, max_edits: int | None = None, *, outcome: str, n: int = 10_000, alpha: float = 0.01,
                  threshold: float = bounds.DEFAULT_THRESHOLD) -> Certificate:
         """Report mode: ``n`` samples, one Clopper–Pearson lower bound, the largest certified radius for each
-        d = 0..max_edits (default 8 with text noise, 0 without)."""
+        d = 0..max_edits (default 8 with text noise, 0 without).
+
+        The certificate's ``frontier`` is :func:`certkit.bounds.frontier` of the lower bound (less the oracle's error),
+        non-increasing in d and ``-inf`` where nothing is certified; with probability at least ``1 - alpha`` every
+        radius in it is certified at once (one bound serves every d). ``status`` is certified iff the lower bound
+        alone passes the threshold (d = 0, radius 0). RequirementError without image noise, for edits without text
+        noise, or a ``max_edits`` or ``n`` that is not a non-negative (``n``: positive) integer; otherwise raises as
+        :meth:`certify` does.
+        """
         t_start = time.perf_counter()
         if max_edits is None:
             max_edits = 8 if self.text is not None else 0
