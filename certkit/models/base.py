@@ -52,6 +52,14 @@ class EncodedCase:
 
 @runtime_checkable
 class ModelAdapter(Protocol):
+    """What :class:`certkit.Smoothed` needs from a model: the attributes below, :meth:`encode` and :meth:`run`.
+
+    The engine relies on this: ``fingerprint`` covers everything that decides ``run``'s outputs (the count cache
+    reuses labels under it), and ``run`` returns exactly one ``str`` per sample, in order (anything else is a
+    :class:`ModelError`). :class:`~certkit.models.VisionLanguageModel`, :class:`~certkit.models.TorchClassifier`
+    and :class:`~certkit.models.ServedVLM` implement it.
+    """
+
     #: stable description of the weights and settings; changes whenever outputs could change
     fingerprint: str
     #: "text" (generated answers) or "label" (class labels)
@@ -63,7 +71,8 @@ class ModelAdapter(Protocol):
     mask_id: int | None
     batch_size: int
 
-    def encode(self, case) -> EncodedCase: ...
+    def encode(self, case) -> EncodedCase:
+        """The case as the model reads it (once per case); :class:`ModelError` for a case the model cannot take."""
 
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int) -> list[str]:
         """One output per sample. An adapter whose ``run`` takes a keyword ``encoded`` receives the case's
@@ -79,7 +88,8 @@ def takes_encoded(adapter) -> bool:
 
 
 def fingerprint_module(module: torch.nn.Module, extra: str = "") -> str:
-    """SHA-256 over every parameter and buffer (names, shapes, dtypes, bytes) plus ``extra``."""
+    """SHA-256 hex digest over every tensor of the module's state dict, parameters and persistent buffers (names,
+    shapes, dtypes, bytes, in name order), plus ``extra``: the same weights give the same digest on any device."""
     h = hashlib.sha256(extra.encode())
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().cpu().contiguous()

@@ -40,6 +40,8 @@ _LAYOUT_TOKEN_KEYS = ("image_token_id", "image_token_index", "boi_token_id", "eo
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """SHA-256 hex digest of what decides a tokenizer's ids: its fast backend's full serialisation (else its
+    vocabulary), its special tokens and its class."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         payload = backend.to_str()
@@ -50,6 +52,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def processor_settings(processor) -> str:
+    """The processor's settings as JSON text (for fingerprints): its own ``to_json_string()``, else its image
+    processor's attributes."""
     try:
         return processor.to_json_string()
     except Exception:  # a processor that cannot serialise itself: fall back to its sub-processors' dicts
@@ -63,6 +67,7 @@ def quantise(images: torch.Tensor) -> np.ndarray:
 
 
 def check_prompt_format(prompt_format) -> str:
+    """``prompt_format`` itself if it is a string holding ``{prompt}`` exactly once; :class:`ModelError` otherwise."""
     if not isinstance(prompt_format, str) or prompt_format.count("{prompt}") != 1:
         raise ModelError(f"prompt_format must contain '{{prompt}}' exactly once, got {prompt_format!r}")
     return prompt_format
@@ -83,6 +88,9 @@ class ProcessorEncoding:
     ``config`` is the model's transformers config (it names the image placeholder and marker tokens, which are
     never in the replacement alphabet). ``system_prompt``, ``prompt_format`` (``{prompt}`` marks the case prompt)
     and ``answer_prefix`` shape the templated text; ``processor_kwargs`` go to every processor call.
+    ``alphabet``: every token id of the tokenizer but its special, added and image-layout tokens (sorted);
+    ``mask_id``: the mask token, else pad, else unk (None where there is none). :class:`ModelError` for a
+    processor without a chat template, tokenizer or image processor, or a ``prompt_format`` without one ``{prompt}``.
     """
 
     def __init__(self, processor, config, *, system_prompt: str | None = None, prompt_format: str = "{prompt}",
@@ -163,6 +171,7 @@ class ProcessorEncoding:
         return tuple(str(label) for label in words), ids
 
     def messages(self, text: str) -> list[dict]:
+        """The chat for ``text``: the system prompt (if any), then one user turn of the image followed by ``text``."""
         messages = []
         if self.system_prompt:
             messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
@@ -170,7 +179,8 @@ class ProcessorEncoding:
         return messages
 
     def templated(self, prompt: str) -> tuple[str, int, int]:
-        """The full text the processor sees for ``prompt``, and the prompt's character span in it."""
+        """The full text the processor sees for ``prompt``, and the prompt's character span ``[start, end)`` in it;
+        :class:`ModelError` where the chat template does not place the user's text exactly once."""
         user_text = self.prompt_format.replace("{prompt}", _SENTINEL)
         templated = self.processor.apply_chat_template(self.messages(user_text), add_generation_prompt=True, tokenize=False)
         templated += self.answer_prefix
@@ -180,7 +190,9 @@ class ProcessorEncoding:
         return prefix + prompt + suffix, len(prefix), len(prefix) + len(prompt)
 
     def encode(self, case, device) -> EncodedCase:
-        """The case's ids, editable prompt positions and clean image on ``device``; ``context`` is the templated text."""
+        """The case's ids, editable prompt positions and clean image on ``device``; ``context`` is the templated text.
+        The editable tokens decode to the prompt (whitespace aside) and lie in the replacement alphabet;
+        :class:`ModelError` (or :class:`UnspellableText`) where that cannot be ensured."""
         full, start, end = self.templated(case.prompt)
         plain = self.tokenizer(full, return_offsets_mapping=True, add_special_tokens=False)
         self.refuse_special_text(plain["input_ids"], plain["offset_mapping"], full, start, end, case.id)
@@ -233,6 +245,7 @@ class ProcessorEncoding:
 
     @staticmethod
     def rgb(images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images with C = 3: greyscale repeated over three channels (a view), RGB as it is."""
         return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
     def image_batch(self, images: torch.Tensor) -> tuple[list, dict]:

@@ -60,7 +60,8 @@ class Endpoint:
 
     ``concurrency`` bounds the requests in flight; ``timeout`` (seconds) bounds each attempt; ``retries`` is how
     many times a retryable failure is tried again (with exponential back-off, honouring ``Retry-After``).
-    ``api_key`` is sent as a bearer token.
+    ``api_key`` is sent as a bearer token. :class:`~certkit.models.base.ModelError` for a URL that is not http(s),
+    a ``concurrency`` below 1, negative ``retries`` or a ``timeout`` that is not a positive number.
     """
 
     def __init__(self, base_url: str, *, api_key: str | None = None, concurrency: int = 16, timeout: float = 120.0,
@@ -99,9 +100,13 @@ class Endpoint:
     # ------------------------------------------------------------------ sync API
 
     def get(self, path: str) -> dict:
+        """The JSON object the server answers ``GET path`` with, retried as the module says; :class:`ServerError`
+        for any other outcome."""
         return self._wait(self._request("GET", path, None))
 
     def post(self, path: str, body: dict) -> dict:
+        """The JSON object the server answers ``POST path`` with ``body`` (as JSON), every retry sending the same
+        bytes; :class:`ServerError` for any other outcome."""
         return self._wait(self._request("POST", path, json.dumps(body).encode()))
 
     def post_many(self, path: str, bodies: Sequence[dict]) -> list[dict]:
@@ -110,6 +115,7 @@ class Endpoint:
         return self._wait(self._gather(path, payloads))
 
     def close(self) -> None:
+        """Close the connections and stop the background thread (idempotent); the endpoint cannot be used after."""
         if self._loop.is_closed():
             return
         if self._client is not None:

@@ -28,7 +28,10 @@ class TorchClassifier:
     ``k``. ``alphabet`` lists the token ids text noise may draw (default: ``range(vocab_size)`` minus
     ``special_ids``); ``mask_id`` is the id the Mask kernel writes. ``device``: where the module runs (default:
     where its weights are if that is a GPU, else the first GPU if any, else CPU); ids and images reach it there,
-    images in the dtype of its floating-point weights.
+    images in the dtype of its floating-point weights. The fingerprint covers the weights, the module's code and
+    flags, the labels, ``tokenize`` (its code and state), the alphabet, ``mask_id`` and ``max_length``.
+    :class:`ModelError` for a non-module, fewer than two distinct labels, neither ``vocab_size`` nor ``alphabet``,
+    an alphabet of fewer than two ids, or a ``batch_size`` below 1.
     """
 
     output_kind = "label"
@@ -79,6 +82,8 @@ class TorchClassifier:
         self.fingerprint = fingerprint_module(module, extra=extra)
 
     def encode(self, case) -> EncodedCase:
+        """``tokenize(prompt)`` as a LongTensor, every position editable, and the image, on :attr:`device`;
+        :class:`ModelError` for a prompt of no tokens or more than ``max_length``."""
         ids = [int(i) for i in self.tokenize(case.prompt)]
         if not ids:
             raise ModelError(f"case {case.id!r}: the prompt tokenizes to no tokens")
@@ -95,6 +100,8 @@ class TorchClassifier:
 
     @torch.inference_mode()
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase | None = None) -> list[str]:
+        """The label of each sample's largest logit (the first on a tie), in order; ``seed`` and ``encoded`` are not
+        used. :class:`ModelError` for logits that are not (batch, len(labels)) or hold NaN."""
         logits = self.module(ids.to(self.device), images.to(self.device, self.dtype))
         if logits.ndim != 2 or logits.shape[1] != len(self.labels):
             raise ModelError(f"the module returned logits of shape {tuple(logits.shape)}; expected (batch, {len(self.labels)})")

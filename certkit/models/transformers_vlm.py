@@ -85,7 +85,10 @@ class VisionLanguageModel:
     the label from one forward pass (guard VLMs). ``prompt_format`` wraps the case prompt (``{prompt}`` marks
     it; only the prompt's own tokens are editable); ``answer_prefix`` is appended after the generation prompt
     (e.g. the opening of a guard's structured answer). Generation settings, the chat template, the processor
-    and tokenizer, the model's code and config and the weights all go into :attr:`fingerprint`.
+    and tokenizer, the model's code and config and the weights all go into :attr:`fingerprint` (``weights_fingerprint``,
+    when given, stands for the weights: :meth:`from_pretrained` passes its files' hash). :class:`ModelError` for a
+    ``max_new_tokens`` or ``batch_size`` below 1, label words the tokenizer cannot tell apart, or a processor
+    :class:`~certkit.models.encoding.ProcessorEncoding` refuses.
     """
 
     def __init__(
@@ -168,7 +171,10 @@ class VisionLanguageModel:
 
         ``dtype``: "auto" (the checkpoint's), or a torch dtype / name ("bfloat16"). ``device_map`` goes to
         accelerate (e.g. "auto" to shard a large model); otherwise the model moves to ``device`` (default:
-        the first GPU if any, else CPU). ``trust_remote_code`` stays False unless you set it.
+        the first GPU if any, else CPU). ``trust_remote_code`` stays False unless you set it. The fingerprint's
+        weights part is the SHA-256 of the directory's files. :class:`ModelError` for a path that is not a
+        checkpoint directory, an unknown dtype, a checkpoint that cannot be loaded, or one missing weights of the
+        model (transformers would initialise them at random).
         """
         from transformers import AutoProcessor
 
@@ -220,6 +226,8 @@ class VisionLanguageModel:
         return self.encoding.templated(prompt)
 
     def encode(self, case) -> EncodedCase:
+        """The case through the family's processor (:meth:`ProcessorEncoding.encode`), on the model's input device;
+        :class:`ModelError` where its tokens plus ``max_new_tokens`` exceed the model's context."""
         enc = self.encoding.encode(case, self.device)
         if self.max_context is not None and enc.ids.numel() + self.max_new_tokens > self.max_context:
             raise ModelError(
@@ -245,6 +253,10 @@ class VisionLanguageModel:
 
     @torch.inference_mode()
     def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
+        """One output per sample, in order. Label mode: the label whose word's first token has the highest last-position
+        logit (:class:`ModelError` on NaN logits). Otherwise the decoded new tokens, special tokens skipped: greedy, or
+        sampled after ``torch.manual_seed(seed)`` when ``do_sample``. :class:`ModelError` where the processor lays out
+        a noisy image's tokens differently from the clean one's."""
         inputs = self.model_inputs(encoded, ids, images)
         if self.labels is not None:
             logits = self.model(**inputs, **self._label_kwargs).logits[:, -1, :]

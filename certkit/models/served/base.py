@@ -68,6 +68,9 @@ class ServedVLM:
     own settings: ``processor``, ``config``, ``answer_prefix``, ``trust_remote_code`` (token-in); ``words``
     (chat). Every setting is checked before the first request; the constructor then probes the server and asks
     the canary, and ``fingerprint`` covers the settings, the server's identity and the canary's answer.
+    :class:`~certkit.models.ModelError` for an unknown protocol or a bad setting (before any request), or a server
+    that does not list ``model`` or fails the protocol's probe; :class:`~certkit.models.ServerError` where the
+    server cannot be reached or refuses.
     """
 
     protocol: str
@@ -289,4 +292,5 @@ class ServedVLM:
         return choices[0]
 
     def close(self) -> None:
+        """Close the endpoint's connections (idempotent); the adapter cannot run after."""
         self.endpoint.close()
