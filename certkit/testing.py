@@ -156,6 +156,7 @@ class BrightnessClassifier(torch.nn.Module):
     """Class 1 ("bright") iff the mean pixel exceeds 0.5; ignores the text. Deterministic and real."""
 
     def forward(self, ids, images):
+        """(B, 2) logits ``[-s, s]`` with ``s`` = mean pixel - 0.5: class 1 wins iff ``s > 0``."""
         score = images.mean(dim=(1, 2, 3)) - 0.5
         return torch.stack([-score, score], dim=1)
 
@@ -168,6 +169,8 @@ class KeywordImageClassifier(torch.nn.Module):
         self.register_buffer("trigger", torch.tensor(trigger))
 
     def forward(self, ids, images):
+        """(B, 2) logits ``[-s, s]``, ``s = +0.5`` where the trigger token occurs and the mean pixel exceeds 0.5,
+        else ``-0.5``."""
         has = (ids == self.trigger).any(dim=1).float()
         bright = (images.mean(dim=(1, 2, 3)) > 0.5).float()
         score = has * bright - 0.5
@@ -189,12 +192,15 @@ class SmallGuard(torch.nn.Module):
         self.head = torch.nn.Sequential(torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, classes))
 
     def forward(self, ids, images):
+        """(B, classes) logits from the pooled image features and the mean embedding of the ids."""
         return self.head(torch.cat([self.conv(images).flatten(1), self.embed(ids)], dim=1))
 
 
 class CoinFlip(torch.nn.Module):
-    """A real model that is right half the time: "bright" iff the first noisy pixel is above the clean 0.5 (p_A = 1/2)."""
+    """Class 1 ("bright") iff the first pixel (channel 0, top left) exceeds 0.5: on an image whose first pixel is
+    0.5, any Gaussian noise makes it a fair coin (p_A = 1/2 exactly), a real model that is right half the time."""
 
     def forward(self, ids, images):
+        """(B, 2) logits ``[-s, s]`` with ``s`` = first pixel - 0.5."""
         s = images[:, 0, 0, 0] - 0.5
         return torch.stack([-s, s], 1)

@@ -21,6 +21,8 @@ class WeightsError(RuntimeError):
 
 
 def manifest(directory: Path | str = WEIGHTS) -> dict:
+    """The parsed ``manifest.json`` of a weights folder (file hashes, recipe, metrics), unchecked;
+    :class:`WeightsError` where it is missing or not JSON."""
     path = Path(directory) / "manifest.json"
     if not path.is_file():
         raise WeightsError(f"demo weights manifest {path} is missing; {_REGENERATE}")
@@ -31,7 +33,8 @@ def manifest(directory: Path | str = WEIGHTS) -> dict:
 
 
 def verify(directory: Path | str = WEIGHTS, part: str | None = None) -> dict:
-    """Check every file listed in the manifest (only those under ``part/`` if given) against its SHA-256."""
+    """Check every file listed in the manifest (only those under ``part/`` if given) against its SHA-256 and return
+    the manifest; :class:`WeightsError` naming the first file missing or changed, or a missing or broken manifest."""
     from .train import sha256_file
 
     directory = Path(directory)
@@ -50,7 +53,8 @@ def verify(directory: Path | str = WEIGHTS, part: str | None = None) -> dict:
 
 
 def load_guard(directory: Path | str = WEIGHTS, device=None, batch_size: int = 512):
-    """The demo guard as a :class:`certkit.models.TorchClassifier` (labels ``safe`` / ``unsafe``)."""
+    """The demo guard as a :class:`certkit.models.TorchClassifier` (labels ``safe`` / ``unsafe``, word tokens, mask
+    id 0), its files verified first (:class:`WeightsError` otherwise)."""
     from ..models import TorchClassifier
     from .models import GUARD_LABELS, DemoGuard, WordTokenizer
 
@@ -62,7 +66,8 @@ def load_guard(directory: Path | str = WEIGHTS, device=None, batch_size: int = 5
 
 
 def load_assistant(directory: Path | str = WEIGHTS, device=None, batch_size: int = 128, max_new_tokens: int = 6):
-    """The demo assistant (a tiny LLaVA) as a :class:`certkit.models.VisionLanguageModel`."""
+    """The demo assistant (a tiny LLaVA) as a :class:`certkit.models.VisionLanguageModel` generating up to
+    ``max_new_tokens`` tokens, its files verified first (:class:`WeightsError` otherwise)."""
     from ..models import VisionLanguageModel
 
     verify(directory, "assistant")

@@ -18,10 +18,13 @@ import numpy as np
 from . import world
 
 CASES_VERSION = "1"
+#: kind of pair -> how many cases of it
 KINDS = {"unsafe": 8, "blade-harmless": 6, "aimed-harmless": 6, "benign": 4}
 
 
 def make_cases(seed: int = 2026):
+    """The case set as dicts (id, prompt, ``image_array`` (3, 32, 32) float32, expected guard label, assistant answer,
+    kind, object, colour), ``KINDS`` in order: the same list for the same seed (the world's rendering is seeded)."""
     rng = np.random.default_rng(seed)
     blades, others = sorted(world.BLADES), [o for o in world.OBJECTS if o not in world.BLADES]
     harmless, aimed = sorted(set(world.INSTRUCTIONS) - world.DANGEROUS), sorted(world.DANGEROUS)
@@ -47,6 +50,8 @@ def make_cases(seed: int = 2026):
 
 
 def write_cases(out: Path, seed: int = 2026) -> Path:
+    """Write :func:`make_cases` to ``out/cases.jsonl`` (sorted keys, ``version`` added) and ``out/images/<id>.png``
+    (8-bit, rounded), creating the folders; returns the JSONL path."""
     from PIL import Image
 
     out = Path(out)
@@ -65,6 +70,7 @@ def write_cases(out: Path, seed: int = 2026) -> Path:
 
 
 def main(argv=None) -> int:
+    """The command line (``--out``, ``--seed``): writes the cases, prints the path and returns 0."""
     ap = argparse.ArgumentParser(prog="python -m certkit.demo.cases", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("audits/data"))
     ap.add_argument("--seed", type=int, default=2026)

@@ -31,13 +31,16 @@ class WordTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids: the two specials and the words."""
         return len(self.tokens)
 
     @property
     def special_ids(self) -> tuple[int, ...]:
+        """``(0, 1)``: <pad> and <unk>, never drawn by text noise."""
         return (0, 1)
 
     def __call__(self, text: str) -> list[int]:
+        """One id per whitespace-separated word, <unk> (1) for a word outside the vocabulary."""
         return [self.index.get(w, 1) for w in text.split()]
 
 
@@ -58,12 +61,14 @@ class DemoGuard(torch.nn.Module):
         self.head = torch.nn.Sequential(torch.nn.Linear(3 * width, width), torch.nn.ReLU(), torch.nn.Linear(width, len(GUARD_LABELS)))
 
     def forward(self, ids: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """(B, 2) logits ``[safe, unsafe]`` for ids (B, L) (0 = padding, ignored) and images (B, 3, H, W)."""
         img = self.image(images)
         mask = (ids != 0).unsqueeze(-1).float()
         txt = self.text((self.embed(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0))
         return self.head(torch.cat([img, txt, img * txt], dim=1))
 
     def save_pretrained(self, directory) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
@@ -71,6 +76,8 @@ class DemoGuard(torch.nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory) -> "DemoGuard":
+        """The guard :meth:`save_pretrained` wrote into ``directory``, in eval mode (a missing or mismatched weight
+        is an error of ``load_state_dict``, never a random one)."""
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())
         model = cls(config["vocab_size"], config["width"])

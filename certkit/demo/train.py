@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import world
+from . import WEIGHTS, world
 from .models import DemoGuard, WordTokenizer, build_assistant
-
-WEIGHTS = Path(__file__).parent / "weights"
 
 #: the smoothing levels the demo audits certify at (and the models are trained under)
 GUARD_SIGMA, GUARD_BETA = 0.25, 0.25
@@ -30,6 +28,8 @@ ASSISTANT_SIGMA, ASSISTANT_BETA = 0.25, 0.1
 
 @dataclass(frozen=True)
 class Recipe:
+    """Everything training draws from: the seed, the training set sizes and epochs, the held-out set sizes."""
+
     seed: int = 0
     guard_train: int = 8_000
     guard_epochs: int = 24
@@ -39,6 +39,7 @@ class Recipe:
     assistant_held_out: int = 500
 
 
+#: the reduced recipe the tests use (``--quick``)
 QUICK = Recipe(guard_train=2_000, guard_epochs=8, assistant_train=600, assistant_epochs=2, held_out=500, assistant_held_out=64)
 
 
@@ -71,6 +72,8 @@ def _noisy_minibatches(ids, editable, images, alphabet, beta: float, sigma: floa
 
 
 def guard_arrays(samples, tok: WordTokenizer):
+    """``(ids, images, labels)`` tensors of samples: ids (N, L) right-padded with 0, images (N, 3, 32, 32), labels
+    1 for unsafe."""
     length = max(len(tok(s.prompt)) for s in samples)
     ids = torch.zeros((len(samples), length), dtype=torch.long)
     for i, s in enumerate(samples):
@@ -82,6 +85,8 @@ def guard_arrays(samples, tok: WordTokenizer):
 
 
 def train_guard(recipe: Recipe, log=print) -> tuple[DemoGuard, dict]:
+    """The guard trained under the demo's noise (``GUARD_SIGMA``, ``GUARD_BETA``), in eval mode, and its held-out
+    metrics (:func:`evaluate_guard`). Every draw (data, noise, initial weights) comes from ``recipe.seed``."""
     torch.manual_seed(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
     tok = WordTokenizer()
@@ -167,6 +172,9 @@ def _assistant_batches(adapter, samples, tok):
 
 
 def train_assistant(recipe: Recipe, log=print):
+    """``(model, processor, metrics)``: the tiny LLaVA assistant trained under the demo's noise (``ASSISTANT_SIGMA``,
+    ``ASSISTANT_BETA``) to answer each pair's action or refusal, in eval mode, and :func:`evaluate_assistant`'s
+    metrics."""
     from ..models import VisionLanguageModel
 
     model, processor = build_assistant(recipe.seed)
@@ -202,6 +210,8 @@ def answer_oracle():
 
 
 def evaluate_assistant(adapter, n: int, seed: int) -> dict:
+    """Clean (no noise) held-out metrics of ``n`` samples drawn from ``seed``: the share whose answer the demo oracle
+    reads as the right action or refusal, and the refusal rate on unsafe pairs."""
     from ..cases import Case
 
     oracle = answer_oracle()
@@ -222,6 +232,7 @@ def evaluate_assistant(adapter, n: int, seed: int) -> dict:
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of the file's bytes (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -230,6 +241,8 @@ def sha256_file(path: Path) -> str:
 
 
 def write_manifest(out: Path, recipe: Recipe, metrics: dict) -> dict:
+    """Write and return ``out/manifest.json``: the SHA-256 of every other file under ``out``, the recipe, the
+    metrics, the smoothing levels, the world version and the torch version."""
     files = {str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     manifest = {"world_version": world.WORLD_VERSION, "recipe": asdict(recipe), "files": files, "metrics": metrics,
                 "smoothing": {"guard": {"sigma": GUARD_SIGMA, "beta": GUARD_BETA},
@@ -240,7 +253,7 @@ def write_manifest(out: Path, recipe: Recipe, metrics: dict) -> dict:
 
 
 def train_all(out: Path, recipe: Recipe = Recipe(), log=print) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    """Train both models, save them into ``out/guard`` and ``out/assistant`` and return the manifest written last."""
     out = Path(out)
     t0 = time.perf_counter()
     guard, guard_metrics = train_guard(recipe, log)
@@ -255,6 +268,7 @@ def train_all(out: Path, recipe: Recipe = Recipe(), log=print) -> dict:
 
 
 def main(argv=None) -> int:
+    """The command line (``--out``, ``--quick``, ``--seed``): trains, prints the metrics and returns 0."""
     ap = argparse.ArgumentParser(prog="python -m certkit.demo.train", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=WEIGHTS, help=f"output folder (default: {WEIGHTS})")
     ap.add_argument("--quick", action="store_true", help="the reduced recipe the tests use (well under a minute)")
