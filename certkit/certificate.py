@@ -84,6 +84,7 @@ class Certificate:
 
     @property
     def certified(self) -> bool:
+        """True exactly when ``status`` is ``certified``."""
         return self.status == CERTIFIED
 
     @property
@@ -99,6 +100,8 @@ class Certificate:
         return Noise.of_certificate({"image_kernel": self.image_kernel, "text_kernel": self.text_kernel})
 
     def to_dict(self) -> dict[str, Any]:
+        """The certificate as JSON-ready data (results.json, the cache): every field, infinite radii as ``"inf"`` /
+        ``"-inf"``, plus ``certified``. :meth:`from_dict` gives back an equal certificate."""
         d = dataclasses.asdict(self)
         for key in ("p_star", "p_adv", "radius"):
             d[key] = _json_float(d[key])
@@ -108,6 +111,8 @@ class Certificate:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Certificate":
+        """The certificate a :meth:`to_dict` record holds (unknown keys ignored, missing optional fields defaulted);
+        a record without ``case_id``, ``outcome`` or ``status``, or with an unknown status, raises ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
         missing = {"case_id", "outcome", "status"} - set(data)
         if missing:

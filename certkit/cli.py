@@ -124,6 +124,8 @@ def _fmt_radius(r: float) -> str:
 
 
 def cmd_bounds(args, parser) -> int:
+    """Print the (d, eps) frontier for a p_A lower bound: the largest certified image radius at each d up to
+    ``--max-edits`` (only d = 0 without a text kernel), as :func:`certkit.bounds.frontier` computes it; exit 0."""
     noise = _noise(args, parser)
     text, image = noise.text(), noise.image()
     max_d = args.max_edits if text is not None else 0
@@ -140,6 +142,8 @@ def cmd_bounds(args, parser) -> int:
 
 
 def cmd_plan(args, parser) -> int:
+    """Print p* (the smallest p_A that certifies the requirement), the fixed-n sample size and what the sequential test
+    spends; exit 0, or 2 where no number of samples can certify it (p* unreachable, or p* + oracle error >= 1)."""
     noise = _noise(args, parser)
     text, image = noise.text(), noise.image()
     if args.edits and text is None:
@@ -272,6 +276,8 @@ def cmd_merge(args, parser) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``certkit`` parser for every subcommand but ``audit`` (which passes pytest's flags through): defaults of the
+    requirement settings come from :data:`certkit.requirement.SETTINGS`; a bad value is a usage error naming the flag."""
     parser = argparse.ArgumentParser(prog="certkit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -330,6 +336,8 @@ def _audit_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``certkit`` with ``argv`` (default ``sys.argv[1:]``) and return its exit status: the subcommand's, 2 for a
+    usage error (argparse exits), 141 when the reader of standard output went away (a closed pipe)."""
     try:
         code = _main(argv)
         sys.stdout.flush()  # a pipe's buffered output fails here, inside the handler, not at interpreter exit

@@ -55,6 +55,9 @@ def _packages() -> dict:
 
 
 def run_metadata(config: pytest.Config, state: RunState) -> dict:
+    """The results document's ``run`` object: a run id, times, git commit, platform, every model's and oracle's
+    fingerprint seen in the certificates, the seed, the settings (command line > ini > defaults), the gate settings
+    and, for a sharded run, its share. Without git (or outside a repository) ``git`` is ``{"commit": None, "dirty": None}``."""
     from .. import __version__
 
     certs = [c for r in state.results.values() for c in r["certificates"]]

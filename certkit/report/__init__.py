@@ -183,6 +183,9 @@ def _baseline_lists(comparison: dict | None) -> list[tuple]:
 
 
 def build_context(doc: dict, title: str = "certkit audit report", baseline: dict | None = None, history: list | None = None) -> dict:
+    """What the template renders, from a results document (read by :func:`certkit.results.records` and ``certificates``),
+    its ``baseline`` comparison and the run ``history``: tables per test and settings (worst rows first), case cards
+    (at most MAX_CASE_CHARTS charted), error cards, the case index. Every piece of text from the document is escaped."""
     results = records(doc)
     cases = doc.get("cases", {})
     run, summary = doc.get("run", {}), doc.get("summary", {})
