@@ -43,6 +43,9 @@ __all__ = [
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``certkit`` marker and this process's :class:`RunState` (``config.stash[STATE]``); on the
+    controller also the :class:`Controller`, after checking the baseline, history, options and shard (a bad one is a
+    ``pytest.UsageError`` before any test runs); on an xdist worker, pin its GPU and share the cores."""
     config.addinivalue_line("markers", "certkit(**settings): certkit settings (sigma, beta, kernel, alpha, threshold, n_max, outcome)")
     state = RunState()
     state.cache_dir = path_setting(config, "cache_dir")

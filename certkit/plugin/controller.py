@@ -63,6 +63,9 @@ def shows_header(config: pytest.Config) -> bool:
 
 
 def terminal_summary(terminalreporter, state: RunState) -> None:
+    """The ``certkit`` section at the end of the run: the shard, the status counts, samples, the gate and its reason,
+    the baseline comparison (at most 50 regressions and 50 removed requirements listed), write errors and the files
+    written. Nothing in a run that is not a certkit run (no summary)."""
     summary = state.summary
     if summary is None:
         return
@@ -121,22 +124,27 @@ class Controller:
         self._previous_sigterm = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Fold each test report into the results (:func:`~certkit.plugin.recording.collect`); the first certkit
+        report arms the SIGTERM handler."""
         if getattr(report, "certkit", None) is not None:
             self._arm_sigterm()  # a certkit run, known from its first requirement
         collect(self.state, report)
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: the controller collects nothing, its workers report the shard
     def pytest_testnodedown(self, node, error) -> None:
+        """Take the shard record from the first worker that finishes with one (every worker computes the same)."""
         share = getattr(node, "workeroutput", {}).get(WORKER_KEY)
         if share is not None and self.state.shard is None:
             self.state.shard, self.state.elsewhere = share["record"], frozenset(share["elsewhere"])
 
     def pytest_collectreport(self, report) -> None:
+        """Count collection errors: a run with any is incomplete."""
         if report.failed:
             self.state.collection_errors += 1
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session) -> None:
+        """Arm the SIGTERM handler in a run configured for certkit."""
         if uses_certkit(session.config):
             self._arm_sigterm()
 
@@ -157,6 +165,7 @@ class Controller:
             self._previous_sigterm = signal.signal(signal.SIGTERM, terminate)
 
     def pytest_unconfigure(self, config) -> None:
+        """Put back the SIGTERM handler that was there before certkit armed its own."""
         import signal
 
         if self._previous_sigterm is not None:
@@ -164,6 +173,8 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml (and any other reporter) writes its file
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Finish the run (summary, gate, files, exit status) before any other reporter writes its files; a gate that
+        did not pass becomes the failed test ``certkit::gate``, and the JUnit test-suite properties carry the gate."""
         finish(session, self.state)
         summary = self.state.summary
         if summary is None:  # not a certkit run
@@ -174,4 +185,5 @@ class Controller:
             session.config.hook.pytest_runtest_logreport(report=gate_report(summary, shown(self.state.json_path, session.config)))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        """Write the ``certkit`` section (:func:`terminal_summary`)."""
         terminal_summary(terminalreporter, self.state)

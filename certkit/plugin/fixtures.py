@@ -19,7 +19,9 @@ from .recording import record_certificate, record_error
 from .settings import SETTINGS, convert, resolve_settings, validate
 from .state import STATE
 
+#: the largest side of a case's thumbnail in the report
 THUMBNAIL_PX = 48
+#: the keywords each method of the fixture takes (any other is refused by name)
 CERTIFY_KEYWORDS = ("edits", "radius", "outcome", "alpha", "threshold", "n_max", "sigma", "beta")
 FRONTIER_KEYWORDS = ("max_edits", "outcome", "n", "alpha", "threshold", "sigma", "beta")
 
@@ -34,7 +36,8 @@ def _refuse_unknown(method: str, given: dict, known: tuple) -> None:
 
 
 def case_summary(case) -> dict:
-    """What a report shows of a case: id, prompt, shape, content hash and a small PNG thumbnail (data URI)."""
+    """What a report shows of a case: id, prompt, shape, content hash, expected label and a PNG thumbnail (data URI)
+    at most ``THUMBNAIL_PX`` on a side, of the pixels clipped to [0, 1] and rounded to 8 bits."""
     import base64
     import io
 
@@ -53,6 +56,7 @@ def case_summary(case) -> dict:
 
 @pytest.fixture(scope="session")
 def certkit_model():
+    """Placeholder the user's ``conftest.py`` overrides: a ``pytest.UsageError`` saying how to define it."""
     raise pytest.UsageError(
         "certkit: define a session-scoped `certkit_model` fixture in your conftest.py returning a model adapter, e.g. "
         "certkit.models.VisionLanguageModel.from_pretrained(path) or certkit.models.TorchClassifier(module, ...)"
@@ -61,6 +65,7 @@ def certkit_model():
 
 @pytest.fixture(scope="session")
 def certkit_oracle():
+    """Placeholder the user's ``conftest.py`` overrides: a ``pytest.UsageError`` saying how to define it."""
     raise pytest.UsageError(
         "certkit: define a session-scoped `certkit_oracle` fixture in your conftest.py returning a certkit.oracles.Oracle"
     )
@@ -93,7 +98,12 @@ def _deadline(seconds: float | None):
 
 
 class CertkitRequirement:
-    """The ``certkit`` fixture: certify, frontier and assert for the current test, recording every certificate."""
+    """The ``certkit`` fixture: certify, frontier and assert for the current test, recording every certificate.
+
+    ``settings`` are the test's resolved settings (command line > closest marker > ini > default); each call's
+    arguments override them. One :class:`~certkit.Smoothed` per (model, oracle, sigma, beta, kernel) is shared by the
+    whole session, so a case's sample stream serves every requirement on it. Any error raised while evaluating is
+    recorded as the requirement's error, even if the test catches it."""
 
     def __init__(self, request: pytest.FixtureRequest, model, oracle, smoothed_cache: dict):
         self._request = request
@@ -163,6 +173,10 @@ class CertkitRequirement:
 
     def certify(self, case, *, edits: int = 0, radius: float = 0.0, outcome: str | None = None, alpha=None, threshold=None,
                 n_max=None, sigma=None, beta=None, **unknown):
+        """The :class:`~certkit.certificate.Certificate` of :meth:`certkit.Smoothed.certify` for this requirement, recorded
+        for the results whatever its status (this method never fails the test by itself). An argument left None takes the
+        test's setting; an outcome given nowhere is the case's ``expected`` label. RequirementError for an unknown
+        keyword, a bad value or no outcome; a requirement past the ``timeout`` setting is a CertkitError."""
         with self._evaluating():
             _refuse_unknown("certify", unknown, CERTIFY_KEYWORDS)
             s = self._settings(case, dict(outcome=outcome, alpha=alpha, threshold=threshold, n_max=n_max, sigma=sigma, beta=beta))
@@ -176,6 +190,8 @@ class CertkitRequirement:
 
     def frontier(self, case, *, max_edits: int | None = None, outcome: str | None = None, n: int = 10_000, alpha=None, threshold=None,
                  sigma=None, beta=None, **unknown):
+        """The report-mode certificate of :meth:`certkit.Smoothed.frontier` (``n`` samples, the largest certified radius
+        for each d up to ``max_edits``), recorded for the results; settings and errors as in :meth:`certify`."""
         with self._evaluating():
             _refuse_unknown("frontier", unknown, FRONTIER_KEYWORDS)
             s = self._settings(case, dict(outcome=outcome, alpha=alpha, threshold=threshold, sigma=sigma, beta=beta))
@@ -204,6 +220,8 @@ class CertkitRequirement:
 
 
 def failure_message(cert) -> str:
+    """Why a certificate is not certified, in a few lines: the requirement, p_A's bounds and counts, p* and p_adv, the
+    largest radius the bound does certify (where the noise allows working it out) and what to change."""
     from .. import bounds
 
     req = f"{cert.outcome!r} at {cert.edits} token edit(s), image l2 radius {cert.radius:g}, tau = {cert.threshold:g}"

@@ -26,7 +26,7 @@ from ..requirement import SETTINGS as REQUIREMENT_SETTINGS
 SETTINGS = {s.name: (s.type, s.default, s.help) for s in REQUIREMENT_SETTINGS}
 #: the run's own options (not a requirement's): name -> (type, default, help)
 RUN_OPTIONS = {
-    "seed": (int, 0, "run seed; per-requirement seeds derive from (seed, case id, requirement)"),
+    "seed": (int, 0, "run seed; each case's sample stream is seeded from (seed, case id)"),
     "json": (str, "reports/results.json", "where to write the results file"),
     "report": (str, "reports/audit.html", "where to write the HTML audit report ('none' to skip)"),
     "baseline": (str, None, "a committed results file to compare with: regressions fail the run"),
@@ -44,14 +44,18 @@ RUN_OPTIONS = {
 
 
 def ini_name(name: str) -> str:
+    """The ini key of a setting: ``certkit_<name>``."""
     return f"certkit_{name}"
 
 
 def opt_name(name: str) -> str:
+    """The command-line option of a setting: ``--certkit-<name>`` with dashes for underscores."""
     return "--certkit-" + name.replace("_", "-")
 
 
 def parse_bool(text) -> bool:
+    """A bool as it is, or text: 1/true/yes/on and 0/false/no/off (any case, spaces around ignored); ValueError for
+    anything else."""
     if isinstance(text, bool):
         return text
     value = str(text).strip().lower()
@@ -63,6 +67,8 @@ def parse_bool(text) -> bool:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """One option and one ini key per setting of both tables, every default None (so "not given" is known and the
+    precedence applied here); bool options are flags."""
     group = parser.getgroup("certkit", "certkit: certification requirements")
     for name, (kind, default, help_text) in {**SETTINGS, **RUN_OPTIONS}.items():
         if kind is bool:
@@ -99,6 +105,8 @@ def convert(name: str, kind, value, source: str, error=pytest.UsageError):
 
 
 def validate(name: str, value, source: str, error=pytest.UsageError):
+    """``value`` if the setting's check accepts it (None always is: "not given"); else ``error`` naming ``source``,
+    the setting, the value and why."""
     def bad(why):
         raise error(_prefixed(error, f"{source} {name} = {value!r}: {why}"))
 
@@ -117,6 +125,8 @@ def _ini_value(config: pytest.Config, name: str):
 
 
 def from_cli_or_ini(config: pytest.Config, name: str, kind, default):
+    """A setting from the command line, else the ini file, converted to ``kind`` and checked (``pytest.UsageError``
+    naming the option or key otherwise); ``default`` as it is where neither gives it."""
     cli = config.getoption(f"certkit_{name}")
     if cli is not None:
         return validate(name, convert(name, kind, cli, "option " + opt_name(name)), "option " + opt_name(name))

@@ -98,6 +98,7 @@ def parse_shard(text: str | None, environ=os.environ) -> Shard | None:
 
 
 def configured_shard(config: pytest.Config) -> Shard | None:
+    """The shard the option or ini key names (None when the run is not sharded); ``pytest.UsageError`` for a bad one."""
     return parse_shard(from_cli_or_ini(config, "shard", str, None))
 
 
