@@ -19,4 +19,6 @@ class CertkitError(ValueError):
 
 
 class RequirementError(CertkitError):
-    """A requirement whose numbers (edits, radius, alpha, threshold, sample budget) are out of range."""
+    """A requirement, or one of its settings, out of range or malformed (edits, radius, alpha, threshold, sample budget,
+    noise, a marker's keys); one the smoothed model cannot evaluate (a radius without image noise); or one no number
+    of samples within its budget can meet."""

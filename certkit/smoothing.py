@@ -73,7 +73,7 @@ __all__ = ["Smoothed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", 
 
 #: samples per chunk: each chunk of a stream draws from its own generators, and streams are cached in whole chunks
 CHUNK = 32
-#: streams one Smoothed keeps in memory for the requirements that follow (at most n_max bytes each)
+#: streams one Smoothed keeps in memory for the requirements that follow (one byte per sample drawn; least recent dropped)
 STREAMS_IN_MEMORY = 1024
 
 
