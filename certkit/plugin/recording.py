@@ -180,12 +180,14 @@ def _short_longrepr(report) -> str:
 
 
 def status(record: dict) -> str:
-    """A requirement's status in the results: error, not certified, inconclusive, certified or no requirement."""
+    """A requirement's status in the results: error where one was recorded or the test failed without a certificate;
+    else the worst of its certificates' statuses (not certified, then inconclusive, then certified); no requirement
+    for a test that made no certificate and did not fail."""
     certs = record["certificates"]
     if record.get("error") or (record["test_outcome"] == "failed" and not certs):
         return ERROR
     if not certs:
-        return ERROR if record["test_outcome"] == "failed" else NO_REQUIREMENT
+        return NO_REQUIREMENT
     statuses = [c["status"] for c in certs]
     for name in (NOT_CERTIFIED, INCONCLUSIVE):
         if name in statuses:
