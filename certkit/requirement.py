@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import RequirementError
-from .noise import Gaussian, Mask, UniformReplace
+
+if TYPE_CHECKING:
+    from .noise import Gaussian, Mask, UniformReplace
 
 __all__ = ["Setting", "SETTINGS", "BY_NAME", "Noise", "Requirement", "unit_interval", "positive_integer", "SMALLEST_PROBABILITY",
            "of_certificate", "caption"]
@@ -134,11 +136,15 @@ class Noise:
 
     def image(self) -> Gaussian | None:
         """The image kernel: ``Gaussian(sigma)``, or None without image noise."""
+        from .noise import Gaussian  # here, not at the top: the pytest plugin reads this table without scipy
+
         return None if self.sigma is None else Gaussian(self.sigma)
 
     def text(self) -> UniformReplace | Mask | None:
         """The text kernel: ``Mask(beta)``, ``UniformReplace(beta, vocab)``, or None where ``beta`` is 0. The uniform
         kernel needs ``vocab``."""
+        from .noise import Mask, UniformReplace
+
         if not self.beta:
             return None
         if self.kernel == "mask":

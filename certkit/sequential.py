@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betainc, betaincc, betaln
 
-from .stats import Decision
+from .stats import Decision, _check_alpha
 
 __all__ = ["MixtureTest", "W_ONE", "WIDTH", "W_FAR"]
 
@@ -112,8 +112,7 @@ class MixtureTest:
     width: float = WIDTH
 
     def __post_init__(self) -> None:
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must lie strictly between 0 and 1, got {self.alpha!r}")
+        _check_alpha(self.alpha)
         if isinstance(self.n_max, bool) or not isinstance(self.n_max, numbers.Integral) or self.n_max < 1:
             raise ValueError(f"n_max must be a positive integer, got {self.n_max!r}")
         if not isinstance(self.p_star, numbers.Real) or not 0.0 < float(self.p_star) < 1.0:

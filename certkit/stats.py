@@ -18,6 +18,9 @@ import numpy as np
 # importing scipy.stats costs the command line 0.35 s
 from scipy.special import betainccinv, betaincinv
 
+from . import certificate as _words  # the status words, defined once
+from .requirement import unit_interval
+
 __all__ = [
     "clopper_pearson",
     "adjust_for_oracle_error",
@@ -29,8 +32,10 @@ __all__ = [
 
 
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0.0 < float(alpha) < 1.0):
-        raise ValueError(f"alpha must lie strictly between 0 and 1 (the allowed false-certification rate), got {alpha!r}")
+    """``alpha`` as a float; ValueError unless it lies strictly between 0 and 1 (the settings table's check)."""
+    why = unit_interval("alpha", alpha)
+    if why is not None:
+        raise ValueError(f"{why}, got {alpha!r}")
     return float(alpha)
 
 
@@ -111,9 +116,9 @@ class Decision(str, enum.Enum):
     ``CONTINUE`` while undecided with samples left, ``INCONCLUSIVE`` when ``n_max`` samples did not decide. The
     values are the status words certificates carry (``str`` enum: ``Decision.CERTIFIED == "certified"``)."""
 
-    CERTIFIED = "certified"
-    NOT_CERTIFIED = "not certified"
-    INCONCLUSIVE = "inconclusive"
+    CERTIFIED = _words.CERTIFIED
+    NOT_CERTIFIED = _words.NOT_CERTIFIED
+    INCONCLUSIVE = _words.INCONCLUSIVE
     CONTINUE = "continue"
 
 
