@@ -25,8 +25,8 @@ when ``tau != 1/2``); ``-inf`` when not certified even at ``eps = 0``; ``inf``
 when certified at every radius. The solver keeps the radius on the certified
 side: the returned radius is one at which ``p_adv`` was recomputed and found
 ``>= tau`` (probability tolerance ~1e-13, far below any sampling error).
-No function returns NaN for valid input, with one exception: ``worst_case`` at
-``p_a = 1``, an infinite radius and no edits (Cohen's formula gives ``inf - inf``).
+No function returns NaN for valid input (``worst_case`` at ``p_a = 1`` is 1 at every image radius, an infinite
+one included: the shifted Gaussian charges no set the centred one does not).
 """
 
 from __future__ import annotations
@@ -364,7 +364,8 @@ def _groups(edits: np.ndarray):
 
 def _cohen_p_adv(p_a, radius, sigma):
     z = _probit(p_a, 1.0 - p_a)
-    return np.clip(ndtr(z - radius / sigma), 0.0, 1.0)
+    with np.errstate(invalid="ignore"):  # p_a = 1 at an infinite radius: inf - inf, decided by the where
+        return np.where(np.isposinf(z), 1.0, np.clip(ndtr(z - radius / sigma), 0.0, 1.0))
 
 
 # --------------------------------------------------------------------------- public API

@@ -107,9 +107,8 @@ class Case:
     ``expected`` is an optional expected outcome label; ``meta`` carries free-form fields from the case file.
     ``image`` may be a path (read by :func:`load_image`), an array or a tensor; it is stored as a read-only float32
     numpy array. :class:`CaseError` for an empty id or prompt, or an image that is not (C, H, W) with C = 1 or 3,
-    finite and in [0, 1] (never clipped or rescaled: the certificate is about these pixels). Two distinct
-    ``Case`` objects cannot be compared with ``==`` (numpy arrays have no single truth value): compare ids or
-    :attr:`content_hash`.
+    finite and in [0, 1] (never clipped or rescaled: the certificate is about these pixels). Two cases are equal
+    (``==``, and hash alike) when their id, expected outcome, prompt and exact pixels are; ``meta`` is not compared.
     """
 
     id: str
@@ -128,6 +127,16 @@ class Case:
 
     def __str__(self) -> str:
         return self.id
+
+    def __eq__(self, other: object) -> bool:
+        """Same id, expected outcome, prompt and pixels (by :attr:`content_hash`); ``meta`` is not compared."""
+        if not isinstance(other, Case):
+            return NotImplemented
+        return (self.id, self.expected) == (other.id, other.expected) and self.content_hash == other.content_hash
+
+    def __hash__(self) -> int:
+        """Consistent with ``==``: from the id and :attr:`content_hash`."""
+        return hash((self.id, self.content_hash))
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -41,18 +41,19 @@ class OracleError(CertkitError):
 class Oracle:
     """Base class: subclasses set ``name``, ``version``, ``labels`` and implement :meth:`classify`.
 
-    ``labels`` must be distinct and non-empty (:class:`OracleError` otherwise); ``UNPARSEABLE`` among them is dropped
-    (it is always a label). ``error`` must be a fraction in [0, 1) (:class:`OracleError` otherwise)."""
+    ``labels`` must be distinct and name an outcome besides ``UNPARSEABLE`` (:class:`OracleError` otherwise);
+    ``UNPARSEABLE`` among them is dropped (it is always a label). ``error`` must be a fraction in [0, 1)
+    (:class:`OracleError` otherwise)."""
 
     name: str = "oracle"
     version: str = "1"
 
     def __init__(self, labels: Sequence[str], error: float = 0.0):
-        labels = tuple(str(label) for label in labels)
+        given = tuple(str(label) for label in labels)
+        labels = tuple(label for label in given if label != UNPARSEABLE)  # always a label, never a declared one
         if not labels or len(set(labels)) != len(labels):
-            raise OracleError(f"{self.name}: labels must be distinct and non-empty, got {labels!r}")
-        if UNPARSEABLE in labels:
-            labels = tuple(label for label in labels if label != UNPARSEABLE)
+            raise OracleError(f"{self.name}: labels must be distinct and name at least one outcome besides {UNPARSEABLE!r}, "
+                              f"got {given!r}")
         if isinstance(error, bool) or not isinstance(error, (int, float)) or not (0.0 <= float(error) < 1.0) or math.isnan(error):
             raise OracleError(f"{self.name}: error must be a fraction in [0, 1), got {error!r}")
         self.labels = labels

@@ -256,3 +256,14 @@ def test_max_radius_is_tight_when_the_root_lands_exactly_on_tau():
     p, d, tau = 0.9880089320322857, 3, TAU_FLOOR
     got = bounds.max_radius(p, Gaussian(0.5), UniformReplace(0.25, 32_000), d, tau)
     assert got == pytest.approx(reference.max_radius(p, 0.5, 0.25, 32_000, d, tau), abs=1e-9)
+
+
+def test_a_sure_outcome_stays_sure_at_every_image_radius():
+    """p_A = 1 under Gaussian noise: every shifted Gaussian charges only sets the centred one charges, so the worst case
+    is 1 at any radius, an infinite one included (Cohen's formula alone gives inf - inf there)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = bounds.worst_case([1.0, 1.0, 0.0], Gaussian(0.5), radius=[math.inf, 1e6, math.inf])
+    assert values.tolist() == [1.0, 1.0, 0.0]

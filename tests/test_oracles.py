@@ -40,6 +40,9 @@ def test_declared_error_and_labels_are_validated():
         LabelOracle(["a", "b"], error=1.0)
     with pytest.raises(OracleError, match="distinct"):
         LabelOracle(["a", "a"])
+    for nothing in ([], [UNPARSEABLE]):  # unparseable is always a label, so it names no outcome to certify
+        with pytest.raises(OracleError, match="name at least one outcome besides 'unparseable'"):
+            LabelOracle(nothing)
     with pytest.raises(OracleError, match="returned 1 labels for 2 outputs"):
         ClassifierOracle(lambda outs: ["a"], ["a"], name="short")(["x", "y"])
     with pytest.raises(OracleError, match="unknown outcome"):

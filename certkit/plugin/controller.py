@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from .recording import collect
+from .recording import collect, is_requirement
 from .results import finish
 from .settings import run_settings, shown, uses_certkit
 from .sharding import WORKER_KEY
@@ -141,6 +141,14 @@ class Controller:
         """Count collection errors: a run with any is incomplete."""
         if report.failed:
             self.state.collection_errors += 1
+
+    @pytest.hookimpl(trylast=True)  # after certkit tagged the requirements
+    def pytest_collection_modifyitems(self, config, items) -> None:
+        """Arm the SIGTERM handler once the collection holds a certkit requirement (a project that uses the fixture and
+        sets no certkit option), before the first one runs. Under xdist the workers collect, and the first certkit
+        report arms it."""
+        if any(is_requirement(item) for item in items):
+            self._arm_sigterm()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session) -> None:
