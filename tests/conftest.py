@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-pytest_plugins = ["pytester"]
+# the shared fixtures: the pytester projects (project, sharded, suite) and the demo assistant served (assistant)
+pytest_plugins = ["pytester", "tests.plugin.project", "tests.models.live_server"]
 
 DEVICES = ("cpu", "cuda")
 DEVICE = os.environ.get("CERTKIT_TEST_DEVICE", "cpu").strip().lower() or "cpu"
@@ -31,3 +32,13 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return f"certkit test device: {DEVICE} (CERTKIT_TEST_DEVICE)"
+
+
+@pytest.fixture(autouse=True)
+def _model_loading_outlives_pytester(request):
+    """A test that takes ``pytester`` drops, when it ends, every module first imported while it ran, and torch registers
+    its distributed operators once per process: the modules that transformers imports when it first loads a model
+    (torch.distributed.tensor, fsdp, symmetric memory) cannot be imported a second time. Imported before such a test,
+    they outlive it, and the models later tests in its process load still load."""
+    if "pytester" in request.fixturenames:
+        import transformers.modeling_utils  # noqa: F401

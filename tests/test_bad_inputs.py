@@ -5,7 +5,8 @@ Four groups, one table each: case files (``load_cases``), images (files and arra
 options, ini keys and requirement arguments) and what models and oracles return. The last test runs a
 pytest session where faulty requirements sit beside sound ones: each faulty one is recorded as an error
 with its message and no traceback, the sound ones keep their certificates, and the gate fails.
-Faults of the run itself (SIGINT, full disk, crashed worker, corrupt cache) are in ``test_faults.py``.
+Faults of the run itself (SIGINT, full disk, a locked cache) are in ``test_faults.py``, a crashed worker in
+``plugin/test_recording.py``, a corrupt cache in ``test_cache.py``.
 """
 
 import json
@@ -17,28 +18,11 @@ import torch
 from certkit import Case, Smoothed, load_cases
 from certkit.cases import CaseError
 from certkit.errors import CertkitError, RequirementError
-from certkit.models import ModelError, TorchClassifier
+from certkit.models import ModelError
 from certkit.models.base import EncodedCase
 from certkit.noise import Gaussian, Mask, UniformReplace
 from certkit.oracles import ClassifierOracle, KeywordOracle, LabelOracle, OracleError
-from certkit.stats import adjust_for_oracle_error
-from certkit.testing import BrightnessClassifier
-
-VOCAB = 30
-
-
-def tokenize(text):
-    return [2 + sum(map(ord, w)) % (VOCAB - 2) for w in text.split()]  # ids 2..VOCAB-1; 0 = mask, 1 = special
-
-
-def brightness_model(module=None, labels=("dark", "bright"), **kw):
-    kw.setdefault("mask_id", 0)
-    return TorchClassifier(module or BrightnessClassifier(), list(labels), kw.pop("tokenize", tokenize), vocab_size=VOCAB,
-                           special_ids=[0, 1], **kw)
-
-
-def bright_case(cid="c1", prompt="hand the knife to the person"):
-    return Case(cid, prompt, np.full((3, 8, 8), 0.9, dtype=np.float32))
+from tests.brightness import VOCAB, _smoothed, bright_case, brightness_model, tokenize
 
 
 def _png(path, array):
@@ -89,17 +73,6 @@ def test_malformed_case_file(tmp_path, name, content, message):
     with pytest.raises(CaseError) as raised:
         load_cases(path)
     assert message in str(raised.value)
-
-
-def test_case_files_are_read_as_written(tmp_path):
-    """A quoted CSV prompt keeps its newline; a JSONL prompt keeps U+2028; a YAML id stays as typed (010 is not 8)."""
-    _png(tmp_path / "ok.png", np.full((8, 8, 3), 200, np.uint8))
-    (tmp_path / "cases.csv").write_text('id,prompt,image\nx,"line one\nline two",ok.png\n')
-    assert [c.prompt for c in load_cases(tmp_path / "cases.csv")] == ["line one\nline two"]
-    (tmp_path / "cases.jsonl").write_text('{"id": "j", "prompt": "a\u2028b", "image": "ok.png"}\n', encoding="utf-8")
-    assert [c.prompt for c in load_cases(tmp_path / "cases.jsonl")] == ["a\u2028b"]
-    (tmp_path / "cases.yaml").write_text("- id: 010\n  prompt: hi\n  image: ok.png\n- id: 7\n  prompt: ho\n  image: ok.png\n")
-    assert [c.id for c in load_cases(tmp_path / "cases.yaml")] == ["010", "7"]
 
 
 def test_a_missing_case_file_is_named(tmp_path):
@@ -175,32 +148,7 @@ def test_bad_image(tmp_path, build, message):
     assert message in str(raised.value)
 
 
-def test_exif_orientation_is_applied(tmp_path):
-    """A phone photo stored sideways with an orientation tag is read as a viewer shows it."""
-    from PIL import Image
-
-    pixels = np.zeros((2, 3, 3), dtype=np.uint8)
-    pixels[0, 0] = 255  # top-left red as stored
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
-    Image.fromarray(pixels).save(tmp_path / "turned.png", exif=exif)
-    case = Case("t", "hi", tmp_path / "turned.png")
-    assert case.shape == (3, 3, 2)
-    assert case.image[0, 0, 1] == 1.0  # the stored top-left pixel is now top-right
-
-
-def test_sixteen_bit_png_keeps_its_scale(tmp_path):
-    """16-bit greyscale is divided by 65535 (converting it to 8-bit RGB would clip it to white)."""
-    _png(tmp_path / "g16.png", (np.arange(16).reshape(4, 4) * 4000).astype(np.uint16))
-    case = Case("g", "hi", tmp_path / "g16.png")
-    assert case.shape == (1, 4, 4) and np.isclose(case.image.max(), 60000 / 65535)
-
-
 # ---------------------------------------------------------------- settings and requirement arguments
-
-
-def _smoothed(seed=0):
-    return Smoothed(brightness_model(), LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=seed)
 
 
 REQUIREMENTS = [
@@ -548,7 +496,7 @@ def test_bad_fixture_arguments_fail_their_requirement_in_one_line(pytester):
     """Each bad keyword fails its own requirement with one line naming it (no traceback, no TypeError from a
     comparison), a missing outcome too; the case's expected label is the outcome nowhere else given; an error the
     test catches still makes its requirement an error."""
-    from test_gate import QUICK
+    from tests.plugin.project import QUICK
 
     pytester.makeconftest(CONFTEST)
     body = "".join(f"\n\ndef test_{i}(certkit):\n    {call}\n" for i, (call, _) in enumerate(ARGUMENTS))
@@ -608,38 +556,3 @@ def test_case(certkit, case):
     assert "cases.yaml:4: prompt must be text, got bool False; quote it" in out
     assert "Traceback" not in out and "raise " not in out
     res.assert_outcomes(errors=1)
-
-
-def test_a_certificate_meets_its_own_threshold_at_its_own_lower_bound():
-    """Exact ties: for 3,000 random requirements, the level the test must show for p_A, less the oracle's error,
-    has a worst case that meets the threshold (raw p* misses it by ~1e-18 in about half of them)."""
-    from certkit import bounds
-    from certkit.oracles import LabelOracle
-
-    rng = np.random.default_rng(0)
-    for i in range(3000):
-        error = [0.0, 0.01, 0.037][i % 3]
-        text = UniformReplace(0.2, 28) if i % 2 else None
-        image = Gaussian(float(rng.uniform(0.1, 1.0)))
-        s = Smoothed(brightness_model(), LabelOracle(["dark", "bright"], error=error), image=image, text=text)
-        radius, edits = float(rng.uniform(0, 0.5)), int(rng.integers(0, 3)) if text else 0
-        tau = 0.5 if i % 4 == 0 else float(rng.uniform(1e-6, 0.9))
-        try:
-            p_star, p_test = s._required(radius, edits, tau)
-        except RequirementError:
-            continue
-        lower = adjust_for_oracle_error(p_test, error)
-        assert lower >= p_star
-        assert bounds.is_certified(bounds.worst_case(lower, image, radius, text, edits), tau), (radius, edits, tau, error)
-
-
-def test_a_certificate_never_records_numbers_that_miss_its_threshold():
-    """Every certified record from the engine satisfies p_adv >= tau (strictly above 1/2) at its own lower bound."""
-    from certkit import bounds
-
-    s = _smoothed()
-    for radius in (0.0, 0.05, 0.1, 0.2):
-        for tau in (0.5, 0.3, 4.6e-5):
-            cert = s.certify(bright_case(), radius=radius, outcome="bright", threshold=tau, n_max=2000)
-            if cert.certified:
-                assert bounds.is_certified(cert.p_adv, tau) and cert.p_a_lower >= cert.p_star

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.test_plugin import CONFTEST
+from tests.plugin.project import CONFTEST
 
 SUITE = '''
 import os
@@ -149,28 +149,6 @@ def test_the_cache_serves_no_counts_of_a_changed_model(tmp_path):
     assert len({c.model_fingerprint for c in (first, flag, code, tokenizer)}) == 4
 
 
-def test_a_vlm_fingerprint_covers_processor_template_and_tokenizer(tmp_path):
-    from transformers import AutoProcessor
-
-    from certkit.models import VisionLanguageModel
-    from certkit.testing import save_tiny_llava
-
-    directory = save_tiny_llava(tmp_path / "llava")
-    base = VisionLanguageModel.from_pretrained(directory)
-
-    def variant(change):
-        processor = AutoProcessor.from_pretrained(directory)
-        change(processor)
-        return VisionLanguageModel(base.model, processor, weights_fingerprint=base.weights_fingerprint).fingerprint
-
-    assert variant(lambda p: None) == base.fingerprint
-    assert variant(lambda p: setattr(p.image_processor, "image_mean", [0.4, 0.4, 0.4])) != base.fingerprint
-    assert variant(lambda p: setattr(p, "chat_template", p.chat_template + " ")) != base.fingerprint
-    assert variant(lambda p: p.tokenizer.add_tokens(["zebra"])) != base.fingerprint
-    assert VisionLanguageModel(base.model, AutoProcessor.from_pretrained(directory), weights_fingerprint=base.weights_fingerprint,
-                               system_prompt="be careful").fingerprint != base.fingerprint
-
-
 # --------------------------------------------------------------------------- outcomes the gate must see
 
 XFAIL_ERROR = '''
@@ -300,20 +278,6 @@ def test_a_cache_locked_by_another_process_is_left_alone(tmp_path):
     assert _warm_cache(tmp_path).cached  # the live cache kept its counts
 
 
-def test_a_full_disk_is_not_corruption(tmp_path):
-    import numpy as np
-
-    from certkit.cache import CacheWarning, CountCache
-
-    cache = CountCache(tmp_path)
-    cache.put("small", ("a", "b"), np.zeros(8, dtype=np.uint8))
-    cache._conn.execute("PRAGMA max_page_count = 8")  # the database may not grow: sqlite reports SQLITE_FULL
-    with pytest.warns(CacheWarning, match="full"):
-        cache.put("big", ("a", "b"), np.zeros(1 << 20, dtype=np.uint8))
-    assert cache.disabled and not cache.rebuilt and not list(tmp_path.glob("*.corrupt-*"))
-    assert CountCache(tmp_path).get("small", ("a", "b")).size == 8  # what was stored is still there
-
-
 def test_a_cache_directory_that_is_a_file_runs_without_the_cache(tmp_path):
     from certkit.cache import CacheWarning
 
@@ -321,29 +285,6 @@ def test_a_cache_directory_that_is_a_file_runs_without_the_cache(tmp_path):
     with pytest.warns(CacheWarning, match="off for this run"):
         cert = _certify(tmp_path, _Threshold.flag(0.5))
     assert cert.n > 0 and not cert.cached and (tmp_path / "cache").read_text() == "not a folder"
-
-
-def test_backups_of_corrupt_caches_never_overwrite_each_other(tmp_path):
-    from certkit.cache import CountCache
-
-    for _ in range(3):  # three corrupt files in the same second
-        (tmp_path / "counts.sqlite").write_bytes(b"garbage" * 200)
-        assert CountCache(tmp_path).rebuilt
-    assert len(list(tmp_path.glob("counts.sqlite.corrupt-*"))) == 3
-
-
-def test_concurrent_result_writes_use_their_own_temporary_files(tmp_path, monkeypatch):
-    import os
-
-    from certkit.results import write_results
-
-    sources = []
-    real = os.replace
-    monkeypatch.setattr(os, "replace", lambda src, dst: (sources.append(str(src)), real(src, dst)))
-    write_results(tmp_path / "results.json", {"a": 1})
-    write_results(tmp_path / "results.json", {"a": 2})
-    assert len(set(sources)) == 2 and not any(s.endswith("results.json.tmp") for s in sources)
-    assert not list(tmp_path.glob("*.tmp*"))
 
 
 # --------------------------------------------------------------------------- samples drawn before a failure are kept

@@ -14,11 +14,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch  # noqa: F401 - the in-process runs drop the modules they import, and torch cannot be imported twice
-from test_plugin import CONFTEST
 
 import certkit.models  # noqa: F401 - imported once here, not again in every in-process run
 import certkit.regression  # noqa: F401
 import certkit.report  # noqa: F401
+from tests.plugin.project import CONFTEST, QUICK
 
 CASE = 'Case("{id}", "hi", np.full((3, 8, 8), {value}, dtype=np.float32))'
 OK = CASE.format(id="ok", value=0.9) + ', radius=0.05, outcome="bright", beta=0.0, n_max=300'
@@ -65,10 +65,6 @@ TRIGGER_ID = {"parametrized": "test_trigger[trigger]"}
 
 HEAD = ("import os\nimport numpy as np\nimport pytest\nfrom certkit import Case\n\n\n"
         "def test_ok(certkit):\n    certkit.assert_certified({ok})\n\n\n")
-# runs in this process, without what the gate does not need: the HTML report, the history, pytest's cache, its garbage
-# collection for unraisable exceptions (this process's whole heap, torch's included, per run) and hypothesis's plugin
-# (which imports and assertion-rewrites all of hypothesis again in every run)
-QUICK = ("-p", "no:cacheprovider", "-p", "no:unraisableexception", "-p", "no:hypothesispytest", "-ra")
 NO_FILES = ("--certkit-report", "none", "--certkit-history", "none")
 GONE = "\n\ndef test_gone(certkit):\n    certkit.assert_certified({ok})\n"
 

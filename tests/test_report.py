@@ -300,6 +300,23 @@ def test_printed_report_shows_every_requirement(demo_report):
     assert "gate PASSED" in text
 
 
+def test_removed_requirements_are_listed_in_the_report_with_their_baseline_status():
+    from certkit.regression import compare
+
+    gone = {"nodeid": "t.py::test_gone[c9]", "status": "not certified", "certificates": [_cert("not certified")]}
+    base, cur = _doc([gone]), _doc()
+    base["results"][0]["certificates"][0]["successes"] = 99  # this run's 95/100 is within sampling noise of it
+    result = compare(base, cur)
+    assert result["removed"] == ["t.py::test_gone[c9]"]
+    assert result["removed_records"] == [{"key": "t.py::test_gone[c9]", "nodeid": "t.py::test_gone[c9]", "status": "not certified"}]
+    html = render_report(cur, baseline=result)
+    assert "Removed requirements (in the baseline, not in this run)" in html
+    assert ("t.py::test_gone[c9]</bdi></b>: was not certified in the baseline" in html
+            or "t.py::test_gone[c9]</b>: was not certified" in html)
+    assert "Holm-corrected over the 4 compared requirements at alpha = 0.01 (the run&#39;s alpha)" in html
+    assert "within sampling noise: 99/100 -&gt; 95/100 successes (anytime-valid p = " in html
+
+
 def test_overlapping_requirements_show_the_worst_status_on_top():
     from certkit.report import COLOURS, _case_chart
 

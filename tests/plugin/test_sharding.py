@@ -1,34 +1,18 @@
-"""Shards: parsing the shard, the split by case, its balance and its independence of order."""
+"""Shards (certkit/plugin/sharding.py): parsing the shard, the split by case, its balance and its independence of
+order; shards run through pytest and merged by certkit merge into the one run. (The merge's refusals are in
+tests/test_results.py.)"""
 
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from certkit.cli import main
 from certkit.plugin.sharding import Shard, assign, group_of, parse_shard, split
-
-SUITE = '''
-import numpy as np
-import pytest
-from certkit import Case
-
-CASES = [Case(f"c{i}", "pick up the cube", np.full((3, 8, 8), 0.5 + i / 100, dtype=np.float32)) for i in range(12)]
-
-
-@pytest.mark.certkit(beta=0.0, outcome="bright")
-@pytest.mark.parametrize("case", CASES, ids=str)
-@pytest.mark.parametrize("radius", [0.05, 0.2, 0.4])
-def test_bright(certkit, case, radius):
-    certkit.assert_certified(case, radius=radius)
-
-
-@pytest.mark.parametrize("case", CASES[:5], ids=str)
-def test_frontier(certkit, case):
-    certkit.frontier(case, outcome="bright", n=500)
-
-
-def test_plain():
-    pass
-'''
+from tests.plugin.project import SUITE, _certificates, _run
 
 
 @pytest.mark.parametrize("text, env, want", [
@@ -95,30 +79,8 @@ def test_shards_cover_the_suite_once_keep_cases_together_and_do_not_depend_on_or
 
 # ------------------------------------------------------------------ shards through pytest, and their merge
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from certkit.cli import main  # noqa: E402
-from tests.test_plugin import make_project  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-KEEP = ("case_id", "status", "n", "successes", "p_a_lower", "p_a_upper", "p_adv", "seed", "radius", "edits", "label_counts", "frontier")
-
-
-def _certificates(doc: dict) -> dict:
-    return {r["nodeid"]: (r["status"], [{k: c.get(k) for k in KEEP} for c in r["certificates"]]) for r in doc["results"]}
-
-
-@pytest.fixture
-def sharded(pytester):
-    return make_project(pytester, SUITE)
-
-
-def _run(project, *args):
-    return project.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-cache-dir", "none", "--certkit-report", "none",
-                                        "--certkit-history", "none", "--certkit-n-max", "2000", *args)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_three_shards_merge_into_the_certificates_and_gate_of_one_run(sharded, tmp_path, capsys):
@@ -138,50 +100,6 @@ def test_three_shards_merge_into_the_certificates_and_gate_of_one_run(sharded, t
     assert code == (0 if one["summary"]["gate"] == "passed" else 1) == (0 if whole.ret == 0 else 1)
     assert "merged 3 shards" in capsys.readouterr().out and (tmp_path / "m.html").is_file()
     assert "shard" not in merged["run"] and merged["run"]["merged_shards"] == 3
-
-
-def test_merge_refuses_shards_that_disagree_overlap_or_leave_one_missing(sharded, tmp_path, capsys):
-    for k in (1, 2):
-        _run(sharded, "--certkit-shard", f"{k}/2", "--certkit-json", f"s{k}.json")
-    s1, s2 = (json.loads((sharded.path / f"s{k}.json").read_text()) for k in (1, 2))
-
-    def merge_of(*docs):
-        paths = []
-        for i, doc in enumerate(docs):
-            path = tmp_path / f"m{i}.json"
-            path.write_text(json.dumps(doc))
-            paths.append(str(path))
-        code = main(["merge", *paths, "-o", str(tmp_path / "out.json")])
-        return code, capsys.readouterr()
-
-    def changed(doc, **run):
-        doc = json.loads(json.dumps(doc))
-        for key, value in run.items():
-            doc["run"][key] = value
-        return doc
-
-    code, out = merge_of(s1)
-    assert code == 2 and "shard(s) 2/2 missing" in out.err
-    code, out = merge_of(s1, s1)
-    assert code == 2 and "are both shard 1/2" in out.err
-    code, out = merge_of(s1, changed(s2, seed=7))
-    assert code == 2 and "different seed" in out.err
-    code, out = merge_of(s1, changed(s2, certkit_version="9.9"))
-    assert code == 2 and "different certkit_version" in out.err
-    code, out = merge_of(s1, changed(s2, models=["another"]))
-    assert code == 2 and "different models" in out.err
-    code, out = merge_of(s1, changed(s2, shard={**s2["run"]["shard"], "suite": "0" * 64}))
-    assert code == 2 and "another collected suite" in out.err
-    code, out = merge_of(s1, changed(s2, shard={**s2["run"]["shard"], "total": 3}))
-    assert code == 2 and "another number of shards N" in out.err
-    plain = changed(s2)
-    del plain["run"]["shard"]
-    code, out = merge_of(s1, plain)
-    assert code == 2 and "not run with --certkit-shard" in out.err
-    stray = json.loads(json.dumps(s2))
-    stray["results"].append(s1["results"][0])
-    code, out = merge_of(s1, stray)
-    assert code == 2 and "not assigned" in out.err
 
 
 def test_a_shard_that_skipped_part_of_its_share_leaves_the_merge_incomplete(sharded, tmp_path, capsys):

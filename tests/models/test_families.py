@@ -1,5 +1,5 @@
 """The family matrix: every major VLM family through the one generic adapter, on tiny random checkpoints built
-from each family's config with its real processor class (tests/vlm_families.py).
+from each family's config with its real processor class (tests/models/vlm_families.py).
 
 For each family: the adapter's token ids are the processor's own, the located prompt decodes to the prompt, at
 zero noise its greedy answers equal plain transformers' ``generate`` on the processor's inputs, and certify and
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import vlm_families as F
 
 from certkit import Case, Smoothed
 from certkit.models import VisionLanguageModel
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import KeywordOracle
+from tests.models import vlm_families as F
 
 CPU_FAMILIES = ["llava", "llava_next", "gemma3", "paligemma", "mllama", "idefics3", "aria"]
 TORCHVISION_FAMILIES = ["pixtral", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "smolvlm", "internvl"]

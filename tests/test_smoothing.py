@@ -1,8 +1,8 @@
-"""The smoothing engine end to end on real (tiny) models, offline, on the CPU."""
+"""The smoothing engine (certkit/smoothing.py) end to end on real (tiny) models, offline, on the CPU: sequential
+stopping, determinism, batches, one sample stream per case, a model's own errors, and draws."""
 
 import json
 import math
-import sqlite3
 
 import numpy as np
 import pytest
@@ -10,98 +10,11 @@ import torch
 
 from certkit import Case, Certificate, Smoothed
 from certkit.cache import CountCache
-from certkit.models import ModelError, TorchClassifier, VisionLanguageGenerator
+from certkit.models import ModelError, TorchClassifier
 from certkit.noise import Gaussian, UniformReplace
-from certkit.oracles import ActionOracle, ClassifierOracle, LabelOracle
-from certkit.testing import BrightnessClassifier, CoinFlip, KeywordImageClassifier, save_tiny_llava
-
-VOCAB = 30
-
-
-def tokenize(text):
-    return [hash(w) % (VOCAB - 2) + 2 for w in text.split()]  # ids 2..VOCAB-1; 0 = pad/mask, 1 = special
-
-
-def brightness_model(**kw):
-    return TorchClassifier(BrightnessClassifier(), ["dark", "bright"], tokenize, vocab_size=VOCAB, special_ids=[0, 1], mask_id=0, **kw)
-
-
-def case(value=0.9, prompt="hand the knife to the person", cid="c1"):
-    return Case(cid, prompt, np.full((3, 8, 8), value, dtype=np.float32))
-
-
-# ---------------------------------------------------------------- the tiny LLaVA, through from_pretrained
-
-
-@pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
-
-
-@pytest.fixture(scope="module")
-def llava(llava_dir):
-    return VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4, batch_size=32)
-
-
-def test_llava_prompt_positions_are_exactly_the_user_prompt(llava):
-    c = Case("p", "pick up the red cube", np.random.default_rng(0).random((3, 32, 32), dtype=np.float32))
-    enc = llava.encode(c)
-    tok = llava.tokenizer
-    assert tok.decode(enc.ids[enc.editable].tolist()) == "pick up the red cube"
-    assert (enc.ids == llava.model.config.image_token_id).sum() == 16  # 4x4 patches (the default strategy drops CLS)
-    assert not enc.editable[enc.ids == llava.model.config.image_token_id].any()
-
-
-def test_llava_certified_end_to_end(llava):
-    answered = ClassifierOracle(lambda outs: ["answered" if o.strip() else "silent" for o in outs], ["answered", "silent"], name="answered")
-    smoothed = Smoothed(llava, answered, image=Gaussian(0.25), text=UniformReplace(0.25, llava.alphabet.numel()), seed=1)
-    c = Case("e2e", "pick up the red cube", np.full((3, 32, 32), 0.5, dtype=np.float32))
-    cert = smoothed.certify(c, radius=0.1, edits=1, outcome="answered", alpha=0.01, threshold=4.6e-5, n_max=2_000)
-    assert cert.certified and cert.n < 2_000
-    assert cert.p_a_lower > cert.p_star and cert.p_adv >= 4.6e-5
-    assert cert.model_fingerprint == llava.fingerprint
-    # an outcome that never occurs is rejected early too
-    never = smoothed.certify(c, radius=0.1, edits=1, outcome="silent", alpha=0.01, threshold=0.5, n_max=2_000)
-    assert never.status == "not certified" and never.n < 2_000
-    # the action oracle reads the generated words
-    actions = Smoothed(llava, ActionOracle(["pick up", "place", "hand over"]), image=Gaussian(0.25), seed=1)
-    fr = actions.frontier(c, max_edits=0, outcome="pick up", n=64, alpha=0.01)
-    assert fr.n == 64 and sum(fr.label_counts.values()) == 64
-
-
-def test_llava_fingerprint_follows_the_weights(llava_dir, tmp_path):
-    a = VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4)
-    b = VisionLanguageGenerator.from_pretrained(save_tiny_llava(tmp_path / "other", seed=1), max_new_tokens=4)
-    c = VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=5)
-    assert a.fingerprint != b.fingerprint and a.fingerprint != c.fingerprint
-    assert a.fingerprint == VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4).fingerprint
-
-
-def test_llava_fingerprint_does_not_depend_on_the_folder_it_was_loaded_from(llava_dir, tmp_path):
-    """The same files in another checkout or on another node are the same model: one cache key, mergeable shards."""
-    import shutil
-
-    copy = shutil.copytree(llava_dir, tmp_path / "elsewhere" / "llava")
-    a = VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4)
-    assert VisionLanguageGenerator.from_pretrained(str(copy), max_new_tokens=4).fingerprint == a.fingerprint
-
-
-def test_llava_rejects_prompts_longer_than_its_context(llava_dir):
-    model = VisionLanguageGenerator.from_pretrained(llava_dir, max_new_tokens=4)
-    long = Case("long", " ".join(["cube"] * 200), np.zeros((3, 32, 32), dtype=np.float32))
-    with pytest.raises(ModelError, match="too long.*context of 128"):
-        model.encode(long)
-
-
-def test_llava_loading_errors(tmp_path):
-    with pytest.raises(ModelError, match="not a directory"):
-        VisionLanguageGenerator.from_pretrained(tmp_path / "missing")
-    with pytest.raises(ModelError, match="no config.json"):
-        VisionLanguageGenerator.from_pretrained(tmp_path)
-    with pytest.raises(ModelError, match="dtype"):
-        (tmp_path / "config.json").write_text("{}")
-        VisionLanguageGenerator.from_pretrained(tmp_path, dtype="float7")
-
+from certkit.oracles import LabelOracle
+from certkit.testing import BrightnessClassifier, CoinFlip, KeywordImageClassifier
+from tests.brightness import VOCAB, brightness_model, case, tokenize
 
 # ---------------------------------------------------------------- sequential stopping, determinism
 
@@ -158,74 +71,7 @@ def test_hybrid_certificate_on_an_interaction_only_classifier():
     assert fr.frontier[1] > 0
 
 
-# ---------------------------------------------------------------- cache
-
-
-def test_cache_reuses_counts_and_never_across_models(tmp_path):
-    oracle = LabelOracle(["dark", "bright"])
-    s1 = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path)
-    first = s1.certify(case(0.6), radius=0.1, outcome="bright", n_max=1_000)
-    assert first.timings["forward_samples"] > 0 and not first.cached
-    again = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
-        case(0.6), radius=0.1, outcome="bright", n_max=1_000)
-    assert again.cached and "forward_samples" not in again.timings
-    assert (again.status, again.n, again.successes) == (first.status, first.n, first.successes)
-    # a different model (other weights) never reuses the counts
-    other = brightness_model()
-    other.fingerprint = "different-weights"
-    fresh = Smoothed(other, oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
-        case(0.6), radius=0.1, outcome="bright", n_max=1_000)
-    assert not fresh.cached and fresh.timings["forward_samples"] > 0
-
-
-def test_corrupt_cache_is_detected_and_rebuilt(tmp_path):
-    oracle = LabelOracle(["dark", "bright"])
-    Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
-        case(0.6), radius=0.1, outcome="bright", n_max=200)
-    (tmp_path / "counts.sqlite").write_bytes(b"this is not a database" * 100)
-    for extra in ("counts.sqlite-wal", "counts.sqlite-shm"):
-        (tmp_path / extra).unlink(missing_ok=True)
-    s = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path)
-    assert s.cache.rebuilt and list(tmp_path.glob("counts.sqlite.corrupt-*"))
-    cert = s.certify(case(0.6), radius=0.1, outcome="bright", n_max=200)
-    assert not cert.cached
-
-
-def test_tampered_cache_row_is_dropped(tmp_path):
-    oracle = LabelOracle(["dark", "bright"])
-    s = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path)
-    s.certify(case(0.6), radius=0.1, outcome="bright", n_max=200)
-    conn = sqlite3.connect(tmp_path / "counts.sqlite")
-    conn.execute("UPDATE streams SET labels = zeroblob(length(labels))")
-    conn.commit()
-    conn.close()
-    cert = Smoothed(brightness_model(), oracle, image=Gaussian(0.5), seed=0, cache=tmp_path).certify(
-        case(0.6), radius=0.1, outcome="bright", n_max=200)
-    assert not cert.cached and cert.timings["forward_samples"] > 0
-
-
-# ---------------------------------------------------------------- certificates
-
-
-def test_certificate_round_trips_through_json():
-    smoothed = Smoothed(brightness_model(), LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=0)
-    for cert in (smoothed.certify(case(0.9), radius=0.05, outcome="bright"), smoothed.frontier(case(0.9), outcome="bright", n=100)):
-        back = Certificate.from_dict(json.loads(json.dumps(cert.to_dict())))
-        assert back == cert
-
-
-# ---------------------------------------------------------------- images
-
-
-def test_png_loads_to_chw_in_unit_range(tmp_path):
-    from PIL import Image
-
-    arr = (np.random.default_rng(0).random((5, 7, 3)) * 255).astype(np.uint8)
-    Image.fromarray(arr).save(tmp_path / "x.png")
-    c = Case("x", "hi", tmp_path / "x.png")
-    assert c.shape == (3, 5, 7) and np.allclose(c.image, arr.transpose(2, 0, 1) / 255.0)
-
-
+# ---------------------------------------------------------------- batches and streams
 
 
 def test_large_images_run_in_batches_their_memory_allows_with_the_same_counts():

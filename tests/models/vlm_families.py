@@ -4,7 +4,7 @@ classes and a word-level tokenizer trained in-process (nothing is downloaded).
 ``build_<family>(directory) -> directory`` ``save_pretrained``s a model and its processor;
 :class:`certkit.models.VisionLanguageModel.from_pretrained` loads them back like
 any checkpoint. Each chat template is a short one of the family's own shape (its role markers and image
-placeholder), not the full published template (tests/test_families.py lists the families whose processors
+placeholder), not the full published template (tests/models/test_families.py lists the families whose processors
 need torchvision). Every pad id, at every config level (Idefics3 and SmolVLM keep a top-level one whose default,
 128002, is past a tiny vocabulary), is the tokenizer's: torch refuses an embedding whose padding index is past its rows.
 """

@@ -1,6 +1,6 @@
 """Served models (``certkit.models.ServedVLM``).
 
-Contract tests replay exchanges recorded against real servers (``tests/data/served/*.json``: ``transformers serve``
+Contract tests replay exchanges recorded against real servers (``tests/models/data/served/*.json``: ``transformers serve``
 with the demo assistant, vLLM 0.32 CPU with ``scripts/tiny_llava.py``) through a real HTTP server on loopback,
 with and without a proxy that injects failures; every recording holds the canary exchange (the fixed request whose
 answer is part of a served model's fingerprint). The live tests start a real ``transformers serve``: it certifies
@@ -9,7 +9,7 @@ is another model (another fingerprint, fresh samples), and a restart with other 
 requirement stops it with an error naming both fingerprints. A live vLLM test runs where ``CERTKIT_VLLM_URL`` and
 ``CERTKIT_VLLM_MODEL`` (the folder the server serves) are set (``scripts/vllm_cpu.sh``).
 
-Re-record a file: ``CERTKIT_RECORD_SERVED=http://127.0.0.1:PORT pytest tests/test_served.py -k <test>``
+Re-record a file: ``CERTKIT_RECORD_SERVED=http://127.0.0.1:PORT pytest tests/models/test_served.py -k <test>``
 against the server that test names (``-k chat_requests_and_answers`` for ``transformers serve`` of the demo
 assistant; ``-k vllm`` for vLLM serving ``/tmp/tiny-llava``, see ``scripts/vllm_cpu.sh``); delete the file first
 to drop exchanges no test sends any more.
@@ -21,44 +21,26 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 
 import certkit
-from certkit import demo
 from certkit.demo.train import answer_oracle
 from certkit.models import ModelError, ServedVLM, ServerError
 from certkit.models.served import CANARY_PROMPT, ServedModelWarning, canary_hash, same_canary
 from certkit.noise import Gaussian, UniformReplace
-from tests.http_replay import Forwarder, ReplayServer
+from tests.models.http_replay import Forwarder, ReplayServer
+from tests.models.live_server import ASSISTANT, SERVED_ID, _free_port, _model_id, _transformers_serve, _words
 
 DATA = Path(__file__).parent / "data" / "served"
-CASES = {c.id: c for c in certkit.load_cases(Path(__file__).parents[1] / "audits" / "data" / "cases.jsonl")}
-ASSISTANT = str((Path(demo.__file__).parent / "weights" / "assistant").resolve())
-#: the demo assistant's served id: ``transformers serve`` names a local model by its folder
-SERVED_ID = "certkit/demo/weights/assistant"
+CASES = {c.id: c for c in certkit.load_cases(Path(__file__).parents[2] / "audits" / "data" / "cases.jsonl")}
 RECORD = os.environ.get("CERTKIT_RECORD_SERVED")
-
-
-@pytest.fixture(scope="module")
-def assistant():
-    return demo.load_assistant(batch_size=64)
-
-
-def _words(adapter) -> list[str]:
-    """The demo assistant's word-level tokenizer, as a word alphabet in token-id order: word noise through the
-    chat protocol then draws exactly the samples token noise draws in-process."""
-    return [adapter.tokenizer.convert_ids_to_tokens(i) for i in adapter.alphabet.tolist()]
 
 
 class _Recorded:
@@ -87,14 +69,6 @@ def _served(url, words=None, model=SERVED_ID, **kwargs) -> ServedVLM:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ServedModelWarning)
         return ServedVLM(url, _model_id(url, model), words=words, **settings)
-
-
-def _model_id(url, model):
-    """transformers serve lists a local model by its absolute path: ask the server when the id is the demo's."""
-    if model != SERVED_ID:
-        return model
-    listed = httpx.get(f"{url}/v1/models", timeout=10).json()["data"]
-    return next((m["id"] for m in listed if m["id"].endswith(SERVED_ID)), model)
 
 
 def _counts(model, case, text, n=64, sigma=0.5):
@@ -343,48 +317,6 @@ def test_greedy_decoding_without_batch_invariance_warns():
 # ---------------------------------------------------------------------- live: a real transformers serve
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _transformers_serve(folder: str | Path, port: int | None = None):
-    """A real ``transformers serve`` of the model in ``folder`` on a loopback port; yields its URL."""
-    exe = shutil.which("transformers", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.fail("the `transformers` command is missing; install certkit's test extra (transformers[serving])")
-    port = port or _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    # the server's log goes to a file, not a pipe: a pipe nobody reads fills after ~900 logged requests and hangs the server
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", str(folder)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(Path(ASSISTANT).parents[3]))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                out = log.read().decode(errors="replace")[-2000:] if proc.poll() is not None else "(still starting)"
-                pytest.fail(f"transformers serve did not start: {out}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def transformers_serve():
     """A real ``transformers serve`` of the demo assistant on a loopback port, for this module."""
@@ -521,7 +453,7 @@ def tiny_llava(tmp_path_factory):
     """The served folder (live) or the same tiny LLaVA rebuilt here (``scripts/tiny_llava.py`` is deterministic)."""
     if VLLM_MODEL:
         return Path(VLLM_MODEL)
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
     import tiny_llava
 
     out = tmp_path_factory.mktemp("tiny-llava")
@@ -632,7 +564,7 @@ def test_word_noise_is_refused(certkit):
 def test_live_served_model_through_the_plugin(pytester, transformers_serve):
     """A conftest whose ``certkit_model`` is a served model: certified through pytest; text noise without a word
     alphabet is an error of that requirement (with the fix), never a pass."""
-    cases = str(Path(__file__).parents[1] / "audits" / "data" / "cases.jsonl")
+    cases = str(Path(__file__).parents[2] / "audits" / "data" / "cases.jsonl")
     pytester.makepyfile(test_served_suite=SERVED_SUITE.format(cases=cases, url=transformers_serve,
                                                                model=_model_id(transformers_serve, SERVED_ID)))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--certkit-json", "r.json", "--certkit-cache-dir", "none")

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 
 from certkit.cli import main
-from tests.test_served import ASSISTANT, SERVED_ID, _model_id, _transformers_serve, _words, assistant  # noqa: F401 (fixture)
-from tests.test_sharding import _certificates
+from tests.models.live_server import ASSISTANT, SERVED_ID, _model_id, _transformers_serve, _words
+from tests.plugin.project import _certificates
 
-CASES_FILE = str(Path(__file__).resolve().parents[1] / "audits" / "data" / "cases.jsonl")
+CASES_FILE = str(Path(__file__).resolve().parents[2] / "audits" / "data" / "cases.jsonl")
 
 CONFTEST = '''
 import json
@@ -98,7 +98,7 @@ def _run(project, shard_args, out):
                                         "--certkit-history", "none", "--certkit-n-max", "200", "--certkit-json", out, *shard_args)
 
 
-def test_two_live_servers_one_per_shard_merge_into_one_runs_certificates_and_gate(pytester, monkeypatch, assistant, tmp_path, capsys):  # noqa: F811 (the fixture imported from tests.test_served)
+def test_two_live_servers_one_per_shard_merge_into_one_runs_certificates_and_gate(pytester, monkeypatch, assistant, tmp_path, capsys):
     with _two_servers() as (url_a, url_b):
         model = _model_id(url_a, SERVED_ID)
         assert model.endswith(SERVED_ID)

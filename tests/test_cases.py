@@ -1,0 +1,72 @@
+"""Cases (certkit/cases.py): case files in every format, read as written; images to (C, H, W) in [0, 1], EXIF
+orientation applied, 16-bit kept to scale. Malformed case files and images are in the bad-input matrix
+(test_bad_inputs.py)."""
+
+import numpy as np
+
+from certkit import Case, load_cases
+
+
+def _write_png(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(path)
+
+
+def test_cases_load_from_every_format(tmp_path):
+    import certkit
+
+    _write_png(tmp_path / "ok.png")
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "prompt": "hi", "image": "ok.png", "expected": "bright", "kind": "x"}\n')
+    (tmp_path / "c.yaml").write_text("cases:\n- id: a\n  prompt: hi\n  image: ok.png\n  expected: bright\n  kind: x\n")
+    (tmp_path / "c.csv").write_text("id,prompt,image,expected,kind\na,hi,ok.png,bright,x\n")
+    loaded = [certkit.load_cases(tmp_path / f) for f in ("c.jsonl", "c.yaml", "c.csv")]
+    assert all(len(c) == 1 and c[0].id == "a" and c[0].expected == "bright" and c[0].meta == {"kind": "x"} for c in loaded)
+    assert loaded[0][0].content_hash == loaded[1][0].content_hash == loaded[2][0].content_hash
+
+
+def test_png_loads_to_chw_in_unit_range(tmp_path):
+    from PIL import Image
+
+    arr = (np.random.default_rng(0).random((5, 7, 3)) * 255).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "x.png")
+    c = Case("x", "hi", tmp_path / "x.png")
+    assert c.shape == (3, 5, 7) and np.allclose(c.image, arr.transpose(2, 0, 1) / 255.0)
+
+
+def _png(path, array):
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+
+
+def test_case_files_are_read_as_written(tmp_path):
+    """A quoted CSV prompt keeps its newline; a JSONL prompt keeps U+2028; a YAML id stays as typed (010 is not 8)."""
+    _png(tmp_path / "ok.png", np.full((8, 8, 3), 200, np.uint8))
+    (tmp_path / "cases.csv").write_text('id,prompt,image\nx,"line one\nline two",ok.png\n')
+    assert [c.prompt for c in load_cases(tmp_path / "cases.csv")] == ["line one\nline two"]
+    (tmp_path / "cases.jsonl").write_text('{"id": "j", "prompt": "a\u2028b", "image": "ok.png"}\n', encoding="utf-8")
+    assert [c.prompt for c in load_cases(tmp_path / "cases.jsonl")] == ["a\u2028b"]
+    (tmp_path / "cases.yaml").write_text("- id: 010\n  prompt: hi\n  image: ok.png\n- id: 7\n  prompt: ho\n  image: ok.png\n")
+    assert [c.id for c in load_cases(tmp_path / "cases.yaml")] == ["010", "7"]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored sideways with an orientation tag is read as a viewer shows it."""
+    from PIL import Image
+
+    pixels = np.zeros((2, 3, 3), dtype=np.uint8)
+    pixels[0, 0] = 255  # top-left red as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "turned.png", exif=exif)
+    case = Case("t", "hi", tmp_path / "turned.png")
+    assert case.shape == (3, 3, 2)
+    assert case.image[0, 0, 1] == 1.0  # the stored top-left pixel is now top-right
+
+
+def test_sixteen_bit_png_keeps_its_scale(tmp_path):
+    """16-bit greyscale is divided by 65535 (converting it to 8-bit RGB would clip it to white)."""
+    _png(tmp_path / "g16.png", (np.arange(16).reshape(4, 4) * 4000).astype(np.uint16))
+    case = Case("g", "hi", tmp_path / "g16.png")
+    assert case.shape == (1, 4, 4) and np.isclose(case.image.max(), 60000 / 65535)
