@@ -37,7 +37,7 @@ test-suite: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
 
 test-families: $(TV_STAMP)
-	CERTKIT_REQUIRE_TORCHVISION=1 $(TV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/test_families.py
+	CERTKIT_REQUIRE_TORCHVISION=1 $(TV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/models/test_families.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -47,4 +47,4 @@ clean:
 
 # The served-model tests alone; with CERTKIT_VLLM_URL and CERTKIT_VLLM_MODEL set (scripts/vllm_cpu.sh), against live vLLM.
 test-served: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/test_served.py
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/models/test_served.py

@@ -1,4 +1,4 @@
-"""Per VLM family (tiny random checkpoints of tests/vlm_families.py): smoothed samples/s against the raw model.
+"""Per VLM family (tiny random checkpoints of tests/models/vlm_families.py): smoothed samples/s against the raw model.
 
 For each family that the installed transformers (and torchvision, where needed) can run, on one case
 (64x80 image, a 6-word prompt, image and text noise), the same noisy samples are timed three ways, best of
@@ -24,7 +24,7 @@ import torch
 
 
 def _families():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
     import vlm_families as F
     from test_families import CPU_FAMILIES, TORCHVISION_FAMILIES, _torchvision_ok
 

@@ -88,7 +88,7 @@ step() {
 PYVERSIONS=$("$PY" -c "import torch, transformers; print(f'torch {torch.__version__}, transformers {transformers.__version__}')")
 GPU=$("$PY" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")
 
-step families 140 "$PY" -m pytest -p no:cacheprovider -q -n "$WORKERS" tests/test_families.py --junitxml="$LOGS/families.xml"
+step families 140 "$PY" -m pytest -p no:cacheprovider -q -n "$WORKERS" tests/models/test_families.py --junitxml="$LOGS/families.xml"
 step bench-generate 110 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --batch "$BATCH" --n "$N" --new-tokens "$NEW" --repeats 1
 step bench-label 70 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --batch "$BATCH" --n "$N" --repeats 1 --mode label
 step oom-backoff 70 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --new-tokens "$NEW" --oom-batch "$OOM_BATCH"
@@ -101,7 +101,7 @@ echo "| step | command | result | seconds |"
 echo "|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "Family matrix on $DEVICE (tests/test_families.py; . passed, F failed, E error, s skipped):"
+echo "Family matrix on $DEVICE (tests/models/test_families.py; . passed, F failed, E error, s skipped):"
 echo
 "$PY" - "$LOGS/families.xml" <<'EOF'
 import re

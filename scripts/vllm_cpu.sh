@@ -6,10 +6,10 @@
 # Then, in another shell:
 #   CERTKIT_VLLM_URL=http://127.0.0.1:PORT CERTKIT_VLLM_MODEL=$PWD/.vllm-model make test-served
 #
-# Re-record tests/data/served/vllm_token_in.json (its requests name the model by the path /tmp/tiny-llava):
+# Re-record tests/models/data/served/vllm_token_in.json (its requests name the model by the path /tmp/tiny-llava):
 #   VLLM_MODEL_DIR=/tmp/tiny-llava scripts/vllm_cpu.sh 8766
-#   rm tests/data/served/vllm_token_in.json
-#   CERTKIT_RECORD_SERVED=http://127.0.0.1:8766 pytest tests/test_served.py -k vllm
+#   rm tests/models/data/served/vllm_token_in.json
+#   CERTKIT_RECORD_SERVED=http://127.0.0.1:8766 pytest tests/models/test_served.py -k vllm
 #
 # Known pitfalls this script handles (vllm-cpu 0.32.0):
 # - vLLM lives in its own virtualenv: vllm-cpu pins transformers < 5.20, certkit's main venv has a newer one.
