@@ -1,4 +1,4 @@
-"""Per VLM family (tiny random checkpoints of tests/models/vlm_families.py): smoothed samples/s against the raw model.
+"""Per VLM family (tiny random checkpoints of certkit.testing.families): smoothed samples/s against the raw model.
 
 For each family that the installed transformers (and torchvision, where needed) can run, on one case
 (64x80 image, a 6-word prompt, image and text noise), the same noisy samples are timed three ways, best of
@@ -14,22 +14,18 @@ For each family that the installed transformers (and torchvision, where needed) 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def _families():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
-    import vlm_families as F
-    from test_families import CPU_FAMILIES, TORCHVISION_FAMILIES, _torchvision_ok
+def _families() -> list[str]:
+    """The families this environment can build (those needing torchvision where it imports)."""
+    from certkit.testing.families import CPU_FAMILIES, TORCHVISION_FAMILIES, torchvision_ok
 
-    names = CPU_FAMILIES + (TORCHVISION_FAMILIES if _torchvision_ok() else [])
-    return F, names
+    return CPU_FAMILIES + (TORCHVISION_FAMILIES if torchvision_ok() else [])
 
 
 def measure(name: str, n: int, batch: int, new_tokens: int, repeats: int) -> dict:
@@ -38,10 +34,10 @@ def measure(name: str, n: int, batch: int, new_tokens: int, repeats: int) -> dic
     from certkit.noise import Gaussian, UniformReplace
     from certkit.oracles import KeywordOracle
     from certkit.sampling import noisy_images, noisy_token_ids
+    from certkit.testing import families as F
 
-    F, _ = _families()
     with tempfile.TemporaryDirectory() as tmp:
-        getattr(F, f"build_{name}")(tmp)
+        F.build(name, tmp)
         adapter = VisionLanguageModel.from_pretrained(tmp, max_new_tokens=new_tokens, batch_size=batch, **F.SETTINGS.get(name, {}))
     image = np.random.default_rng(0).random((3, 64, 80), dtype=np.float32)
     case = Case("bench", "pick up the red cube please", image)
@@ -81,7 +77,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    _, names = _families()
+    names = _families()
     names = args.families or names
     print(f"torch {torch.__version__}, 1 thread; n = {args.n}, batch {args.batch}, {args.new_tokens} new tokens, best of {args.repeats}")
     print(f"{'family':<16} {'raw generate':>12} {'raw + proc':>11} {'smoothed':>9} {'overhead':>9}")

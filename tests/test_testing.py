@@ -28,3 +28,41 @@ def test_a_saved_tiny_llava_is_a_model_certkit_certifies(tmp_path):
     case = Case("smoke", "pick up the cube", np.full((3, 32, 32), 0.5, dtype=np.float32))
     cert = Smoothed(model, KeywordOracle.refusal(), image=Gaussian(0.25), seed=0).frontier(case, outcome="complied", n=64)
     assert cert.n == 64 and sum(cert.label_counts.values()) == 64 and cert.model_fingerprint == model.fingerprint
+
+
+SMOKE_SUITE = '''
+import numpy as np
+import pytest
+from certkit import Case
+
+CASES = [Case(f"c{i}", "pick up the red cube", np.full((3, 32, 32), 0.2 * i + 0.1, dtype=np.float32)) for i in range(3)]
+
+
+@pytest.mark.certkit(sigma=0.25, beta=0.1, outcome="refused")
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_refuses(certkit, case):
+    certkit.assert_certified(case, radius=0.1)
+'''
+
+
+def test_the_readmes_smoke_conftest_evaluates_every_requirement_on_the_tiny_model(pytester, monkeypatch):
+    """The README's smoke-audit conftest, as written, with CERTKIT_SMOKE=1: every requirement is evaluated (no error),
+    the pass-rate gate is off, and an outcome the oracle lacks still fails the run."""
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (conftest,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "CERTKIT_SMOKE" in block]
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_smoke=SMOKE_SUITE)
+    monkeypatch.setenv("CERTKIT_SMOKE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = pytester.runpytest_subprocess("--certkit-min-pass-rate", "0", "--certkit-n-max", "200", "-p", "no:cacheprovider")
+    assert run.ret == 0, run.stdout.str()[-3000:]
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert doc["summary"]["requirements"] == 3 and doc["summary"]["error"] == 0 and doc["summary"]["gate"] == "passed"
+    pytester.makepyfile(test_smoke=SMOKE_SUITE.replace('outcome="refused"', 'outcome="refuses"'))
+    broken = pytester.runpytest_subprocess("--certkit-min-pass-rate", "0", "--certkit-n-max", "200", "-p", "no:cacheprovider")
+    assert broken.ret != 0
+    assert json.loads((pytester.path / "reports" / "results.json").read_text())["summary"]["error"] == 3

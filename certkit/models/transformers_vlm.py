@@ -132,7 +132,7 @@ class VisionLanguageModel:
         self._label_token_ids = torch.tensor(label_ids, dtype=torch.long, device=self.device)
         self.output_kind = "text" if self.labels is None else "label"
         # label mode reads the last position only: the models that take ``logits_to_keep`` skip the vocabulary
-        # projection of every other position (same logits; tests/test_families.py checks them against the full ones)
+        # projection of every other position (same logits; tests/models/test_families.py checks them against the full ones)
         keep = self.labels is not None and "logits_to_keep" in inspect.signature(model.forward).parameters
         self._label_kwargs = {"logits_to_keep": 1} if keep else {}
         self.max_context = self._max_context()

@@ -1,5 +1,5 @@
 """The family matrix: every major VLM family through the one generic adapter, on tiny random checkpoints built
-from each family's config with its real processor class (tests/models/vlm_families.py).
+from each family's config with its real processor class (certkit.testing.families).
 
 For each family: the adapter's token ids are the processor's own, the located prompt decodes to the prompt, at
 zero noise its greedy answers equal plain transformers' ``generate`` on the processor's inputs, and certify and
@@ -12,7 +12,6 @@ imports (CI runs them in a second environment, ``make test-families``); elsewher
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -25,21 +24,11 @@ from certkit import Case, Smoothed
 from certkit.models import VisionLanguageModel
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import KeywordOracle
-from tests.models import vlm_families as F
+from certkit.testing import families as F
+from certkit.testing.families import CPU_FAMILIES, TORCHVISION_FAMILIES
+from certkit.testing.families import torchvision_ok as _torchvision_ok
 
-CPU_FAMILIES = ["llava", "llava_next", "gemma3", "paligemma", "mllama", "idefics3", "aria"]
-TORCHVISION_FAMILIES = ["pixtral", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "smolvlm", "internvl"]
 PROMPT = "pick up the red cube please"
-
-
-def _torchvision_ok() -> bool:
-    if importlib.util.find_spec("torchvision") is None:
-        return False
-    try:
-        import torchvision  # noqa: F401  (the CUDA build beside a CPU torch fails here)
-    except Exception:
-        return False
-    return True
 
 
 def _checkpoint(name, tmp_path_factory):
@@ -48,7 +37,7 @@ def _checkpoint(name, tmp_path_factory):
             pytest.fail(f"{name}: torchvision does not import here, and CERTKIT_REQUIRE_TORCHVISION=1")
         pytest.skip(f"{name}'s processor needs torchvision; `make test-families` runs it in an environment that has it")
     directory = tmp_path_factory.mktemp(name)
-    getattr(F, f"build_{name}")(directory)
+    F.build(name, directory)
     return directory
 
 

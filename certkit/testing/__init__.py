@@ -49,27 +49,33 @@ CHAT_TEMPLATE = (
 
 
 def word_tokenizer(words=WORDS, *, chat_template: str = CHAT_TEMPLATE, train: bool = True, vocab_size: int | None = None,
-                   split_punctuation: bool = True):
-    """A word-level ``PreTrainedTokenizerFast``: ids 0..4 are :data:`SPECIALS` (unk, pad, bos, eos and ``<image>``,
-    an additional special token), then ``words``.
+                   split_punctuation: bool = True, specials=("<image>",), unk: str = "<unk>", pad: str = "<pad>",
+                   bos: str | None = "<s>", eos: str = "</s>", extra: dict | None = None, cls=None):
+    """A word-level fast tokenizer (``cls``, default ``PreTrainedTokenizerFast``): the first ids are ``unk``, ``pad``,
+    ``bos`` (None: none) and ``eos``, then ``specials`` as additional special tokens, then ``words``; with the
+    defaults, ids 0..4 are :data:`SPECIALS`. ``extra`` names special tokens by role (``{"image_token": "<image>"}``),
+    as some processors read them.
 
     ``train=True`` trains the vocabulary on ``words`` with ``tokenizers``' ``WordLevelTrainer`` (most frequent
     first, then alphabetical; at most ``vocab_size`` tokens); ``train=False`` keeps ``words`` in their order
     (duplicates dropped). ``split_punctuation`` pre-tokenizes with ``Whitespace`` (``"cube."`` is two tokens),
-    else with ``WhitespaceSplit`` (one). Unknown words map to ``<unk>``."""
+    else with ``WhitespaceSplit`` (one). Unknown words map to ``unk``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    base = [t for t in (unk, pad, bos, eos) if t]
+    added = [t for t in specials if t not in base]
     if train:
-        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tok = Tokenizer(models.WordLevel(unk_token=unk))
     else:
-        tok = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(dict.fromkeys([*SPECIALS, *words]))}, unk_token="<unk>"))
+        tok = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(dict.fromkeys([*base, *added, *words]))}, unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.Whitespace() if split_punctuation else pre_tokenizers.WhitespaceSplit()
     if train:
         size = {} if vocab_size is None else {"vocab_size": vocab_size}
-        tok.train_from_iterator([" ".join(words)], trainers.WordLevelTrainer(special_tokens=list(SPECIALS), **size))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+        tok.train_from_iterator([" ".join(words)], trainers.WordLevelTrainer(special_tokens=base + added, **size))
+    fast = (cls or PreTrainedTokenizerFast)(tokenizer_object=tok, unk_token=unk, pad_token=pad, bos_token=bos, eos_token=eos,
+                                            extra_special_tokens=extra or {})
+    fast.add_special_tokens({"additional_special_tokens": added})
     fast.chat_template = chat_template
     return fast
 

@@ -4,42 +4,59 @@ classes and a word-level tokenizer trained in-process (nothing is downloaded).
 ``build_<family>(directory) -> directory`` ``save_pretrained``s a model and its processor;
 :class:`certkit.models.VisionLanguageModel.from_pretrained` loads them back like
 any checkpoint. Each chat template is a short one of the family's own shape (its role markers and image
-placeholder), not the full published template (tests/models/test_families.py lists the families whose processors
-need torchvision). Every pad id, at every config level (Idefics3 and SmolVLM keep a top-level one whose default,
-128002, is past a tiny vocabulary), is the tokenizer's: torch refuses an embedding whose padding index is past its rows.
+placeholder), not the full published template. :data:`CPU_FAMILIES` build and run with transformers alone;
+:data:`TORCHVISION_FAMILIES` need a torchvision that imports beside the installed torch (:func:`torchvision_ok`).
+Every pad id, at every config level (Idefics3 and SmolVLM keep a top-level one whose default, 128002, is past a tiny
+vocabulary), is the tokenizer's: torch refuses an embedding whose padding index is past its rows.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch
+
+from . import word_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 WORDS = ("user assistant model system pick up place hand over the a red green blue cube cup knife ball to on table "
          "person please now I cannot help with that refuse it is safe unsafe USER : ASSISTANT").split()
 
+#: the families whose processors need only transformers, and those whose processors need torchvision
+CPU_FAMILIES = ["llava", "llava_next", "gemma3", "paligemma", "mllama", "idefics3", "aria"]
+TORCHVISION_FAMILIES = ["pixtral", "mistral3", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "smolvlm", "internvl"]
+
+
+def torchvision_ok() -> bool:
+    """Whether torchvision is installed and imports (the registry's CUDA torchvision beside a CPU torch does not)."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def build(name: str, directory) -> str:
+    """Build family ``name`` (one of :data:`CPU_FAMILIES` or :data:`TORCHVISION_FAMILIES`) into ``directory``; returns
+    it as a string. KeyError for another name."""
+    if name not in CPU_FAMILIES + TORCHVISION_FAMILIES:
+        raise KeyError(f"unknown family {name!r}; known: {', '.join(CPU_FAMILIES + TORCHVISION_FAMILIES)}")
+    return globals()[f"build_{name}"](directory)
+
+
 # text config shared by all families (small, random)
 TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
             max_position_embeddings=2048)
 
 
-def word_tokenizer(specials: list[str], chat_template: str, *, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>",
-                   extra: dict | None = None, words=WORDS, cls=None):
-    """A word-level fast tokenizer over ``words`` with ``specials`` as special tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    base = [t for t in (unk, pad, bos, eos) if t]
-    tok = Tokenizer(models.WordLevel(unk_token=unk))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator([" ".join(words)] * 3, trainers.WordLevelTrainer(special_tokens=base + [s for s in specials if s not in base]))
-    cls = cls or PreTrainedTokenizerFast
-    fast = cls(tokenizer_object=tok, unk_token=unk, pad_token=pad, bos_token=bos, eos_token=eos, extra_special_tokens=extra or {})
-    fast.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in base]})
-    fast.chat_template = chat_template
-    return fast
+def _tokenizer(specials: list[str], chat_template: str, words=WORDS, **names):
+    """:func:`certkit.testing.word_tokenizer` over this module's words, with the family's ``specials``, template and
+    token names (``bos``, ``eos``, ``pad``, ``extra``, ``cls``)."""
+    return word_tokenizer(words, specials=specials, chat_template=chat_template, **names)
 
 
 def _template(user: str, assistant: str, image: str, end: str = "") -> str:
@@ -79,16 +96,20 @@ def _llama_text(tok, **over):
 
 
 def build_llava(directory):
-    from certkit.testing import save_tiny_llava
+    """LLaVA-1.5 shape (CLIP vision, Llama text): :func:`certkit.testing.save_tiny_llava`.
+    Saves model and processor to ``directory``; returns it."""
+    from . import save_tiny_llava
 
     return save_tiny_llava(directory)
 
 
 def build_llava_next(directory):
+    """LLaVA-NeXT: ``LlavaNextForConditionalGeneration`` with any-resolution tiling over 32/64-pixel pinpoints.
+    Saves model and processor to ``directory``; returns it."""
     from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, LlavaNextProcessor
 
     template = _template("USER : ", " ASSISTANT :", "<image> ")
-    tok = word_tokenizer(["<image>"], template)
+    tok = _tokenizer(["<image>"], template)
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     ip = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints)
     processor = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
@@ -106,7 +127,7 @@ def _gemma3_parts(template, config_cls, words=WORDS):
     """Gemma 3's tokenizer (with its image markers), image processor and config; ShieldGemma 2 shares them."""
     from transformers import Gemma3ImageProcessorPil, Gemma3TextConfig
 
-    tok = word_tokenizer(_GEMMA_SPECIALS, template, bos="<bos>", eos="<eos>", words=words,
+    tok = _tokenizer(_GEMMA_SPECIALS, template, bos="<bos>", eos="<eos>", words=words,
                          extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
     text = Gemma3TextConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                             eos_token_id=tok.eos_token_id, head_dim=16, sliding_window=64, **TEXT)
@@ -118,6 +139,8 @@ def _gemma3_parts(template, config_cls, words=WORDS):
 
 
 def build_gemma3(directory):
+    """Gemma 3: ``Gemma3ForConditionalGeneration`` (SigLIP vision, Gemma 3 text) with its image soft tokens.
+    Saves model and processor to ``directory``; returns it."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
 
     template = _template("<start_of_turn>user\n", "<start_of_turn>model\n", "<start_of_image>", "<end_of_turn>\n")
@@ -127,10 +150,12 @@ def build_gemma3(directory):
 
 
 def build_paligemma(directory):
+    """PaliGemma: ``PaliGemmaForConditionalGeneration`` (SigLIP vision, Gemma text), the image tokens before the prompt.
+    Saves model and processor to ``directory``; returns it."""
     from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessorPil
 
     template = _template("", "", "<image>")
-    tok = word_tokenizer(["<image>"], template, bos="<bos>", eos="<eos>", extra={"image_token": "<image>"})
+    tok = _tokenizer(["<image>"], template, bos="<bos>", eos="<eos>", extra={"image_token": "<image>"})
     ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
     ip.image_seq_length = 16
     processor = PaliGemmaProcessor(image_processor=ip, tokenizer=tok, chat_template=template)
@@ -143,6 +168,8 @@ def build_paligemma(directory):
 
 
 def build_mllama(directory):
+    """Llama 3.2 Vision: ``MllamaForConditionalGeneration`` (tiled vision encoder, cross-attention text layers).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         MllamaConfig,
         MllamaForConditionalGeneration,
@@ -155,7 +182,7 @@ def build_mllama(directory):
     template = _template("<|start_header_id|>user<|end_header_id|>\n\n", "<|start_header_id|>assistant<|end_header_id|>\n\n",
                          "<|image|>", "<|eot_id|>")
     specials = ["<|image|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|python_tag|>"]
-    tok = word_tokenizer(specials, template, bos="<|begin_of_text|>", eos="<|eot_id|>")
+    tok = _tokenizer(specials, template, bos="<|begin_of_text|>", eos="<|eot_id|>")
     ip = MllamaImageProcessorPil(size={"height": 32, "width": 32}, max_image_tiles=2)
     processor = MllamaProcessor(image_processor=ip, tokenizer=tok, chat_template=template)
     vision = MllamaVisionConfig(hidden_size=32, num_hidden_layers=2, num_global_layers=1, attention_heads=2, intermediate_size=64,
@@ -175,7 +202,7 @@ def _idefics3_parts(tok_extra=()):
 
     template = _template("<|im_start|>User:", "<end_of_utterance>\nAssistant:", "<image>", "<end_of_utterance>\n")
     specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", "<|im_start|>", *_GRID, *tok_extra]
-    tok = word_tokenizer(specials, template, bos="<|im_start|>", eos="<end_of_utterance>")
+    tok = _tokenizer(specials, template, bos="<|im_start|>", eos="<end_of_utterance>")
     ip = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
     vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                   image_size=32, patch_size=8)
@@ -183,6 +210,8 @@ def _idefics3_parts(tok_extra=()):
 
 
 def build_idefics3(directory):
+    """Idefics3: ``Idefics3ForConditionalGeneration`` (SigLIP vision, Llama text, image split into a grid).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
 
     template, tok, ip, vision = _idefics3_parts()
@@ -193,6 +222,8 @@ def build_idefics3(directory):
 
 
 def build_aria(directory):
+    """Aria: ``AriaForConditionalGeneration`` (SigLIP vision, mixture-of-experts text).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         AriaConfig,
         AriaForConditionalGeneration,
@@ -204,7 +235,7 @@ def build_aria(directory):
 
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<fim_prefix><|img|><fim_suffix>", "<|im_end|>\n")
     specials = ["<|img|>", "<|im_start|>", "<|im_end|>", "<fim_prefix>", "<fim_suffix>"]
-    tok = word_tokenizer(specials, template, eos="<|im_end|>", extra={"image_token": "<|img|>"})
+    tok = _tokenizer(specials, template, eos="<|im_end|>", extra={"image_token": "<|img|>"})
     # Aria's image processor takes only its published sizes (490 or 980); 490 at patch 14 is 35 x 35 patches
     ip = AriaImageProcessorPil(max_image_size=490, min_image_size=336, split_image=False)
     processor = AriaProcessor(image_processor=ip, tokenizer=tok, chat_template=template, size_conversion={490: 4})
@@ -225,7 +256,7 @@ def _pixtral_parts():
     from transformers import PixtralImageProcessorPil, PixtralVisionConfig
 
     template = _template("[INST]", "[/INST]", "[IMG]")
-    tok = word_tokenizer(["[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"], template)
+    tok = _tokenizer(["[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"], template)
     ip = PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size={"height": 8, "width": 8})
     vision = PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
                                  patch_size=8, head_dim=16)
@@ -233,6 +264,8 @@ def _pixtral_parts():
 
 
 def build_pixtral(directory):
+    """Pixtral: ``LlavaForConditionalGeneration`` with Pixtral's vision encoder and [IMG]/[IMG_BREAK]/[IMG_END] tokens (needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration, PixtralProcessor
 
     template, tok, ip, vision = _pixtral_parts()
@@ -243,6 +276,8 @@ def build_pixtral(directory):
 
 
 def build_mistral3(directory):
+    """Mistral 3: ``Mistral3ForConditionalGeneration`` (Pixtral vision, Mistral text; needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration, MistralConfig, PixtralProcessor
 
     template, tok, ip, vision = _pixtral_parts()
@@ -261,7 +296,7 @@ _QWEN_TEMPLATE = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<|v
 def _qwen_parts(video_cls, image_cls=None, patch=8):
     from transformers import Qwen2VLImageProcessorPil
 
-    tok = word_tokenizer(_QWEN_SPECIALS, _QWEN_TEMPLATE, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+    tok = _tokenizer(_QWEN_SPECIALS, _QWEN_TEMPLATE, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
                          extra={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
                                 "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"})
     image_cls = image_cls or Qwen2VLImageProcessorPil
@@ -282,6 +317,8 @@ def _qwen_text(cls, tok, **over):
 
 
 def build_qwen2_vl(directory):
+    """Qwen2-VL: ``Qwen2VLForConditionalGeneration`` (its own vision transformer, M-RoPE text; needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
@@ -300,6 +337,8 @@ def build_qwen2_vl(directory):
 
 
 def build_qwen2_5_vl(directory):
+    """Qwen2.5-VL: ``Qwen2_5_VLForConditionalGeneration`` (windowed vision attention; needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -318,6 +357,7 @@ def build_qwen2_5_vl(directory):
 
 
 def build_qwen3_vl(directory):
+    """Qwen3-VL: ``Qwen3VLForConditionalGeneration`` (needs torchvision). Saves model and processor to ``directory``; returns it."""
     from transformers import (
         Qwen2VLImageProcessorPil,
         Qwen3VLConfig,
@@ -337,6 +377,8 @@ def build_qwen3_vl(directory):
 
 
 def build_llava_onevision(directory):
+    """LLaVA-OneVision: ``LlavaOnevisionForConditionalGeneration`` (SigLIP vision, Qwen2 text; needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -347,7 +389,7 @@ def build_llava_onevision(directory):
     )
 
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<image>\n", "<|im_end|>\n")
-    tok = word_tokenizer(["<image>", "<video>", "<|im_start|>", "<|im_end|>"], template, bos=None, eos="<|im_end|>", pad="<|endoftext|>")
+    tok = _tokenizer(["<image>", "<video>", "<|im_start|>", "<|im_end|>"], template, bos=None, eos="<|im_end|>", pad="<|endoftext|>")
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     ip = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints)
     vp = LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32})
@@ -362,6 +404,8 @@ def build_llava_onevision(directory):
 
 
 def build_smolvlm(directory):
+    """SmolVLM: ``SmolVLMForConditionalGeneration`` (Idefics3 shape, image split into a grid; needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         SmolVLMConfig,
         SmolVLMForConditionalGeneration,
@@ -373,7 +417,7 @@ def build_smolvlm(directory):
 
     template = _template("<|im_start|>User:", "<end_of_utterance>\nAssistant:", "<image>", "<end_of_utterance>\n")
     specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", "<|im_start|>", *_GRID]
-    tok = word_tokenizer(specials, template, bos="<|im_start|>", eos="<end_of_utterance>",
+    tok = _tokenizer(specials, template, bos="<|im_start|>", eos="<end_of_utterance>",
                          extra={"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
                                 "end_of_utterance_token": "<end_of_utterance>", "global_image_token": "<global-img>"})
     ip = SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
@@ -387,6 +431,8 @@ def build_smolvlm(directory):
 
 
 def build_internvl(directory):
+    """InternVL: ``InternVLForConditionalGeneration`` (InternViT vision, Qwen2 text; needs torchvision).
+    Saves model and processor to ``directory``; returns it."""
     from transformers import (
         GotOcr2ImageProcessorPil,
         InternVLConfig,
@@ -399,7 +445,7 @@ def build_internvl(directory):
 
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<IMG_CONTEXT>\n", "<|im_end|>\n")
     specials = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<|im_start|>", "<|im_end|>"]
-    tok = word_tokenizer(specials, template, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+    tok = _tokenizer(specials, template, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
                          extra={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
                                 "video_token": "<video>"})
     ip = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, min_patches=1, max_patches=4)
