@@ -70,3 +70,14 @@ def test_sixteen_bit_png_keeps_its_scale(tmp_path):
     _png(tmp_path / "g16.png", (np.arange(16).reshape(4, 4) * 4000).astype(np.uint16))
     case = Case("g", "hi", tmp_path / "g16.png")
     assert case.shape == (1, 4, 4) and np.isclose(case.image.max(), 60000 / 65535)
+
+
+def test_cases_are_equal_when_id_expected_prompt_and_pixels_are():
+    """``==`` and ``hash`` agree and read the content (meta aside), so cases can sit in sets and dict keys."""
+    image = np.zeros((3, 4, 4), dtype=np.float32)
+    a, same = Case("a", "pick up", image), Case("a", "pick up", image.copy(), meta={"source": "other file"})
+    others = [Case("b", "pick up", image), Case("a", "put down", image), Case("a", "pick up", image + 0.5),
+              Case("a", "pick up", image, expected="refused")]
+    assert a == same and hash(a) == hash(same) and len({a, same}) == 1
+    assert all(a != other for other in others) and len({a, *others}) == 5
+    assert a != "a" and (a == object()) is False

@@ -235,6 +235,27 @@ def test_sigterm_keeps_finished_results_and_says_incomplete(pytester, monkeypatc
     assert any("SIGTERM" in r for r in doc["summary"]["incomplete"])
 
 
+EARLY_SIGTERM = '''
+import os
+import signal
+
+
+def test_first(certkit):
+    os.kill(os.getpid(), signal.SIGTERM)  # before any requirement of the run has finished
+'''
+
+
+def test_sigterm_before_the_first_requirement_finishes_still_writes_the_results(pytester):
+    """A project that only uses the fixture (no certkit option or ini key): the handler is armed at collection, so a
+    SIGTERM during the first requirement still writes results.json and says incomplete."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=EARLY_SIGTERM)
+    res = pytester.runpytest_subprocess("-p", "no:randomly")
+    assert res.ret != pytest.ExitCode.OK
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert doc["summary"]["gate"] == "incomplete" and any("SIGTERM" in r for r in doc["summary"]["incomplete"])
+
+
 def test_a_project_without_certkit_keeps_the_default_sigterm(pytester):
     pytester.makepyfile(test_plain="import signal\n\ndef test_a():\n    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n")
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

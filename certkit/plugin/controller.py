@@ -147,7 +147,8 @@ class Controller:
         """Arm the SIGTERM handler once the collection holds a certkit requirement (a project that uses the fixture and
         sets no certkit option), before the first one runs. Under xdist the workers collect, and the first certkit
         report arms it."""
-        if any(is_requirement(item) for item in items):
+        self.state.requirements_collected = sum(is_requirement(item) for item in items)
+        if self.state.requirements_collected:
             self._arm_sigterm()
 
     @pytest.hookimpl(tryfirst=True)

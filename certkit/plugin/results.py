@@ -111,11 +111,13 @@ def finish(session: pytest.Session, state: RunState) -> None:
     """Summarise, compare with the baseline, decide the gate (and so the exit status), append the history and write
     the results and the report. A run with a baseline is gated even if it evaluated no requirement (its -k
     deselected every one): the baseline's requirements are then missing from it. A shard writes its results even when
-    its share holds no requirement, so `certkit merge` gets all N files. A run that runs no test by design
-    (--collect-only, --setup-only, --setup-plan) is not gated."""
+    its share holds no requirement, so `certkit merge` gets all N files. A run stopped (SIGTERM, Ctrl-C, -x) before its
+    first requirement finished writes its (empty, INCOMPLETE) results too, so no earlier run's file is taken for its
+    own. A run that runs no test by design (--collect-only, --setup-only, --setup-plan) is not gated."""
     config = session.config
     runs_no_test = any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
-    if runs_no_test or (not state.results and state.baseline is None and state.shard is None):
+    stopped_early = state.requirements_collected > 0 and bool(_incomplete(session, state))
+    if runs_no_test or (not state.results and state.baseline is None and state.shard is None and not stopped_early):
         return
     # what did not finish is kept and written (the summary says why: _incomplete); the gate cannot pass on such a run
     document = build([{**record, "status": requirement_status(record)} for record in state.results.values()],

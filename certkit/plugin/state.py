@@ -33,6 +33,7 @@ class RunState:
     results: dict = field(default_factory=dict)  # nodeid -> record
     cases: dict = field(default_factory=dict)  # content hash -> case summary (prompt, thumbnail)
     collection_errors: int = 0
+    requirements_collected: int = 0  # certkit requirements this process collected (0 on an xdist controller)
     terminated: bool = False  # a SIGTERM ended the run
     summary: dict | None = None  # set when the run is finished
     comparison: dict | None = None
