@@ -128,7 +128,7 @@ def _gemma3_parts(template, config_cls, words=WORDS):
     from transformers import Gemma3ImageProcessorPil, Gemma3TextConfig
 
     tok = _tokenizer(_GEMMA_SPECIALS, template, bos="<bos>", eos="<eos>", words=words,
-                         extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+                     extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
     text = Gemma3TextConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                             eos_token_id=tok.eos_token_id, head_dim=16, sliding_window=64, **TEXT)
     config = config_cls(text_config=text, vision_config=_siglip_vision(), mm_tokens_per_image=4,
@@ -297,8 +297,8 @@ def _qwen_parts(video_cls, image_cls=None, patch=8):
     from transformers import Qwen2VLImageProcessorPil
 
     tok = _tokenizer(_QWEN_SPECIALS, _QWEN_TEMPLATE, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
-                         extra={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                                "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"})
+                     extra={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                            "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"})
     image_cls = image_cls or Qwen2VLImageProcessorPil
     sizes = dict(size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64}, patch_size=patch, merge_size=2, temporal_patch_size=2)
     return tok, image_cls(**sizes), video_cls(**sizes)
@@ -418,8 +418,8 @@ def build_smolvlm(directory):
     template = _template("<|im_start|>User:", "<end_of_utterance>\nAssistant:", "<image>", "<end_of_utterance>\n")
     specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", "<|im_start|>", *_GRID]
     tok = _tokenizer(specials, template, bos="<|im_start|>", eos="<end_of_utterance>",
-                         extra={"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
-                                "end_of_utterance_token": "<end_of_utterance>", "global_image_token": "<global-img>"})
+                     extra={"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
+                            "end_of_utterance_token": "<end_of_utterance>", "global_image_token": "<global-img>"})
     ip = SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
     vp = SmolVLMVideoProcessor(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
     processor = SmolVLMProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_len=4, chat_template=template)
@@ -446,8 +446,8 @@ def build_internvl(directory):
     template = _template("<|im_start|>user\n", "<|im_start|>assistant\n", "<IMG_CONTEXT>\n", "<|im_end|>\n")
     specials = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<|im_start|>", "<|im_end|>"]
     tok = _tokenizer(specials, template, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
-                         extra={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
-                                "video_token": "<video>"})
+                     extra={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                            "video_token": "<video>"})
     ip = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, min_patches=1, max_patches=4)
     vp = InternVLVideoProcessor(size={"height": 32, "width": 32})
     processor = InternVLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_length=4, chat_template=template)
