@@ -2,8 +2,8 @@
 
 Used by ``scripts/vllm_cpu.sh`` and by the live vLLM test: the server and certkit's in-process adapter load the
 same folder, so their answers can be compared sample by sample. The model is :func:`certkit.testing.tiny_llava`
-at these sizes, saved in the vision-tower layout vLLM reads; ``certkit/testing.py`` is loaded by path, so this runs
-in vLLM's own virtualenv (torch, transformers, tokenizers; no certkit install). vLLM's CPU attention needs
+at these sizes, saved in the vision-tower layout vLLM reads; ``certkit/testing/__init__.py`` is loaded by path, so this
+runs in vLLM's own virtualenv (torch, transformers, tokenizers; no certkit install). vLLM's CPU attention needs
 head_dim >= 32, hence 4 heads of 32 (text) and 2 heads of 32 (vision).
 
     python scripts/tiny_llava.py OUT_DIR [--seed 0]
@@ -19,7 +19,8 @@ WORDS = ("the a an is on in under near with and or not please can you what where
 
 
 def _testing():
-    spec = importlib.util.spec_from_file_location("certkit_testing", Path(__file__).resolve().parents[1] / "certkit" / "testing.py")
+    path = Path(__file__).resolve().parents[1] / "certkit" / "testing" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("certkit_testing", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
