@@ -27,6 +27,14 @@ def test_action_parser():
     assert oracle(["pickup"]) == [UNPARSEABLE]  # whole words only
 
 
+def test_a_phrase_inside_a_longer_phrase_of_another_action_belongs_to_the_longer_one():
+    oracle = ActionOracle({"put": ["put"], "put_away": ["put away"], "throw": ["throw"]})
+    assert oracle(["I will put away the knife", "Put it on the table", "PUT AWAY."]) == ["put_away", "put", "put_away"]
+    assert oracle(["put it down, then put away the cup", "put away the cup and throw the ball"]) == [UNPARSEABLE, UNPARSEABLE]
+    assert oracle(["put away the cup, then put away the ball"]) == ["put_away"]
+    assert ActionOracle(["put", "put away"]).config()["rule"] == ActionOracle.RULE  # the rule is part of the fingerprint
+
+
 def test_fingerprints_change_with_behaviour():
     a = KeywordOracle({"x": ["a"]}, default="y")
     assert a.fingerprint == KeywordOracle({"x": ["a"]}, default="y").fingerprint
