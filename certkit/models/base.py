@@ -8,10 +8,14 @@ a class label for classifiers. The oracle then reads those outputs.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
+import io
 import json
 import re
+import textwrap
+import tokenize
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -166,11 +170,43 @@ def runtime(device: torch.device) -> dict:
 
 
 def _source(obj) -> bytes:
+    """What the code of a class or function is, for fingerprints: its source without comments, docstrings, blank lines
+    and trailing spaces (:func:`code_text`), so an edited comment keeps the cache; its bytecode where there is no
+    source."""
     try:
-        return inspect.getsource(obj).encode()
+        return code_text(inspect.getsource(obj)).encode()
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         return (code.co_code + repr(code.co_consts).encode()) if code is not None else _stable_repr(obj)
+
+
+def code_text(source: str) -> str:
+    """``source`` (dedented) without its comments, its docstrings (the string that opens a module, class or function
+    body), blank lines and trailing spaces; every other character, indentation included, is kept, so two sources with
+    the same ``code_text`` run the same code (a function that reads its own ``__doc__`` aside). Source that does not
+    parse is returned dedented, as it is. The same text on every Python version: positions come from ``tokenize``
+    and ``ast``, and no token is re-rendered."""
+    source = textwrap.dedent(source)
+    try:
+        tree = ast.parse(source)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (SyntaxError, ValueError, tokenize.TokenError):
+        return source
+    lines = source.splitlines()
+    cut = [(t.start, t.end) for t in tokens if t.type == tokenize.COMMENT]  # (line, column in characters)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                # ast counts columns in UTF-8 bytes; tokenize and str slicing count characters
+                start = (first.lineno, len(lines[first.lineno - 1].encode()[:first.col_offset].decode()))
+                end = (first.end_lineno, len(lines[first.end_lineno - 1].encode()[:first.end_col_offset].decode()))
+                cut.append((start, end))
+    for (l0, c0), (l1, c1) in sorted(cut, reverse=True):  # from the end, so earlier positions stay valid
+        head, tail = lines[l0 - 1][:c0], lines[l1 - 1][c1:]
+        lines[l0 - 1:l1] = [head + tail] + [""] * (l1 - l0)
+    return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
 #: attributes and config keys that say where a model was loaded from, not what it computes: a checkout in another
