@@ -181,6 +181,8 @@ def _event(cert: dict) -> dict:
 def _event_change(old: dict, new: dict) -> str | None:
     """How the two certificates' events differ, in the report captions' words (None: the same event)."""
     before, after = _event(old), _event(new)
+    if not (before["case"] and after["case"]):  # a record without the case's hash: its content cannot be told apart
+        before["case"] = after["case"] = None
     if before == after:
         return None
     if before["case"] != after["case"]:

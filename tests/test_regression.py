@@ -143,8 +143,8 @@ def test_status_changes():
 def test_counts_are_compared_only_for_the_same_event():
     """p_A is the probability of one outcome under one noise on one case: a raised sigma lowers it with no change in the
     model, so the counts of a requirement whose outcome, noise or case changed are not compared; its status still is."""
-    base = _cert(k=1990, n=2000)
-    louder = {**_cert(k=1800, n=2000), "image_kernel": {"sigma": 0.75}}
+    base = {**_cert(k=1990, n=2000), "case_hash": "ab" * 32}
+    louder = {**_cert(k=1800, n=2000), "case_hash": "ab" * 32, "image_kernel": {"sigma": 0.75}}
     result = compare(_doc(base), _doc(louder))
     assert result["regressions"] == [] and result["within_noise"] == [] and result["tests"] == 0
     (changed,) = result["changed"]
@@ -166,6 +166,7 @@ def test_counts_are_compared_only_for_the_same_event():
     assert why["outcome"] == "changed: outcome None -> outcome refused; counts not compared"
     assert why["text noise"] == "changed: beta 0 (no text noise) -> beta 0.2, mask kernel; counts not compared"
     assert why["case"].startswith("changed: the case's content changed")
+    assert compare(_doc(base), _doc({**base, "case_hash": ""}))["changed"] == []  # a record without it: compared
     tighter = compare(_doc(base), _doc({**_cert(k=1990, n=2000), "threshold": 0.9, "edits": 1}))  # same event, stricter requirement
     assert tighter["changed"] == [] and tighter["tests"] == 1
 
