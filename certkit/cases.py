@@ -130,6 +130,8 @@ class Case:
 
     def __eq__(self, other: object) -> bool:
         """Same id, expected outcome, prompt and pixels (by :attr:`content_hash`); ``meta`` is not compared."""
+        if other is self:
+            return True
         if not isinstance(other, Case):
             return NotImplemented
         return (self.id, self.expected) == (other.id, other.expected) and self.content_hash == other.content_hash
