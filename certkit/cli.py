@@ -19,6 +19,7 @@ import numpy as np
 
 from . import bounds, stats
 from .certificate import NOT_CERTIFIED
+from .gate import counts_text
 from .noise import UniformReplace
 from .requirement import BY_NAME, Noise, unit_interval
 
@@ -261,8 +262,7 @@ def cmd_merge(args, parser) -> int:
     s, run = merged["summary"], merged["run"]
     shards = f"{run['merged_shards']} shards" if run.get("merged_shards") else \
         f"{len(docs)} results files (not made with --certkit-shard: that they cover the suite once is not checked)"
-    print(f"merged {shards} into {args.output}: {s['requirements']} requirements, {s['certified']} certified, "
-          f"{s['not certified']} not certified, {s['inconclusive']} inconclusive, {s['error']} errors")
+    print(f"merged {shards} into {args.output}: {counts_text(s)}")
     for item in run.get("merged_despite", []):
         print(f"  merged despite a different {item} (--force)")
     print(f"gate: {s['gate_reason']}")

@@ -33,6 +33,12 @@ def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("
             "samples": samples, "forward_samples": forward}
 
 
+def counts_text(summary: dict) -> str:
+    """The summary's counts in one line: ``N requirements: a certified, b not certified, c inconclusive, e errors``."""
+    words = {ERROR: "errors"}
+    return f"{summary['requirements']} requirements: " + ", ".join(f"{summary[s]} {words.get(s, s)}" for s in _COUNTED)
+
+
 def rules(summary: dict, gate: dict, comparison: dict | None = None, baseline: str | None = None) -> list[tuple[bool, str]]:
     """Every rule of the gate as (failed, sentence). ``gate`` holds the run's gate settings (``min_pass_rate``,
     ``allow_inconclusive``, ``allow_removed``); ``baseline`` names the baseline compared with (None: none was), and

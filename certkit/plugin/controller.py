@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..gate import counts_text
 from .recording import collect, is_requirement
 from .results import finish
 from .settings import run_settings, shown, uses_certkit
@@ -80,10 +81,7 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
                       f"collected test(s) ran here, split by case (planned cost {shard['planned_costs'][shard['index'] - 1]:,.0f} of "
                       f"{sum(shard['planned_costs']):,.0f}); this gate covers this shard only: `certkit merge` the {shard['total']} "
                       "shards' results files for the suite's gate")
-    tr.write_line(
-        f"{summary['requirements']} requirements: {summary['certified']} certified, {summary['not certified']} not certified, "
-        f"{summary['inconclusive']} inconclusive, {summary['error']} errors"
-    )
+    tr.write_line(counts_text(summary))
     rate = summary["pass_rate"]
     tr.write_line(f"samples: {summary['samples']} read by the requirements, {summary['forward_samples']} forward passes run (a case's "
                   "noisy samples are drawn in whole chunks, shared by its requirements and cached across runs, so the two can differ); "

@@ -256,6 +256,8 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
                    if _HEX.match(card["key"]) and _PNG_URI.match(str(card["info"].get("thumbnail") or ""))},
         "accuracy_chart": Markup(accuracy_curves(frontier_certs) or ""),
         "colours": COLOURS,
+        "status_codes": list(STATUS_CODE.items()),  # the filter's checkboxes: status word -> its row class
+        "counted_statuses": [CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE, ERROR],
         "baseline": baseline,
         "baseline_lists": _baseline_lists(baseline),
         "history": history or [],
