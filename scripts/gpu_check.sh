@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a GPU machine (issue 22.4): the VLM family matrix on CUDA, bench_llava7b in generation and label
-# mode with the MFU, the out-of-memory back-off on the 7B shape, and the demo audit, printed as Markdown for
-# BENCHMARKS.md. Each step has its own time limit, and the limits add up to 7.5 minutes (one H200 was the target).
+# mode with the MFU, the out-of-memory back-off on the 7B shape, two xdist workers on one GPU (22.5), and the demo
+# audit run twice without the cache (the same counts for the same seed on the same GPU, 22.1), printed as Markdown
+# for BENCHMARKS.md. Each step has its own time limit; the limits add up to 8 minutes (one H200 was the target).
 #
 #   scripts/gpu_check.sh --fetch-wheels   here, with network: download the project's transformers and its
 #                                         dependencies for the GPU machine's Python 3.12 into build/gpu-wheels
@@ -88,11 +89,32 @@ step() {
 PYVERSIONS=$("$PY" -c "import torch, transformers; print(f'torch {torch.__version__}, transformers {transformers.__version__}')")
 GPU=$("$PY" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")
 
-step families 140 "$PY" -m pytest -p no:cacheprovider -q -n "$WORKERS" tests/models/test_families.py --junitxml="$LOGS/families.xml"
-step bench-generate 110 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --batch "$BATCH" --n "$N" --new-tokens "$NEW" --repeats 1
-step bench-label 70 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --batch "$BATCH" --n "$N" --repeats 1 --mode label
-step oom-backoff 70 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --new-tokens "$NEW" --oom-batch "$OOM_BATCH"
-step demo-audit 60 "$PY" -m certkit audit -q -p no:cacheprovider
+# the demo audit twice, same seed, no cache: the per-requirement counts must be the same (exit 1 where not)
+SAME_COUNTS='
+import json, sys
+runs = [{r["nodeid"]: [(c["status"], c["n"], c["successes"]) for c in r.get("certificates") or []]
+         for r in json.load(open(path))["results"]} for path in sys.argv[1:3]]
+differ = sorted(k for k in runs[0].keys() | runs[1].keys() if runs[0].get(k) != runs[1].get(k))
+print(f"two runs, seed 0, no cache: {len(runs[0])} requirements, {len(runs[0]) - len(differ)} with the same status, n and successes"
+      + (f"; different: {differ[:5]}" if differ else ""))
+sys.exit(1 if differ else 0)'
+demo_twice() {
+  local run
+  for run in a b; do
+    "$PY" -m certkit audit -q -p no:cacheprovider --certkit-cache-dir none --certkit-json "$LOGS/demo-$run.json" \
+      --certkit-report none --certkit-history none || return
+  done
+  "$PY" -c "$SAME_COUNTS" "$LOGS/demo-a.json" "$LOGS/demo-b.json"
+}
+export -f demo_twice  # `timeout` runs programs, not functions: the step runs it in a child bash
+export PY LOGS SAME_COUNTS
+
+step families 130 "$PY" -m pytest -p no:cacheprovider -q -n "$WORKERS" tests/models/test_families.py --junitxml="$LOGS/families.xml"
+step bench-generate 100 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --batch "$BATCH" --n "$N" --new-tokens "$NEW" --repeats 1
+step bench-label 60 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --batch "$BATCH" --n "$N" --repeats 1 --mode label
+step oom-backoff 60 "$PY" -m bench.bench_llava7b --shape "$SHAPE" --device "$DEVICE" --new-tokens "$NEW" --oom-batch "$OOM_BATCH"
+step two-workers-one-gpu 40 "$PY" -m pytest -p no:cacheprovider -q tests/plugin/test_devices.py -k two_workers_on_one_gpu
+step demo-audit 90 bash -c demo_twice
 
 echo
 echo "### GPU check: $GPU, $PYVERSIONS (scripts/gpu_check.sh${1:+ $1}, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
@@ -131,12 +153,13 @@ for family, row in cells.items():
 print()
 print("other tests: " + ", ".join(other))
 EOF
-for name in families bench-generate bench-label oom-backoff demo-audit; do
+for name in families bench-generate bench-label oom-backoff two-workers-one-gpu demo-audit; do
   echo
   echo "#### $name"
   echo '```'
   case $name in
-    families|demo-audit) grep -E "passed|failed|error" "$LOGS/$name.log" | tail -n 1 ;;
+    families|two-workers-one-gpu) grep -E "passed|failed|error" "$LOGS/$name.log" | tail -n 1 ;;
+    demo-audit) grep -E "passed|failed|error|two runs" "$LOGS/$name.log" | tail -n 3 ;;
     *) grep -vE "Warning|warn\(|^\s*$" "$LOGS/$name.log" | tail -n 8 ;;
   esac
   echo '```'
