@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from .certificate import CERTIFIED, ERROR, INCONCLUSIVE, NOT_CERTIFIED
 
-__all__ = ["PASSED", "FAILED", "INCOMPLETE", "summarize", "rules", "decide"]
+__all__ = ["PASSED", "FAILED", "INCOMPLETE", "COUNTED", "summarize", "counts_text", "rules", "decide"]
 
 PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
-_COUNTED = (CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE, ERROR)
+#: the statuses the summary counts, in the order it shows them
+COUNTED = (CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE, ERROR)
 
 
 def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("forward_samples", 0))) -> dict:
     """Counts of requirement statuses (``record["status"]``: certified, not certified, inconclusive, error; any
     other status is not counted), ``requirements`` (their sum), ``pass_rate`` (certified / requirements, None when
     there are none), the ``samples`` the certificates read and the ``forward_samples`` drawn for them."""
-    counts = dict.fromkeys(_COUNTED, 0)
+    counts = dict.fromkeys(COUNTED, 0)
     samples = forward = 0
     for record in records:
         if record.get("status") in counts:
@@ -36,7 +37,7 @@ def summarize(records, forward_of=lambda cert: int(cert.get("timings", {}).get("
 def counts_text(summary: dict) -> str:
     """The summary's counts in one line: ``N requirements: a certified, b not certified, c inconclusive, e errors``."""
     words = {ERROR: "errors"}
-    return f"{summary['requirements']} requirements: " + ", ".join(f"{summary[s]} {words.get(s, s)}" for s in _COUNTED)
+    return f"{summary['requirements']} requirements: " + ", ".join(f"{summary[s]} {words.get(s, s)}" for s in COUNTED)
 
 
 def rules(summary: dict, gate: dict, comparison: dict | None = None, baseline: str | None = None) -> list[tuple[bool, str]]:

@@ -32,6 +32,7 @@ Power depends on n: a requirement whose sequential test stopped after a few doze
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -40,7 +41,7 @@ from scipy.special import logsumexp
 from scipy.stats import hypergeom
 
 from .certificate import CERTIFIED, INCONCLUSIVE
-from .requirement import caption, of_certificate
+from .requirement import Noise, caption, of_certificate
 from .results import ResultsError, certificates, implied_radius, records
 from .sequential import MixtureTest
 
@@ -175,7 +176,7 @@ def _checked_alpha(alpha, what: str) -> float:
 def _event(cert: dict) -> dict:
     """What p_A is the probability of: the outcome and the noise (certkit.requirement's table, read back) and the case."""
     values = of_certificate(cert)
-    return {"outcome": values["outcome"], **{k: values[k] for k in ("sigma", "beta", "kernel", "vocab")}, "case": cert.get("case_hash")}
+    return {"outcome": values["outcome"], **{f.name: values[f.name] for f in dataclasses.fields(Noise)}, "case": cert.get("case_hash")}
 
 
 def _event_change(old: dict, new: dict) -> str | None:

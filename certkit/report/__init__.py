@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED, from_json_float
+from ..gate import COUNTED
 from ..requirement import caption, of_certificate
 from ..results import certificates, records, write_atomically
 from .charts import COLOURS, STATUS_ORDER, accuracy_curves, case_chart, trend_chart
@@ -257,7 +258,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "accuracy_chart": Markup(accuracy_curves(frontier_certs) or ""),
         "colours": COLOURS,
         "status_codes": list(STATUS_CODE.items()),  # the filter's checkboxes: status word -> its row class
-        "counted_statuses": [CERTIFIED, NOT_CERTIFIED, INCONCLUSIVE, ERROR],
+        "counted_statuses": COUNTED,
         "baseline": baseline,
         "baseline_lists": _baseline_lists(baseline),
         "history": history or [],
