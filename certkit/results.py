@@ -12,6 +12,7 @@ checks only the schema tag, so that it still renders a file whose body does not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 from . import gate
-from .certificate import REQUIREMENT_STATUSES, from_json_float
+from .certificate import ERROR, REQUIREMENT_STATUSES, from_json_float
 
 __all__ = [
     "RESULTS_SCHEMA", "ResultsError", "records", "certificates", "build", "write_results", "write_atomically", "load_results",
@@ -257,8 +258,27 @@ def merge(docs: list[dict], names: list[str], force: bool = False, baseline: dic
     return document
 
 
+def _statuses(doc: dict) -> dict:
+    """Each requirement key's status for the history: the key is the node id, with ``#i`` for the i-th extra certificate
+    (as :mod:`certkit.regression` keys them); the status is the certificate's, or the record's where the record is an
+    error or has no certificate."""
+    out = {}
+    for record in records(doc):
+        certs = certificates(record)
+        if not certs or record.get("status") == ERROR:
+            out[record["nodeid"]] = record.get("status")
+            for i in range(1, len(certs)):
+                out[f"{record['nodeid']}#{i}"] = record.get("status")
+            continue
+        for i, cert in enumerate(certs):
+            out[f"{record['nodeid']}#{i}" if i else record["nodeid"]] = cert.get("status")
+    return out
+
+
 def history_entry(doc: dict) -> dict:
-    """A compact summary of one run for ``history.jsonl``."""
+    """A compact summary of one run for ``history.jsonl``: when it finished, its commit, counts, pass rate, mean radius and
+    samples; its ``run_id``, gate verdict (``gate``), ``seed``, model and oracle fingerprints (``models``, ``oracles``) and
+    every requirement key's status (``statuses``, see :func:`_statuses`). :func:`append_history` adds ``prev``."""
     radii = []
     for record in records(doc):
         for cert in certificates(record):
@@ -268,26 +288,71 @@ def history_entry(doc: dict) -> dict:
     return {"finished": run.get("finished") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "commit": (run.get("git") or {}).get("commit"), "requirements": s.get("requirements"), "certified": s.get("certified"),
             "pass_rate": s.get("pass_rate"), "mean_radius": (sum(radii) / len(radii)) if radii else None,
-            "samples": s.get("samples"), "models": run.get("models")}
+            "samples": s.get("samples"), "models": run.get("models"), "run_id": run.get("run_id"), "gate": s.get("gate"),
+            "seed": run.get("seed"), "oracles": run.get("oracles"), "statuses": _statuses(doc)}
+
+
+def line_digest(line: bytes) -> str:
+    """The history chain's link: the hex SHA-256 of one history line's exact bytes, without its newline. Each line's
+    ``prev`` is this digest of the line before it (``null`` on the first line)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def _last_line(f) -> bytes | None:
+    """The exact bytes of the last non-blank line of the binary file ``f`` (without its newline), read backwards from the
+    end in blocks (a long history is not read whole to append one line); None for a file without one."""
+    f.seek(0, os.SEEK_END)
+    pos, tail = f.tell(), b""
+    while True:
+        lines = tail.split(b"\n")
+        for line in reversed(lines[1:] if pos else lines):  # lines[0] may be cut short until the block reaches the start
+            if line.strip():
+                return line
+        if pos == 0:
+            return None
+        step = min(1 << 16, pos)
+        pos -= step
+        f.seek(pos)
+        tail = f.read(step) + tail
 
 
 def append_history(path: str | Path, doc: dict) -> dict:
-    """Append the document's :func:`history_entry` to the history file at ``path`` (created with its folder); returns it."""
+    """Append the document's :func:`history_entry` to the history file at ``path`` (created with its folder), chained:
+    its ``prev`` is :func:`line_digest` of the file's last line (``null`` for the first). The file is locked while the
+    last line is read and the new one written, so two runs that append to one file at once keep the chain; returns the
+    entry written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = history_entry(doc)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, sort_keys=True) + "\n")
+    with open(path, "a+b") as f:
+        try:
+            import fcntl  # POSIX; elsewhere the file is appended without the lock
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        except ImportError:
+            pass
+        last = _last_line(f)
+        entry["prev"] = line_digest(last) if last is not None else None
+        size = f.seek(0, os.SEEK_END)
+        lead = b""
+        if size:  # a file whose last line lost its newline: the new line starts on a line of its own
+            f.seek(size - 1)
+            lead = b"" if f.read(1) == b"\n" else b"\n"
+        f.write(lead + json.dumps(entry, sort_keys=True).encode("utf-8") + b"\n")
     return entry
 
 
 _HISTORY_FIELDS = {"finished": str, "requirements": (int, type(None)), "certified": (int, type(None)),
                    "pass_rate": (int, float, type(None)), "mean_radius": (int, float, type(None))}
+#: fields a line written since the chain began has; a line written before it lacks them (and is read all the same)
+_CHAIN_FIELDS = {"prev": (str, type(None)), "run_id": (str, type(None)), "gate": (str, type(None)), "seed": (int, type(None)),
+                 "oracles": (list, type(None)), "statuses": (dict, type(None))}
 
 
 def read_history(path: str | Path, limit: int = 50) -> list[dict]:
-    """The last ``limit`` entries. A line that is not a history entry (bad JSON, a missing or mistyped field)
-    raises :class:`ResultsError` with the file and line: check it before a run, not after."""
+    """The last ``limit`` entries. A line that is not a history entry (bad JSON, a missing or mistyped field, a mistyped
+    chain field where it has one) raises :class:`ResultsError` with the file and line: check it before a run, not after.
+    Lines written before the chain (no ``prev``, ``run_id``, ``gate``, ``seed``, ``oracles``, ``statuses``) are read as
+    they are; whether the chain holds is ``certkit verify``'s check (:mod:`certkit.evidence`), not a reason to stop a run."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -308,6 +373,10 @@ def read_history(path: str | Path, limit: int = 50) -> list[dict]:
         for field, kinds in _HISTORY_FIELDS.items():
             if isinstance(entry.get(field), bool) or not isinstance(entry.get(field), kinds):
                 raise ResultsError(f"history file {str(path)!r}, line {number}: {field!r} is {entry.get(field)!r}; "
+                                   "fix or remove the line (or start a new history file)")
+        for field, kinds in _CHAIN_FIELDS.items():
+            if field in entry and (isinstance(entry[field], bool) or not isinstance(entry[field], kinds)):
+                raise ResultsError(f"history file {str(path)!r}, line {number}: {field!r} is {entry[field]!r}; "
                                    "fix or remove the line (or start a new history file)")
         entries.append(entry)
     return entries[-limit:]
