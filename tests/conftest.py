@@ -35,10 +35,17 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(autouse=True)
-def _model_loading_outlives_pytester(request):
-    """A test that takes ``pytester`` drops, when it ends, every module first imported while it ran, and torch registers
-    its distributed operators once per process: the modules that transformers imports when it first loads a model
-    (torch.distributed.tensor, fsdp, symmetric memory) cannot be imported a second time. Imported before such a test,
-    they outlive it, and the models later tests in its process load still load."""
+def _libraries_outlive_pytester(request):
+    """A test that takes ``pytester`` drops, when it ends (and after each in-process run), every module first imported
+    while it ran. Libraries that keep process-wide state must not be imported afresh, so they are imported before:
+
+    - transformers.modeling_utils: torch registers its distributed operators once per process, and the modules that
+      transformers imports when it first loads a model (torch.distributed.tensor, fsdp, symmetric memory) cannot be
+      imported a second time;
+    - httpcore: httpx turns httpcore's exceptions into its own through a table it fills on its first request and
+      keeps; an httpcore first imported inside a pytester run is dropped after it, the next request imports a new one
+      whose exception classes the table does not hold, and ``httpcore.ConnectError`` escapes every
+      ``except httpx.TransportError`` (the served model's retries among them)."""
     if "pytester" in request.fixturenames:
+        import httpcore  # noqa: F401
         import transformers.modeling_utils  # noqa: F401

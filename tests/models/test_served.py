@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -108,6 +109,45 @@ def test_an_unreachable_server_is_an_error_after_the_retries():
     with pytest.raises(ServerError, match=r"failed 2 time\(s\)"):
         ServedVLM(f"http://127.0.0.1:{port}", "m", revision="r1", retries=1, timeout=2.0)
     assert time.monotonic() - t0 < 30
+
+
+_FIRST_REQUEST_IN_PYTESTER = '''
+import sys
+
+import pytest
+
+from certkit.models import ServerError
+from certkit.models.http import Endpoint
+
+HTTPCORE_BEFORE = "httpcore" in sys.modules
+
+
+def _unreachable():
+    with pytest.raises(ServerError, match=r"failed 1 time\\(s\\), the last with ConnectError"):
+        Endpoint("http://127.0.0.1:{port}", retries=0, timeout=2.0).get("/v1/models")
+
+
+def test_first_request_inside_a_pytester_run(pytester):
+    assert not HTTPCORE_BEFORE  # else this run would not import httpcore first
+    pytester.makepyfile("from test_first import _unreachable\\ndef test_inner():\\n    _unreachable()\\n")
+    pytester.syspathinsert({folder!r})
+    pytester.inline_run("-p", "no:randomly").assertoutcome(passed=1)
+
+
+def test_a_request_after_it():
+    _unreachable()
+'''
+
+
+def test_an_unreachable_server_is_an_error_after_a_pytester_run_imported_httpcore_first(tmp_path):
+    """Regression (issue 31): pytester dropped the httpcore a run inside it imported first, while httpx kept its table
+    of that httpcore's exceptions, so the next request's ``httpcore.ConnectError`` escaped the endpoint's retries."""
+    (tmp_path / "test_first.py").write_text(_FIRST_REQUEST_IN_PYTESTER.format(port=_free_port(), folder=str(tmp_path)))
+    root = Path(__file__).parents[2]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
+                          "-p", "tests.conftest", "--rootdir", str(tmp_path), str(tmp_path / "test_first.py")],
+                         cwd=root, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------- the canary: a served model's behavioural identity
