@@ -4,6 +4,7 @@
 * ``certkit plan``: how many samples a requirement needs (fixed n and the sequential test).
 * ``certkit report`` / ``diff`` / ``merge``: render the HTML report, compare two runs, merge shards.
 * ``certkit audit``: run the audit suites under ``audits/`` (the README's main job).
+* ``certkit attest`` / ``verify`` / ``keygen``: sign a results folder (DSSE, in-toto), check it, make a key pair.
 """
 
 from __future__ import annotations
@@ -275,6 +276,141 @@ def cmd_merge(args, parser) -> int:
     return 0 if s["gate"] == "passed" else 1
 
 
+def _evidence_failed(command: str, exc) -> int:
+    """One line on standard error for evidence that failed (exit 1) or an input that cannot be used (exit 2)."""
+    print(f"certkit {command}: {exc}", file=sys.stderr)
+    return 2 if exc.usage else 1
+
+
+def cmd_attest(args, parser) -> int:
+    """Sign the results folder: DIR/attestation.dsse.json (with ``--key``) and the bare statement (``--statement``); exit 0
+    when written, 2 (one line naming the file) for a key or folder that cannot be used."""
+    from .evidence import EvidenceError, attest
+
+    if args.key is None and args.statement is None:
+        print("certkit attest: give --key KEY.pem (an Ed25519 private key) to sign, or --statement FILE to write the "
+              "statement for another signer", file=sys.stderr)
+        return 2
+    try:
+        out, statement = attest(args.dir, args.key, junit=args.junit, statement_out=args.statement)
+    except EvidenceError as exc:
+        return _evidence_failed("attest", exc)
+    except OSError as exc:
+        print(f"certkit attest: could not write into {args.dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for subject in statement["subject"]:
+        print(f"signed   {subject['name']}  sha256 {subject['digest']['sha256']}" if out else
+              f"subject  {subject['name']}  sha256 {subject['digest']['sha256']}")
+    if args.statement:
+        print(f"written: {args.statement} (the in-toto statement, unsigned)")
+    if out:
+        from .evidence import keyid, load_private_key
+
+        print(f"written: {out} (DSSE envelope, Ed25519 key {keyid(load_private_key(args.key).public_key())})")
+    return 0
+
+
+def cmd_verify(args, parser) -> int:
+    """Verify the folder's attestation: one line per file checked and exit 0, or one line naming the first file (and
+    line) that fails and exit 1 (2 for a key file or folder that cannot be used)."""
+    from .evidence import EvidenceError, verify
+
+    try:
+        lines = verify(args.dir, args.key)
+    except EvidenceError as exc:
+        return _evidence_failed("verify", exc)
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_keygen(args, parser) -> int:
+    """Write a new Ed25519 key pair (KEY.pem, KEY.pub.pem) and print its key id; exit 2 if either file exists."""
+    from .evidence import EvidenceError, keygen
+
+    try:
+        private, public, kid = keygen(args.key)
+    except EvidenceError as exc:
+        return _evidence_failed("keygen", exc)
+    print(f"written: {private} (private: keep it secret; sign with `certkit attest DIR --key {private}`)")
+    print(f"written: {public} (public: give it to whoever verifies; `certkit verify DIR --key {public}`)")
+    print(f"keyid: {kid}")
+    return 0
+
+
+def cmd_calibrate(args, parser) -> int:
+    """Measure an oracle's error on a labelled sample of a run's answers (``--certkit-label-sample``): print the bound,
+    the line to paste as the oracle's ``error=`` and how many more labelled answers the ``--target`` e needs; exit 0.
+    A bad file, line, label, oracle or case file, or a set too small for a useful bound, is a usage error (exit 2)
+    in one line naming the file (and line) and the fix."""
+    from .calibration import DISAGREEMENT, calibrate, load_oracle, more_needed, read_labelled
+    from .oracles import OracleError
+
+    try:
+        records, unlabelled = read_labelled(args.labelled)
+        oracle = load_oracle(args.oracle)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for r in records:
+        if r["label"] not in oracle.all_labels:
+            parser.error(f"{args.labelled}:{r['_line']}: label {r['label']!r} is not one of oracle {oracle.name}'s labels "
+                         f"{list(oracle.all_labels)}")
+    answers: list = [r["answer"] for r in records]
+    if oracle.needs_request:
+        answers = [{"answer": r["answer"], "request": _request(r, args, parser)} for r in records]
+    try:
+        bound = calibrate(oracle, answers, [r["label"] for r in records], args.alpha, outcome=args.outcome)
+        said = [oracle([a["answer"]], request=a["request"])[0] for a in answers] if oracle.needs_request else oracle(answers)
+    except OracleError as exc:
+        parser.error(f"{args.labelled}: {exc}")
+    rest = f"; the {unlabelled} unlabelled line(s) after them are not used" if unlabelled else ""
+    print(f"{args.labelled}: {bound.n} labelled answers{rest}; oracle {oracle.behaviour}")
+    what = ("answers whose oracle label is not the true one" if bound.kind == DISAGREEMENT
+            else f"answers the oracle labels {bound.outcome!r} whose true label is another")
+    print(f"mistakes: {bound.mistakes} of {bound.n} ({what})")
+    print(f"upper bound e = {bound.upper:.6g} at alpha_o = {bound.alpha:g} (one-sided Clopper-Pearson); set {bound.digest}")
+    print(f"a certificate at alpha with this e subtracted holds with probability >= 1 - (alpha + {bound.alpha:g}) (union bound)")
+    print("paste into conftest.py as the oracle's error:")
+    print(f"    error={bound.code()}")
+    zero, at_rate = more_needed(bound.mistakes, bound.n, bound.alpha, args.target)
+    if zero == 0:
+        print(f"target e <= {args.target:g}: reached")
+    else:
+        rate = bound.mistakes / bound.n
+        zero_text = "more than 10^9" if zero is None else str(zero)
+        rate_text = ("never, at that rate" if at_rate is None else f"about {at_rate} more") if bound.mistakes else zero_text + " more"
+        print(f"target e <= {args.target:g}: {zero_text} more labelled answers if none of them is a mistake; "
+              f"{rate_text} if they err at the observed rate {rate:.3%}")
+    changed = sum(r.get("oracle_label") not in (None, o) for r, o in zip(records, said))
+    if changed:
+        print(f"note: the oracle now labels {changed} of these answers otherwise than the run that sampled them (oracle_label): "
+              "it changed since; the bound is of the oracle as it is now")
+    if bound.kind == DISAGREEMENT:
+        print("note: without --outcome this is the disagreement rate, good for every outcome; --outcome A measures the "
+              "false-A rate a certificate of A needs, which is smaller")
+    return 0
+
+
+def _request(record: dict, args, parser):
+    """The audited case a judged answer was given for, from ``--cases`` by the record's case id (its content hash checked)."""
+    from .cases import CaseError, load_cases
+
+    if args.cases is None:
+        parser.error(f"--oracle {args.oracle}: this oracle judges each answer with its request; give --cases FILE, the case file "
+                     "the audit loads (the requests are looked up by the sample's case ids)")
+    if not hasattr(args, "_cases"):
+        try:
+            args._cases = {case.id: case for case in load_cases(args.cases)}
+        except CaseError as exc:
+            parser.error(f"--cases {args.cases}: {exc}")
+    case = args._cases.get(record.get("case"))
+    if case is None:
+        parser.error(f"{args.labelled}:{record['_line']}: case {record.get('case')!r} is not in --cases {args.cases}")
+    if record.get("case_hash") not in (None, case.content_hash):
+        parser.error(f"{args.labelled}:{record['_line']}: case {case.id!r} in {args.cases} differs from the one the run sampled "
+                     "(its prompt or image changed): give the case file the run used")
+    return case
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``certkit`` parser for every subcommand but ``audit`` (which passes pytest's flags through): defaults of the
     requirement settings come from :data:`certkit.requirement.SETTINGS`; a bad value is a usage error naming the flag."""
@@ -321,6 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--baseline", default=None, help="a baseline results file: regressions and removed requirements fail the merged gate")
     m.add_argument("--report", default=None, metavar="HTML", help="also write the merged audit report here")
     m.set_defaults(func=cmd_merge)
+
+    at = sub.add_parser("attest", help="sign a results folder: DIR/attestation.dsse.json, a DSSE envelope of an in-toto statement")
+    at.add_argument("dir", metavar="DIR", help="the folder the run wrote (reports/): results.json, audit.html, history.jsonl")
+    at.add_argument("--key", default=None, metavar="KEY.pem", help="Ed25519 private key, PEM (certkit keygen, or openssl genpkey "
+                    "-algorithm ed25519); an encrypted one reads its passphrase from CERTKIT_KEY_PASSWORD")
+    at.add_argument("--junit", default=None, metavar="XML", help="the run's JUnit file, inside DIR (default: the run's "
+                    "--junitxml where it lies in DIR, else the only *.xml in DIR)")
+    at.add_argument("--statement", default=None, metavar="FILE", help="also write the unsigned in-toto statement here (to sign it "
+                    "with another tool, e.g. keyless with sigstore); without --key, only this")
+    at.set_defaults(func=cmd_attest)
+
+    v = sub.add_parser("verify", help="check DIR/attestation.dsse.json: signature, every file's sha256, the history chain")
+    v.add_argument("dir", metavar="DIR", help="the signed folder")
+    v.add_argument("--key", required=True, metavar="PUB.pem", help="the signer's Ed25519 public key, PEM")
+    v.set_defaults(func=cmd_verify)
+
+    k = sub.add_parser("keygen", help="write a new Ed25519 key pair for certkit attest: KEY.pem and KEY.pub.pem")
+    k.add_argument("key", metavar="KEY.pem", help="where to write the private key (the public key goes beside it, .pub.pem)")
+    k.set_defaults(func=cmd_keygen)
 
     sub.add_parser("audit", parents=[_audit_parser()], add_help=False,
                    help="run the audit suites (pytest) under audits/; other arguments go to pytest (-q, -x, -k EXPR, -n 4)")
