@@ -33,8 +33,10 @@ audit: $(STAMP)
 
 test: test-suite test-families
 
+# -p randomly: the tests run in a random order, its seed printed in the header ("Using --randomly-seed=N");
+# `pytest -p randomly --randomly-seed=N tests` replays that order, `-p no:randomly` keeps the written one
 test-suite: $(STAMP)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 -p randomly tests
 
 test-families: $(TV_STAMP)
 	CERTKIT_REQUIRE_TORCHVISION=1 $(TV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/models/test_families.py

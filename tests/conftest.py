@@ -49,3 +49,12 @@ def _libraries_outlive_pytester(request):
     if "pytester" in request.fixturenames:
         import httpcore  # noqa: F401
         import transformers.modeling_utils  # noqa: F401
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester, whose runs (in this process and in subprocesses) keep the written order of their tests and the
+    global random state: the suite itself runs in a random order (pytest-randomly, ``make test``), but what a test
+    expects of the project it runs must not depend on the suite's seed."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    return pytester
