@@ -46,6 +46,12 @@ class Certificate:
     oracle's declared error); ``p_star`` is the smallest p_A that certifies; ``p_adv`` the worst case at
     ``(edits, radius)`` implied by ``p_a_lower``. In report mode (``mode == "frontier"``) ``frontier[d]``
     is the largest certified radius at ``d`` edits (``-inf``: none).
+
+    ``oracle_error`` is the oracle error e subtracted; ``oracle_calibration`` the measured bound it came from
+    (:meth:`certkit.calibration.OracleErrorBound.to_dict`: upper, n, mistakes, alpha, digest, kind, outcome, oracle) or
+    None where e was a declared number. With a measured e at level alpha_o, the certificate holds with probability at
+    least ``1 - (alpha + alpha_o)`` (:attr:`joint_alpha`, a union bound); with a declared e, with probability at least
+    ``1 - alpha`` provided the oracle's error is in fact at most e.
     """
 
     case_id: str
@@ -69,6 +75,7 @@ class Certificate:
     model_fingerprint: str = ""
     oracle_fingerprint: str = ""
     oracle_error: float = 0.0
+    oracle_calibration: dict | None = None
     case_hash: str = ""
     label_counts: dict = field(default_factory=dict)
     frontier: tuple = ()
@@ -86,6 +93,12 @@ class Certificate:
     def certified(self) -> bool:
         """True exactly when ``status`` is ``certified``."""
         return self.status == CERTIFIED
+
+    @property
+    def joint_alpha(self) -> float:
+        """The probability that the certificate is wrong, at most: ``alpha`` plus the measured oracle bound's level
+        (``oracle_calibration["alpha"]``), by a union bound; ``alpha`` alone where the oracle error was declared."""
+        return self.alpha + (float(self.oracle_calibration["alpha"]) if self.oracle_calibration else 0.0)
 
     @property
     def requirement(self) -> Requirement:

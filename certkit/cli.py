@@ -3,6 +3,7 @@
 * ``certkit bounds``: the (d, eps) frontier -- the largest certified image radius per number of token edits.
 * ``certkit plan``: how many samples a requirement needs (fixed n and the sequential test).
 * ``certkit report`` / ``diff`` / ``merge``: render the HTML report, compare two runs, merge shards.
+* ``certkit calibrate``: an oracle's measured error bound from a labelled sample of a run's answers.
 * ``certkit audit``: run the audit suites under ``audits/`` (the README's main job).
 * ``certkit attest`` / ``verify`` / ``keygen``: sign a results folder (DSSE, in-toto), check it, make a key pair.
 """
@@ -411,6 +412,89 @@ def _request(record: dict, args, parser):
     return case
 
 
+def cmd_calibrate(args, parser) -> int:
+    """Measure an oracle's error on a labelled sample of a run's answers (``--certkit-label-sample``): print the bound,
+    the line to paste as the oracle's ``error=`` and how many more labelled answers the ``--target`` e needs; exit 0.
+    A bad file, line, label, oracle or case file, or a set too small for a useful bound, is a usage error (exit 2)
+    in one line naming the file (and line) and the fix."""
+    from .calibration import DISAGREEMENT, calibrate, load_oracle, more_needed, read_labelled
+    from .oracles import OracleError
+
+    try:
+        records, unlabelled = read_labelled(args.labelled)
+        oracle = load_oracle(args.oracle)
+    except ValueError as exc:
+        _refuse("calibrate", str(exc))
+    for r in records:
+        if r["label"] not in oracle.all_labels:
+            _refuse("calibrate", f"{args.labelled}:{r['_line']}: label {r['label']!r} is not one of oracle {oracle.name}'s labels "
+                    f"{list(oracle.all_labels)}; correct the label")
+    answers: list = [r["answer"] for r in records]
+    if oracle.needs_request:
+        answers = [{"answer": r["answer"], "request": _request(r, args)} for r in records]
+    try:
+        bound = calibrate(oracle, answers, [r["label"] for r in records], args.alpha, outcome=args.outcome)
+        said = [oracle([a["answer"]], request=a["request"])[0] for a in answers] if oracle.needs_request else oracle(answers)
+    except OracleError as exc:
+        _refuse("calibrate", f"{args.labelled}: {str(exc).removeprefix('calibrate(): ')}")
+    rest = f"; the {unlabelled} unlabelled line(s) after them are not used" if unlabelled else ""
+    print(f"{args.labelled}: {bound.n} labelled answers{rest}; oracle {oracle.behaviour}")
+    what = ("answers whose oracle label is not the true one" if bound.kind == DISAGREEMENT
+            else f"answers the oracle labels {bound.outcome!r} whose true label is another")
+    print(f"mistakes: {bound.mistakes} of {bound.n} ({what})")
+    print(f"upper bound e = {bound.upper:.6g} at alpha_o = {bound.alpha:g} (one-sided Clopper-Pearson); labelled set {bound.digest}")
+    print(f"a certificate at alpha with this e subtracted holds with probability >= 1 - (alpha + {bound.alpha:g}) (union bound)")
+    print("paste into conftest.py as the oracle's error:")
+    print(f"    error={bound.code()}")
+    zero, at_rate = more_needed(bound.mistakes, bound.n, bound.alpha, args.target)
+    if zero == 0:
+        print(f"target e <= {args.target:g}: reached")
+    else:
+        rate = bound.mistakes / bound.n
+        zero_text = "more than 10^9" if zero is None else str(zero)
+        if not bound.mistakes:
+            print(f"target e <= {args.target:g}: {zero_text} more labelled answers, if none of them is a mistake")
+        else:
+            rate_text = "never (the rate is not below the target)" if at_rate is None else f"about {at_rate} more"
+            print(f"target e <= {args.target:g}: {zero_text} more labelled answers if none of them is a mistake; {rate_text} if "
+                  f"they err at the observed rate {rate:.3%}")
+    changed = sum(r.get("oracle_label") not in (None, o) for r, o in zip(records, said))
+    if changed:
+        print(f"note: the oracle now labels {changed} of these answers otherwise than the run that sampled them (oracle_label): "
+              "it changed since; the bound is of the oracle as it is now")
+    if bound.kind == DISAGREEMENT:
+        print("note: without --outcome this is the disagreement rate, good for every outcome; --outcome A measures the "
+              "false-A rate a certificate of A needs, which is smaller")
+    return 0
+
+
+def _refuse(command: str, message: str):
+    """A bad input of ``certkit COMMAND``: one line on standard error, exit status 2 (as a usage error), no usage text."""
+    print(f"certkit {command}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _request(record: dict, args):
+    """The audited case a judged answer was given for, from ``--cases`` by the record's case id (its content hash checked)."""
+    from .cases import CaseError, load_cases
+
+    if args.cases is None:
+        _refuse("calibrate", f"--oracle {args.oracle}: this oracle judges each answer with its request; give --cases FILE, the case "
+                "file the audit loads (the requests are looked up by the sample's case ids)")
+    if not hasattr(args, "_cases"):
+        try:
+            args._cases = {case.id: case for case in load_cases(args.cases)}
+        except CaseError as exc:
+            _refuse("calibrate", f"--cases {args.cases}: {exc}")
+    case = args._cases.get(record.get("case"))
+    if case is None:
+        _refuse("calibrate", f"{args.labelled}:{record['_line']}: case {record.get('case')!r} is not in --cases {args.cases}")
+    if record.get("case_hash") not in (None, case.content_hash):
+        _refuse("calibrate", f"{args.labelled}:{record['_line']}: case {case.id!r} in {args.cases} differs from the one the run "
+                "sampled (its prompt or image changed): give the case file the run used")
+    return case
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``certkit`` parser for every subcommand but ``audit`` (which passes pytest's flags through): defaults of the
     requirement settings come from :data:`certkit.requirement.SETTINGS`; a bad value is a usage error naming the flag."""
@@ -476,6 +560,18 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keygen", help="write a new Ed25519 key pair for certkit attest: KEY.pem and KEY.pub.pem")
     k.add_argument("key", metavar="KEY.pem", help="where to write the private key (the public key goes beside it, .pub.pem)")
     k.set_defaults(func=cmd_keygen)
+
+    c = sub.add_parser("calibrate", help="measure an oracle's error on a labelled sample of a run's answers (--certkit-label-sample)")
+    c.add_argument("labelled", help="the label-sample JSON lines, with each line's \"label\" filled in from the top")
+    c.add_argument("--oracle", required=True, metavar="MODULE:ATTR",
+                   help="the oracle: an Oracle (or a function returning one) in a module or .py file, e.g. "
+                        "audits/conftest.py:certkit_oracle")
+    c.add_argument("--outcome", default=None, help="the certified outcome A: bound the false-A rate (default: the disagreement rate)")
+    c.add_argument("--alpha", type=_probability("--alpha"), default=0.01, help="the bound's level alpha_o (default: %(default)s)")
+    c.add_argument("--target", type=_probability("--target"), default=0.02,
+                   help="the error e to reach: how many more labelled answers it takes (default: %(default)s)")
+    c.add_argument("--cases", default=None, help="the audit's case file, for an oracle that judges answers with their requests")
+    c.set_defaults(func=cmd_calibrate)
 
     sub.add_parser("audit", parents=[_audit_parser()], add_help=False,
                    help="run the audit suites (pytest) under audits/; other arguments go to pytest (-q, -x, -k EXPR, -n 4)")

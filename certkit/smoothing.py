@@ -192,7 +192,10 @@ class Smoothed:
     ``TorchClassifier``); ``oracle`` an :class:`~certkit.oracles.Oracle`. ``cache`` is a
     :class:`~certkit.cache.CountCache`, a directory for one, or None. ``max_batch_bytes`` bounds the memory
     of one batch of noisy images (large images run in smaller batches, down to one sample). ``seed`` is the run
-    seed every case's stream derives from.
+    seed every case's stream derives from. ``answer_sink`` (an attribute, None by default) is called with every batch
+    of answers the model gives and their labels, as keywords ``case, stream, seed, start, outputs, labels, oracle``
+    (:meth:`certkit.calibration.AnswerSample.offer`: the labelling sample of ``--certkit-label-sample``); answers the
+    count cache already holds are not drawn again, so they are not offered.
 
     Everything is checked before any sample: RequirementError for kernels of the wrong kind, a non-integer seed or
     a ``max_batch_bytes`` below 1; OracleError unless ``oracle`` is an :class:`~certkit.oracles.Oracle`; ModelError
@@ -227,6 +230,7 @@ class Smoothed:
             raise ModelError("the Mask kernel needs a mask token, and this model has none; set the adapter's mask_id or use UniformReplace")
         self.model, self.oracle, self.image, self.text, self.seed = model, oracle, image, text, int(seed)
         self.cache = CountCache(cache) if isinstance(cache, (str, Path)) else cache
+        self.answer_sink = None
         self._streams: OrderedDict[str, np.ndarray] = OrderedDict()
         self._batch_caps: dict[tuple, int] = {}  # input shape -> batch size learned from out-of-memory or the footprint
         self._footprints: dict[tuple, float] = {}  # input shape -> peak bytes per sample measured on CUDA
@@ -328,7 +332,11 @@ class Smoothed:
                 "(the model's own error: check that the case's image has the channels and size, and the prompt the length, "
                 "the model takes)") from exc
         outputs = self._checked_outputs(outputs, len(ids))
-        return self.oracle(outputs, request=draw.case) if self.oracle.needs_request else self.oracle(outputs)
+        labels = self.oracle(outputs, request=draw.case) if self.oracle.needs_request else self.oracle(outputs)
+        if self.answer_sink is not None:
+            self.answer_sink(case=draw.case, stream=draw.key, seed=draw.seed, start=start, outputs=outputs, labels=labels,
+                             oracle=self.oracle.fingerprint)
+        return labels
 
     def _run_fitting(self, draw: "_Draw", ids: list, images: list, start: int) -> np.ndarray:
         """Label indices of the samples ``start ..``, run in batches on the grid. When the device runs out of memory, the
@@ -465,6 +473,7 @@ class Smoothed:
             model_fingerprint=self.model.fingerprint,
             oracle_fingerprint=self.oracle.fingerprint,
             oracle_error=self.oracle.error,
+            oracle_calibration=self.oracle.calibration.to_dict() if getattr(self.oracle, "calibration", None) else None,
             case_hash=case.content_hash,
             timings=timing,
             runtime=getattr(self.model, "runtime", None),

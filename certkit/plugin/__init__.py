@@ -12,6 +12,7 @@ One concern per module, wired together here (the entry point pytest loads):
 * :mod:`.recording`: certificates from the test to the controller, certkit errors as short failures;
 * :mod:`.results`: summary, gate, baseline, history and the files written;
 * :mod:`.sharding`: ``--certkit-shard K/N``, this run's share of a suite split over machines;
+* :mod:`.labelling`: ``--certkit-label-sample N``, a sample of the run's noisy answers for people to label;
 * :mod:`.controller`: the controller's plugin object, the terminal summary and the JUnit gate.
 
 A pytest run of a project that does not use certkit is left as it is: certkit adds its options, its marker and
@@ -26,6 +27,7 @@ import pytest
 from .controller import Controller, settings_line, shows_header
 from .devices import controller_devices, pin_worker, pytest_configure_node, pytest_xdist_auto_num_workers, share_cores_on_worker
 from .fixtures import CertkitRequirement, _certkit_smoothed_cache, case_summary, certkit, certkit_model, certkit_oracle, failure_message
+from .labelling import register as register_labelling
 from .recording import is_requirement, pytest_make_collect_report, pytest_runtest_makereport, tag_requirements
 from .settings import SETTINGS, as_given, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, uses_certkit
 from .sharding import configured_shard, keep_shard
@@ -63,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _configure_controller(config, state)
         config.pluginmanager.register(Controller(state), "certkit-controller")
     config.stash[STATE] = state
+    register_labelling(config)  # --certkit-label-sample: on every process, each keeps a sample of the answers it draws
 
 
 def _configure_controller(config: pytest.Config, state: RunState) -> None:

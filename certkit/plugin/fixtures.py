@@ -15,6 +15,7 @@ import pytest
 
 from ..certificate import INCONCLUSIVE
 from ..requirement import Requirement
+from .labelling import answer_sink
 from .recording import record_certificate, record_error
 from .settings import SETTINGS, convert, resolve_settings, validate
 from .state import STATE
@@ -130,6 +131,7 @@ class CertkitRequirement:
             noise = Noise(sigma, beta, kernel, int(self._model.alphabet.numel()) if beta and kernel != "mask" else None)
             self._cache[key] = Smoothed(self._model, self._oracle, image=noise.image(), text=noise.text(), seed=state.seed,
                                         cache=state.cache_dir)
+            self._cache[key].answer_sink = answer_sink(self._request.config)  # --certkit-label-sample
         return self._cache[key]
 
     @contextlib.contextmanager

@@ -40,6 +40,9 @@ RUN_OPTIONS = {
     "devices": (str, None, "comma-separated GPU ids for xdist workers (default: CUDA_VISIBLE_DEVICES or all)"),
     "shard": (str, None, "run shard K of N (K/N), split by case and balanced by planned cost; auto: from CI_NODE_INDEX and "
                          "CI_NODE_TOTAL; auto/N: K from JOB_COMPLETION_INDEX; then `certkit merge` the N results files"),
+    "label_sample": (int, None, "write a uniform random sample of N of the noisy answers this run draws, with case, noise seed and "
+                                "oracle label, for people to label (then `certkit calibrate`)"),
+    "label_sample_file": (str, "reports/label-sample.jsonl", "where --certkit-label-sample writes its JSON lines"),
 }
 
 
@@ -116,6 +119,8 @@ def validate(name: str, value, source: str, error=pytest.UsageError):
         bad(BY_NAME[name].error(value))
     if name == "min_pass_rate" and not (0 <= value <= 1):
         bad("min_pass_rate must lie in [0, 1]")
+    if name == "label_sample" and value < 1:
+        bad("label_sample must be a positive number of answers")
     return value
 
 
