@@ -106,12 +106,12 @@ def test_every_status_and_the_frontier_region_are_rendered():
     html = render_report(_doc())
     rows = html[html.index('<div id="requirements">'):html.index('<div id="case-index">')]
     for code, status in (("n", "not certified"), ("i", "inconclusive"), ("e", "error")):
-        assert f"<tr class={code}>" in rows or f'<tr class="{code}">' in rows, status
+        assert re.search(rf'<tr class="?{code}"?[ >]', rows), status
         assert f"<td>{status}" in rows
-    assert re.search(r"<tr><td>[^<]*<td>", rows)  # a certified row: no class, its status word comes from the style
+    assert re.search(r"<tr(?: id=r\d+)?><td>[^<]*<td>", rows)  # a certified row: no class, its status word comes from the style
     assert 'tr:not([class]) td:last-child::after{content:"certified"}' in html
     assert 'class="region"' in html and "Certified accuracy" in html
-    assert "Gate FAILED" in html
+    assert re.search(r'id="verdict">\s*FAILED', html)
 
 
 def test_each_table_states_its_settings():
@@ -126,13 +126,18 @@ def test_each_table_states_its_settings():
     assert shown("tau 0.6", "sigma 0.5", "beta 0.1", "uniform replacement over 35 tokens", "alpha 0.001", "n_max 5000") in html
 
 
-def test_case_cards_name_their_test_and_errors_get_cards():
+def test_only_frontiers_get_a_chart_card():
+    """A certify-mode requirement is a matrix cell and a table row, never a chart card; a report-mode frontier is charted."""
     doc = _doc([{"nodeid": "t.py::test_guard[c1]", "status": "certified", "test_outcome": "passed", "error": None,
-                 "certificates": [_cert("certified", "c", model_fingerprint="guardmodel123456")]}])
+                 "certificates": [_cert("certified", "c", model_fingerprint="guardmodel123456", mode="frontier", frontier=[0.5, 0.2])]}])
     html = render_report(doc)
     cards = html[html.index('id="cases"'):html.index('id="requirements"')]
-    assert "test <bdi>t.py::test_guard</bdi> · model guardmodel12" in cards and "test <bdi>t.py::test_a</bdi> · model m" in cards
-    assert cards.count('<span class="pill p-error">error</span>') == 1 and "&lt;script&gt;" in cards  # the errored one, escaped
+    assert cards.count('class="casecard"') == 2 and cards.count('<svg class="chart"') == 2  # test_f's frontier and test_guard's
+    assert "t.py::<wbr>test_<wbr>guard</bdi> · model guardmodel12" in cards and "test_<wbr>a<" not in cards
+    no_frontier = _doc()
+    del no_frontier["results"][4]
+    html = render_report(no_frontier)
+    assert 'class="casecard"' not in html and "<svg" not in html and "Frontiers (report mode)" not in html
 
 
 def test_numbers_are_rounded_against_the_requirement():
@@ -143,14 +148,27 @@ def test_numbers_are_rounded_against_the_requirement():
     assert _rounded(0.25, "down") == "0.25" and _rounded(1.23456e-5, "down") == "1.234e-05"
 
 
-def test_trend_chart_has_labelled_axes_with_units():
-    from certkit.report.charts import trend_chart
+def test_trend_chart_marks_each_run_with_its_model_and_gate():
+    from certkit.report.charts import GATE_COLOURS, trend_chart
 
-    svg = trend_chart([{"pass_rate": 0.5, "mean_radius": 0.2, "finished": "2026-11-01T00:00:00Z"},
-                       {"pass_rate": 0.9, "mean_radius": 0.3, "finished": "2026-11-30T00:00:00Z"}])
-    for label in ("certified share of requirements (%)", "mean certified radius (l2)", "run (the last 2, oldest left)",
-                  "2026-11-01", "2026-11-30", "100%", "0%"):
-        assert label in svg
+    history = [{"pass_rate": 0.5, "mean_radius": 0.2, "finished": "2026-11-01T09:15:00Z", "models": ["old" * 8], "gate": "passed",
+                "run_id": "r1", "certified": 1, "requirements": 2},
+               {"pass_rate": 0.0, "mean_radius": 0.0, "finished": "2026-11-01T17:40:00Z", "models": ["new" * 8], "gate": "incomplete",
+                "run_id": "r2", "certified": 0, "requirements": 2},
+               {"pass_rate": 0.9, "mean_radius": 0.3, "finished": "2026-11-30T00:00:00Z", "models": ["new" * 8],
+                "run_id": "r3", "certified": 9, "requirements": 10}]
+    svg = trend_chart(history)
+    for label in ("certified (%)", "mean radius (l2)", "run (oldest left)", "2026-11-01 09:15", "2026-11-30 00:00", "100%", "0%",
+                  "gate passed", "gate failed", "another model than the latest run"):
+        assert label in svg, label
+    titles = re.findall(r"<title>(run \d[^<]*)</title>", svg)
+    assert len(titles) == 3  # one marker per run, each named
+    assert "run 1 r1 · 2026-11-01 09:15 · model oldoldoldold (another model than the latest run) · gate PASSED" in titles[0]
+    assert "gate INCOMPLETE" in titles[1] and "gate not recorded" in titles[2]  # an older line without its gate says so
+    assert svg.count("<rect") == 2  # the run of another model is a square (the legend's square is the other)
+    assert f'fill="{GATE_COLOURS["INCOMPLETE"]}"' in svg
+    # the y-axis label fits the plot's height: it is short enough for the 11 px font (the old one ran past both ends)
+    assert all(len(t) <= 20 for t in re.findall(r'rotate\([^)]*\)">([^<]+)<', svg))
 
 
 def test_printed_page_header_cannot_break_out_of_its_css_string():
@@ -331,7 +349,7 @@ def test_without_scripts_every_row_is_there_and_the_form_is_hidden():
     rows = html[html.index('<div id="requirements">'):html.index('<div id="case-index">')]
     certificates = sum(len(r["certificates"]) for r in doc["results"])
     without = sum(1 for r in doc["results"] if not r["certificates"])
-    assert len(re.findall(r"(?<!<thead>)<tr(?: class=\w| class=\"\w\")?>", rows)) == certificates + without
+    assert len(re.findall(r"(?<!<thead>)<tr(?: class=\w| class=\"\w\")?(?: id=\"?r\d+\"?)?>", rows)) == certificates + without
     assert "hidden" not in rows and '<form id="filters" hidden>' in html
 
 
@@ -347,7 +365,7 @@ def test_certkit_report_reads_the_document_through_results_and_names_what_it_can
     path = tmp_path / "results.json"
     write_results(path, doc)
     assert main(["report", str(path), "-o", str(tmp_path / "a.html")]) == 0
-    assert "Gate FAILED" in (tmp_path / "a.html").read_text()
+    assert re.search(r'id="verdict">\s*FAILED', (tmp_path / "a.html").read_text())
     with pytest.raises(SystemExit) as exc:
         main(["report", str(path), "-o", str(tmp_path / "b.html"), "--baseline", str(path)])
     assert exc.value.code == 2 and "'successes' must be a number" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-// certkit report: filters, sorting and print preparation. Allowed by its hash in the page's
+// certkit report: filters, sorting, opening a linked row and print preparation. Allowed by its hash in the page's
 // Content-Security-Policy; it reads and changes this page only (no network, no storage).
 (function () {
   "use strict";
@@ -84,8 +84,24 @@
     document.getElementById("shown").textContent = active ? "showing " + shown + " of " + total + " requirement rows" : total + " requirement rows";
     document.documentElement.dataset.shown = String(shown);
     var s = state().toString();
-    history.replaceState(null, "", s ? "#filter?" + s : location.pathname + location.search);
+    // the filter lives in the address; a link to a requirement's row (#r<N>, from the matrix) is left as it is
+    if (s || location.hash.indexOf("#filter?") === 0) history.replaceState(null, "", s ? "#filter?" + s : location.pathname + location.search);
   }
+
+  // a matrix mark links to its requirement's row: open its group (and show it if a filter hid it) before the jump
+  function reveal(hash) {
+    if (!/^#r\d+$/.test(hash)) return;
+    var tr = document.getElementById(hash.slice(1));
+    if (!tr) return;
+    var group = tr.closest("details.group");
+    if (group) { group.hidden = false; group.open = true; }
+    var block = tr.closest("div.cv"), table = tr.closest("div.req");
+    if (block) block.hidden = false;
+    if (table) table.hidden = false;
+    tr.hidden = false;
+    tr.scrollIntoView({block: "center"});
+  }
+  window.addEventListener("hashchange", function () { reveal(location.hash); });
 
   var sortState = {column: null, descending: false};  // column: a header's data-key, so tables of other layouts sort alike
   function key(cell) {
@@ -164,5 +180,6 @@
   form.hidden = false;
   load(location.hash);
   apply();
+  reveal(location.hash);
   document.documentElement.dataset.ready = String(Math.round(performance.now()));
 })();
