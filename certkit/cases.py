@@ -9,7 +9,9 @@ or JPEG with Pillow, or come in as arrays/tensors already in that space.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 
 from .errors import CertkitError
 
-__all__ = ["Case", "CaseError", "load_image", "load_cases"]
+__all__ = ["Case", "CaseError", "LazyImage", "LAZY_PIXELS_KEPT", "load_image", "decode_image", "load_cases"]
 
 
 class CaseError(CertkitError):
@@ -37,25 +39,34 @@ def load_image(path: str | Path) -> np.ndarray:
     orientation tag is applied (the pixels are those a viewer shows). Animated images (GIF, APNG, WebP with
     more than one frame) are refused: a certificate is about one still image, so save the frame you mean.
     Every refusal (missing, unreadable, animated, too large or unscaled file) is a :class:`CaseError` naming the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise CaseError(f"image: file {str(path)!r} does not exist; fix the path (relative paths are from the case file's folder)")
     if not path.is_file():
         raise CaseError(f"image: {str(path)!r} is not a file; give the path of a PNG or JPEG image")
+    return decode_image(path, f"file {str(path)!r}")
+
+
+def decode_image(source, name: str, mode: str | None = None) -> np.ndarray:
+    """The pixels of an encoded image (a path, or a binary file object such as ``io.BytesIO(png_bytes)``), read exactly
+    as :func:`load_image` reads a file; ``name`` says what it is in a refusal ("file 'a.png'", "row 3's image bytes").
+    ``mode`` (a PIL mode such as "RGB", as a ``datasets`` Image feature may state) converts the image first."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             if getattr(opened, "n_frames", 1) > 1:
-                raise CaseError(f"image: file {str(path)!r} is animated ({opened.n_frames} frames); certkit certifies one still "
+                raise CaseError(f"image: {name} is animated ({opened.n_frames} frames); certkit certifies one still "
                                 "image: save the frame you mean as a PNG (PIL: ImageSequence, or img.seek(k))")
             opened.load()
             img = ImageOps.exif_transpose(opened)
+            if mode is not None and img.mode != mode:
+                img = img.convert(mode)
             if img.mode in _SIXTEEN_BIT:
                 arr = np.asarray(img, dtype=np.float32) / 65535.0
             elif img.mode in ("I", "F"):
                 raise CaseError(
-                    f"image: file {str(path)!r} holds {'32-bit integer' if img.mode == 'I' else 'floating-point'} pixels, "
+                    f"image: {name} holds {'32-bit integer' if img.mode == 'I' else 'floating-point'} pixels, "
                     "whose [0, 1] scale certkit cannot know; save it as an 8- or 16-bit PNG, or pass the case an array in [0, 1]"
                 )
             else:
@@ -65,9 +76,9 @@ def load_image(path: str | Path) -> np.ndarray:
     except CaseError:
         raise
     except Image.DecompressionBombError as exc:
-        raise CaseError(f"image: file {str(path)!r} is too large to decode safely ({exc}); downscale it") from None
+        raise CaseError(f"image: {name} is too large to decode safely ({exc}); downscale it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CaseError(f"image: file {str(path)!r} is not a readable image ({exc}); re-export it as PNG") from None
+        raise CaseError(f"image: {name} is not a readable image ({exc}); re-export it as PNG") from None
     if arr.ndim == 2:
         arr = arr[None]
     else:
@@ -99,6 +110,38 @@ def _as_chw(image: Any, case_id: str) -> np.ndarray:
     return arr
 
 
+class LazyImage:
+    """An image whose pixels are read when a requirement first needs them, not when its case is made.
+
+    ``read()`` returns what :class:`Case` accepts as an image (a path, or pixels in [0, 1] as (C, H, W)); ``where``
+    prefixes any refusal ("cases.parquet: row 17"), so a bad image names its source and row. A case with a lazy image
+    is validated (id, prompt) when made; its pixels when first read, with the same checks and messages as an eager
+    case's. The last :data:`LAZY_PIXELS_KEPT` images read stay decoded; the others are read again when used again."""
+
+    __slots__ = ("read", "where")
+
+    def __init__(self, read: Callable[[], Any], where: str):
+        self.read, self.where = read, where
+
+    def __repr__(self) -> str:
+        return f"LazyImage({self.where})"
+
+
+#: decoded pixels of the lazily read images most recently used, kept to spare a requirement a second decode
+LAZY_PIXELS_KEPT = 8
+
+
+@functools.lru_cache(maxsize=LAZY_PIXELS_KEPT)
+def _lazy_pixels(lazy: LazyImage, case_id: str) -> np.ndarray:
+    """The validated, read-only pixels of a lazy image (by the LazyImage's identity: one entry per case)."""
+    try:
+        arr = _as_chw(lazy.read(), case_id)
+    except CaseError as exc:
+        raise CaseError(f"{lazy.where}: {exc}") from None
+    arr.setflags(write=False)
+    return arr
+
+
 @dataclass(frozen=True)
 class Case:
     """One audited input: ``prompt`` (the user's text; only its tokens are perturbed), ``image``
@@ -109,6 +152,8 @@ class Case:
     numpy array. :class:`CaseError` for an empty id or prompt, or an image that is not (C, H, W) with C = 1 or 3,
     finite and in [0, 1] (never clipped or rescaled: the certificate is about these pixels). Two cases are equal
     (``==``, and hash alike) when their id, expected outcome, prompt and exact pixels are; ``meta`` is not compared.
+    A :class:`LazyImage` (as :func:`load_cases` makes for a dataset's rows) is read on first use of ``image`` (or of
+    what reads it: ``shape``, ``content_hash``, ``==``), and the same checks then raise; ``str`` and ``id`` never read it.
     """
 
     id: str
@@ -122,8 +167,19 @@ class Case:
             raise CaseError(f"id must be a non-empty string, got {self.id!r}")
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise CaseError(f"case {self.id!r}: prompt is empty; a requirement needs the user's text to certify")
+        if isinstance(self.image, LazyImage):
+            object.__setattr__(self, "_lazy", self.image)
+            object.__delattr__(self, "image")  # __getattr__ reads it on first use
+            return
         object.__setattr__(self, "image", _as_chw(self.image, self.id))
         self.image.setflags(write=False)
+
+    def __getattr__(self, name: str):
+        """``image`` of a case made with a :class:`LazyImage`: its pixels, read (or taken from the last read) now."""
+        lazy = self.__dict__.get("_lazy") if name == "image" else None
+        if lazy is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return _lazy_pixels(lazy, self.id)
 
     def __str__(self) -> str:
         return self.id
@@ -145,9 +201,10 @@ class Case:
         """``(C, H, W)`` of the image: the space the certified l2 radius is measured in."""
         return tuple(self.image.shape)  # type: ignore[return-value]
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
-        """SHA-256 of the prompt and the exact pixels (and shape): what the certificate is about."""
+        """SHA-256 of the prompt and the exact pixels (and shape): what the certificate is about. The same pixels
+        give the same hash however they were read (a PNG file, its bytes in a parquet row, an array); computed once."""
         h = hashlib.sha256()
         h.update(self.prompt.encode("utf-8"))
         h.update(repr(self.image.shape).encode())
@@ -209,24 +266,59 @@ def _wrong_types(row: dict) -> str | None:
     return None
 
 
-def load_cases(path: str | Path) -> list[Case]:
-    """Read audit cases from a JSONL, YAML or CSV file: one case per line / list item / row.
+def _check_fields(fields) -> dict:
+    """``fields`` as given (None: {}), refused in one line unless it maps some of id, prompt, image, expected to names."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        raise CaseError(f"fields must be a dict mapping id, prompt, image or expected to your column names, e.g. "
+                        f"fields={{'prompt': 'question'}}; got {type(fields).__name__}")
+    unknown = sorted(str(k) for k in set(fields) - set(_KNOWN))
+    if unknown:
+        raise CaseError(f"fields: unknown key(s) {', '.join(unknown)}; map any of {', '.join(_KNOWN)} to a column name, "
+                        "e.g. fields={'prompt': 'question'}")
+    for key, col in fields.items():
+        if not isinstance(col, str) or not col:
+            raise CaseError(f"fields[{key!r}] must be a column name (text), got {col!r}")
+    return dict(fields)
+
+
+def load_cases(source: str | Path | Any, fields: dict | None = None) -> list[Case]:
+    """Read audit cases from a JSONL, YAML or CSV file (one case per line / list item / row), or, through the optional
+    ``datasets`` library, a ``.parquet`` file, a folder written by ``Dataset.save_to_disk`` or a ``datasets.Dataset``
+    (one case per row: :func:`certkit.datasets_io.read_dataset`, whose images are read when a requirement first uses
+    them).
 
     Fields: ``id`` (unique, stable: it names the pytest test, the baseline entry and the cache entry),
     ``prompt``, ``image`` (a path relative to the case file's folder), optional ``expected``; any other
-    field is kept in ``Case.meta``. Returns the cases in file order, at least one, their ids unique and exactly
-    as written (a YAML ``id: 010`` stays ``"010"``). Every problem (unknown suffix, not UTF-8, bad syntax, a missing
-    or mistyped field, a duplicate id or key, a bad image, no cases) raises :class:`CaseError` naming the file and,
-    where there is one, the line.
+    field is kept in ``Case.meta``. ``fields`` maps these names to the file's or dataset's own, e.g.
+    ``fields={"prompt": "question", "image": "img"}``. Returns the cases in file order, at least one, their ids
+    unique and exactly as written (a YAML ``id: 010`` stays ``"010"``). Every source read is recorded with its
+    digest and characteristics (:mod:`certkit.testdata`: the results' ``test_data``). Every problem (unknown suffix,
+    not UTF-8, bad syntax, a missing or mistyped field, a duplicate id or key, a bad image, no cases, a bad
+    ``fields``) raises :class:`CaseError` naming the file and, where there is one, the line (the row of a dataset).
     """
     import csv
     import json
 
-    path = Path(path)
+    fields = _check_fields(fields)
+    if not isinstance(source, (str, Path)):
+        from .datasets_io import is_dataset, read_dataset
+
+        if is_dataset(source):
+            return read_dataset(source, fields)
+        raise CaseError(f"load_cases cannot read a {type(source).__name__}; give the path of a .jsonl, .yaml, .csv or .parquet "
+                        "file or of a save_to_disk folder, or a datasets.Dataset")
+    path = Path(source)
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        from .datasets_io import read_dataset
+
+        return read_dataset(path, fields)
     if not path.is_file():
         raise CaseError(f"case file {str(path)!r} does not exist")
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's CSV export) is not part of the first field
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Excel's CSV export) is not part of the first field
     except UnicodeDecodeError as exc:
         raise CaseError(f"case file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
     suffix = path.suffix.lower()
@@ -262,15 +354,20 @@ def load_cases(path: str | Path) -> list[Case]:
         for row in reader:
             rows.append((reader.line_num, {k: v for k, v in row.items() if k is not None and v not in (None, "")}))
     else:
-        raise CaseError(f"case file {str(path)!r}: unknown format {suffix!r}; use .jsonl, .yaml/.yml or .csv")
+        raise CaseError(f"case file {str(path)!r}: unknown format {suffix!r}; use .jsonl, .yaml/.yml or .csv, or a .parquet file "
+                        "or save_to_disk folder (read through datasets)")
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for lineno, row in rows:
         if not isinstance(row, dict):
             raise CaseError(f"{path}:{lineno}: a case must be a mapping with id, prompt and image, got {type(row).__name__}")
+        if fields:
+            row = {**{k: v for k, v in row.items() if k not in fields.values()},
+                   **{key: row[col] for key, col in fields.items() if col in row}}
         missing = [f for f in ("id", "prompt", "image") if f not in row or row[f] in (None, "")]
         if missing:
-            raise CaseError(f"{path}:{lineno}: case is missing required field(s) {', '.join(missing)}")
+            named = [f"{f} (field {fields[f]!r}, named by fields=)" if f in fields else f for f in missing]
+            raise CaseError(f"{path}:{lineno}: case is missing required field(s) {', '.join(named)}")
         wrong = _wrong_types(row)
         if wrong:
             raise CaseError(f"{path}:{lineno}: {wrong}")
@@ -286,4 +383,9 @@ def load_cases(path: str | Path) -> list[Case]:
         cases.append(case)
     if not cases:
         raise CaseError(f"case file {str(path)!r} holds no cases")
+    from . import testdata
+
+    meta, sizes = testdata.characteristics((c.meta for c in cases), ((c.shape[2], c.shape[1]) for c in cases))
+    testdata.record(path, hashlib.sha256(raw).hexdigest(), suffix.lstrip(".").replace("yml", "yaml").replace("ndjson", "jsonl"),
+                    len(cases), meta, sizes)
     return cases
