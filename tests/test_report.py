@@ -374,3 +374,144 @@ def test_certkit_report_reads_the_document_through_results_and_names_what_it_can
         main(["report", str(tmp_path / "other.json"), "-o", str(tmp_path / "c.html")])
     assert exc.value.code == 2 and "is not a certkit results file" in capsys.readouterr().err
     assert not (tmp_path / "b.html").exists() and not (tmp_path / "c.html").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def _region(html, start, end):
+    begin = html.index(start)
+    return html[begin:html.index(end, begin + len(start))]
+
+
+def test_the_verdict_is_stated_once_with_the_counts():
+    doc = _doc()
+    doc["summary"].update(gate="passed", gate_reason="PASSED: pass rate 90.3% against the required 85.0%")
+    html = render_report(doc)
+    top = _region(html, "<body>", 'id="matrix"')
+    assert top.count("PASSED") == 1 and "PASSED: pass rate 90.3% against the required 85.0%" in top
+    assert top.count("90.3%") == 1  # the counts do not repeat the verdict's numbers
+    assert re.search(r'<b id="n-certified">2</b> ✓ certified', top) and re.search(r'<b id="n-not-certified">1</b> ✗ not certified', top)
+
+
+def test_the_matrix_has_a_mark_per_requirement_linking_to_its_row():
+    doc = _doc()
+    html = render_report(doc)
+    matrix = _region(html, '<div id="matrix">', "</table>")
+    marks = re.findall(r'<a href="#(r\d+)" class="m (\w)" title="([^"]*)">(.)<small>([^<]*)</small></a>', matrix)
+    assert len(marks) == 5  # four certificates and the requirement without one
+    symbols = {"c": "✓", "n": "✗", "i": "?", "e": "!"}
+    assert sorted(code for _, code, _, _, _ in marks) == ["c", "c", "e", "i", "n"]
+    for anchor, code, title, symbol, line in marks:
+        assert symbol == symbols[code]
+        assert re.search(rf'<tr(?: class="?{code}"?)? id="?{anchor}"?>', html), anchor  # the row it links to exists, same status
+        if code != "e" and "frontier" not in title:
+            assert "n 100" in title and "p_A lower 0.9 (p* 0.95, margin −0.0500)" in title and "eps 0.25" in title
+            assert line == "n 100 · p≥0.9 · ε 0.25"  # shown in print
+    assert "n 100 · p≥0.9 · ε 0.8 at d 0" in [line for *_, line in marks]  # a frontier's mark: its radius at d = 0
+    # columns: a test function at one setting and budget, its id breakable only between words
+    heads = re.findall(r'<th scope="col" title="([^"]*)">(.*?)<span class="bud">([^<]*)</span>', matrix)
+    assert [(t.split(" · ")[0], b) for t, _, b in heads] == [
+        ("t.py::test_a", "d 1 · eps 0.25"), ("t.py::test_b", "d 1 · eps 0.25"), ("t.py::test_b", "no certificate"),
+        ("t.py::test_f", "frontier (report mode)")]
+    assert heads[0][1] == "<bdi>test_<wbr>a</bdi>"
+
+
+def test_the_matrix_is_bounded_and_worst_first():
+    from certkit.report import MAX_MATRIX_ROWS
+
+    rows = [{"nodeid": f"t.py::test_x[c{i:04d}]", "status": "certified" if i % 7 else "not certified", "test_outcome": "passed",
+             "error": None, "certificates": [_cert("certified" if i % 7 else "not certified", f"c{i:04d}", case_hash=f"{i:064x}")]}
+            for i in range(400)]
+    html = render_report(_doc(rows))
+    matrix = _region(html, '<div id="matrix">', "</table>")
+    assert matrix.count("<tr><th scope=row>") == MAX_MATRIX_ROWS
+    assert re.search(rf"The {MAX_MATRIX_ROWS} worst of 40\d cases are shown", html)
+    assert matrix.count('class="m n"') == 1 + sum(1 for i in range(400) if i % 7 == 0)  # every not certified one is in
+
+
+def test_test_ids_wrap_only_between_words():
+    from certkit.report import breakable
+
+    shown = str(breakable("audits/guard/test_guard.py::test_unsafe_pair_keeps_a_detection_floor[1-1.0-unsafe-01]"))
+    words = re.sub(r"</?bdi>", "", shown).split("<wbr>")
+    assert "".join(words) == "audits/guard/test_guard.py::test_unsafe_pair_keeps_a_detection_floor[1-1.0-unsafe-01]"
+    assert words[:4] == ["audits/", "guard/", "test_", "guard.py::"] and "floor" in words and "[1-" in words
+    assert str(breakable("<b>x_y")) == "<bdi>&lt;b&gt;x_<wbr>y</bdi>"  # escaped first
+
+
+def test_shown_numbers_never_contradict_the_verdict():
+    from certkit.report import margin_text, shown_pair
+
+    p_star = 0.8413447460685433
+    lower, star = shown_pair(0.84136, p_star)  # certified by 1.5e-05: four digits would read 0.8413 < 0.8414
+    assert float(lower) >= float(star) and float(lower) <= 0.84136 and float(star) >= p_star and (lower, star) == ("0.84136", "0.84135")
+    assert shown_pair(p_star, p_star) == ("0.8413", "0.8413")  # at p*: shown equal
+    assert shown_pair(0.8412, p_star) == ("0.8412", "0.8414")  # not certified: the usual rounding keeps the order
+    assert margin_text(0.84136 - p_star) == "+1.5e-05" and margin_text(0.0) == "at p*" and margin_text(-0.05) == "−0.0500"
+    assert margin_text(0.00999999) == "+0.0099" and margin_text(-9.99e-7) == "−1.0e-06" and margin_text(None) == "–"
+    doc = _doc()
+    cert = doc["results"][0]["certificates"][0]
+    cert.update(p_a_lower=p_star, p_star=p_star, margin=0.0)  # the record's exact margin is used
+    html = render_report(doc)
+    assert "<td>0.8413<td>0.99<td>0.8413<td>at p*<td>100" in html
+
+
+def test_test_data_is_shown():
+    doc = _doc()
+    doc["test_data"] = {"sources": [{"path": "cases/guard.jsonl", "sha256": "0123456789abcdef" * 4, "format": "jsonl", "rows": 24}],
+                        "cases": 24, "meta": {"split": {"unsafe": 8, "harmless": 16}}, "image_sizes": {"32x32": 24}}
+    section = _region(render_report(doc), '<div class="guarantee" id="test-data">', "</div>")
+    assert "<b>24</b> cases; image sizes: 32x32 (24)" in section
+    assert "<bdi>cases/guard.jsonl</bdi> (jsonl, 24 rows, sha256 0123456789ab)" in section
+    assert "<bdi>split</bdi>: <bdi>harmless</bdi> 16, <bdi>unsafe</bdi> 8" in section
+    assert 'id="test-data"' not in render_report(_doc())
+
+
+def test_a_measured_oracle_error_states_the_joint_guarantee():
+    doc = _doc()
+    cal = {"upper": 0.0123456, "n": 500, "mistakes": 2, "alpha": 0.001, "digest": "sha256:" + "ab" * 32, "kind": "false_outcome",
+           "outcome": "harmless", "oracle": "guard@1:abc"}
+    doc["results"][0]["certificates"][0]["oracle_calibration"] = cal
+    html = render_report(doc)
+    promise = _region(html, 'id="oracle-calibration"', "</p>")
+    assert ("Oracle guard@1:abc: oracle false-harmless rate measured at most 0.01235 (2 mistakes in 500 labelled answers, alpha_o "
+            "0.001), calibration set sha256:abababababab, holds with probability &gt;= 1 - (alpha + alpha_o) = 0.989") in promise
+    assert "calibration set sha256:abababababab" in _region(html, '<div id="requirements">', '<div id="case-index">')  # its table says so
+    assert 'id="oracle-calibration"' not in render_report(_doc())
+
+
+def test_the_comparison_names_fingerprints_and_every_changed_requirement():
+    from certkit.regression import compare
+
+    base, cur = _doc(), _doc()
+    base["run"]["models"], cur["run"]["models"] = ["a" * 64], ["b" * 64]
+    base["results"][1]["certificates"][0].update(status="certified", successes=100)  # c2 was certified: a regression
+    base["results"][2]["certificates"][0].update(status="certified", successes=100)  # c3: within noise (now inconclusive)
+    base["results"][0]["certificates"][0].update(status="not certified", successes=90)  # c1 is an improvement
+    comparison = compare(base, cur)
+    html = render_report(cur, baseline=comparison)
+    top = _region(html, "<body>", 'id="matrix"')
+    if "fingerprints" in comparison:  # the regression module states them (interfaces.md)
+        assert "model changed" in top
+        fp = _region(html, 'id="fingerprints"', "</table>")
+        assert "a" * 64 in fp and "b" * 64 in fp and "(model changed)" in fp
+    section = _region(html, '<div id="baseline"', "<h2>What the certificates promise")
+    for kind in ("regressions", "improvements"):
+        named = {e["nodeid"] for e in comparison[kind]}
+        assert named, kind
+        listed = _region(section, f'<ul id="{kind}">', "</ul>")
+        assert all(n in listed for n in named), kind
+    from certkit.report import baseline_counts
+
+    assert baseline_counts(comparison) in section
+    assert f"{len(comparison['regressions'])} regressions" in baseline_counts(comparison)
+
+
+def test_each_row_shows_its_status_over_the_last_runs():
+    doc = _doc()
+    history = [{"pass_rate": 0.5, "finished": f"2026-11-0{i}T00:00:00Z", "statuses": {"t.py::test_a[c1]": s}}
+               for i, s in enumerate(["certified", "not certified", "certified"], 1)]
+    html = render_report(doc, history=history)
+    rows = _region(html, '<div id="requirements">', '<div id="case-index">')
+    assert '<td><b class="c">✓</b><b class="n">✗</b><b class="c">✓</b><td>' in rows
+    assert "<td>···<td>" in rows  # a requirement the runs did not have
+    assert "history" in _region(rows, "<thead>", "</thead>")
+    assert 'data-key="history"' not in render_report(doc)  # no line with statuses: no column

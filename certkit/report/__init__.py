@@ -17,8 +17,8 @@ p_A lower - p* and its status over the last runs of the history); the case index
 built here as compact HTML, so that 50,000 requirements stay within a few megabytes (BENCHMARKS.md).
 
 Numbers never read against the verdict: p_A lower bounds are rounded down and p* up, to four significant digits or
-as many more as it takes for the shown pair to keep the true order; the margin carries its sign, rounded toward zero
-(a zero margin reads "at p*"). results.json has every number exact.
+as many more as it takes for the shown pair to keep the true order; the margin carries its sign, rounded down (a zero
+margin reads "at p*"). results.json has every number exact.
 """
 
 from __future__ import annotations
@@ -111,9 +111,9 @@ def shown_pair(lower, p_star) -> tuple[str, str]:
 
 
 def margin_text(margin) -> str:
-    """The margin p_A lower - p* with its sign, rounded toward zero (so it never reads larger than it is, and a
-    nonzero margin never reads as zero): four decimals from 0.001 up, else two significant digits in scientific form;
-    exactly zero reads ``at p*``; None reads ``–``."""
+    """The margin p_A lower - p* with its sign, rounded down (so it never reads larger than it is, and a nonzero margin
+    never reads as zero): four decimals from 0.001 up, else two significant digits in scientific form; exactly zero
+    reads ``at p*``; None reads ``–``."""
     m = _number(margin)
     if m is None or math.isnan(m):
         return "–"
@@ -123,10 +123,11 @@ def margin_text(margin) -> str:
         return "+∞" if m > 0 else "−∞"
     sign = "+" if m > 0 else "−"
     a = abs(m)
+    toward = math.floor if m > 0 else math.ceil  # the magnitude down when positive, up when negative: m rounded down
     if a >= 1e-3:
-        return f"{sign}{math.floor(a * 1e4) / 1e4:.4f}"
+        return f"{sign}{toward(a * 1e4) / 1e4:.4f}"
     exponent = math.floor(math.log10(a))
-    mantissa = math.floor(a / 10 ** exponent * 10) / 10
+    mantissa = toward(round(a / 10 ** exponent * 10, 9)) / 10
     if mantissa >= 10:  # a / 10**exponent can land a hair above 10 in floating point
         mantissa, exponent = mantissa / 10, exponent + 1
     return f"{sign}{mantissa:.1f}e{exponent:+03d}"
@@ -159,10 +160,12 @@ def calibration_text(cal: dict, alpha=None) -> str:
     """One sentence for a measured oracle error (a certificate's ``oracle_calibration``): its upper bound, the mistakes
     out of n, alpha_o, the calibration set's short digest, and, given the requirement's ``alpha``, the joint guarantee."""
     a_o = _number(cal.get("alpha"))
-    parts = [f"oracle error measured at most {_rounded(cal.get('upper'), 'up')} ({cal.get('mistakes')}/{cal.get('n')} mistakes"
-             + (f", alpha_o {a_o:g}" if a_o is not None else "") + ")"]
+    what = {"false_outcome": f"false-{cal.get('outcome')} rate", "disagreement": "disagreement rate"}.get(str(cal.get("kind")), "error")
+    parts = [f"oracle {what} measured at most {_rounded(cal.get('upper'), 'up')} ({cal.get('mistakes')} mistakes in {cal.get('n')} "
+             "labelled answers" + (f", alpha_o {a_o:g}" if a_o is not None else "") + ")"]
     if cal.get("digest"):
-        parts.append(f"calibration {_short(cal['digest'])}")
+        digest = str(cal["digest"])
+        parts.append(f"calibration set {digest[:19] if digest.startswith('sha256:') else digest[:12]}")
     if _number(alpha) is not None and a_o is not None:
         parts.append(f"holds with probability >= 1 - (alpha + alpha_o) = {1 - (alpha + a_o):.6g}")
     return ", ".join(parts)
@@ -220,7 +223,7 @@ def _table(rows: list[tuple], with_change: bool, ids: dict, strips: dict | None)
         lower, p_star = shown_pair(c["p_a_lower"], c["p_star"])
         cells.append(f"<td>{lower}<td>{_rounded(c['p_a_upper'], 'up')}<td>{p_star}<td>{margin_text(margin_of(c))}<td>{c['n']}")
         if strips is not None:
-            cells.append(f"<td>{strips.get(key, '')}")
+            cells.append(f"<td>{strips.get(key) or strips[None]}")
         if with_change:
             cells.append(f"<td>{escape(change or '')}")
         cells.append("<td>" if code == "c" else f"<td>{c['status']}")  # "certified" is the style's text for a row without class
@@ -351,7 +354,7 @@ def _matrix(items: list[dict]) -> dict:
     for i in items:
         key = (i["group"], _column_key(i, by_budget) if i["cert"] else ("none",))
         columns.setdefault(key, []).append(i)
-    order = sorted(columns, key=lambda k: (k[0], str(k[1])))
+    order = sorted(columns, key=lambda k: (k[0], k[1] == ("none",), str(k[1])))  # a test's requirements without a certificate last
     dropped_columns = max(0, len(order) - MAX_MATRIX_COLUMNS)
     order = order[:MAX_MATRIX_COLUMNS]
     rows: dict[str, dict] = {}
@@ -396,6 +399,9 @@ def _mark(c: dict | None, record: dict) -> tuple[str, str]:
     budget = (f"frontier d 0–{len(c.get('frontier') or ()) - 1}" if c.get("mode") == "frontier"
               else f"d {c['edits']}, eps {_radius(c['radius'])}")
     title = (f"{status} · outcome {c.get('outcome')} · {budget} · n {c['n']} · p_A lower {lower} (p* {p_star}, margin {margin})")
+    if c.get("mode") == "frontier":
+        radii = c.get("frontier") or ()
+        return title, f"n {c['n']} · p≥{lower} · ε {_rounded(radii[0], 'down') if radii else '–'} at d 0"
     return title, f"n {c['n']} · p≥{lower} · ε {_radius(c['radius'])}"
 
 
@@ -406,7 +412,9 @@ def _history_strips(history: list[dict]) -> tuple[dict | None, list[dict]]:
     if not runs:
         return None, []
     keys = set().union(*(h["statuses"] for h in runs))
-    return {k: _strip([h["statuses"].get(k) for h in runs]) for k in keys}, runs
+    strips = {k: _strip([h["statuses"].get(k) for h in runs]) for k in keys}
+    strips[None] = _strip([None] * len(runs))  # a requirement none of those runs had
+    return strips, runs
 
 
 def _test_data(doc: dict) -> dict | None:
@@ -495,7 +503,8 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         for c in certificates(r):
             cal = c.get("oracle_calibration")
             if isinstance(cal, dict):
-                calibrations.setdefault((_calibration_key(c), c.get("alpha")), (c.get("oracle_fingerprint"), cal, c.get("alpha")))
+                calibrations.setdefault((_calibration_key(c), c.get("alpha")),
+                                        (cal.get("oracle") or c.get("oracle_fingerprint"), cal, c.get("alpha")))
     script, script_source = _script()
     gate = summary.get("gate")
     gate_word = "PASSED" if gate == "passed" else ("INCOMPLETE" if gate == "incomplete" else "FAILED")
