@@ -299,21 +299,27 @@ def line_digest(line: bytes) -> str:
 
 
 def _last_line(f) -> bytes | None:
-    """The exact bytes of the last non-blank line of the binary file ``f`` (without its newline), read backwards from the
-    end in blocks (a long history is not read whole to append one line); None for a file without one."""
-    f.seek(0, os.SEEK_END)
-    pos, tail = f.tell(), b""
-    while True:
-        lines = tail.split(b"\n")
-        for line in reversed(lines[1:] if pos else lines):  # lines[0] may be cut short until the block reaches the start
-            if line.strip():
-                return line
-        if pos == 0:
-            return None
-        step = min(1 << 16, pos)
-        pos -= step
-        f.seek(pos)
-        tail = f.read(step) + tail
+    """The exact bytes of the last non-blank line of the binary file ``f`` (without its newline), found by reading
+    backwards from the end in blocks (a history of long lines is not read whole to append one); None for a file
+    without one."""
+    end = f.seek(0, os.SEEK_END)
+
+    def back(stop):  # (offset, bytes) blocks from ``stop`` towards the start of the file
+        while stop > 0:
+            start = max(0, stop - (1 << 16))
+            f.seek(start)
+            yield start, f.read(stop - start)
+            stop = start
+
+    last = next((start + len(data.rstrip()) for start, data in back(end) if data.rstrip()), None)  # past its last byte
+    if last is None:
+        return None
+    f.seek(last)
+    rest = f.read(end - last)  # blank: the line's own trailing spaces, its newline, blank lines
+    stop = last + (rest.find(b"\n") if b"\n" in rest else len(rest))
+    begin = next((start + data.rfind(b"\n") + 1 for start, data in back(last) if b"\n" in data), 0)
+    f.seek(begin)
+    return f.read(stop - begin)
 
 
 def append_history(path: str | Path, doc: dict) -> dict:
