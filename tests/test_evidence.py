@@ -377,3 +377,16 @@ def test_a_mistyped_chain_field_is_refused_before_a_run(tmp_path):
                                    "prev": 7}) + "\n")
     with pytest.raises(ValueError, match=r"line 1: 'prev' is 7"):
         read_history(history)
+
+
+@pytest.mark.parametrize("tail", [b"\n", b"\n\n  \n", b""], ids=["newline", "blank lines after it", "no newline"])
+def test_the_chain_links_to_the_last_line_however_long(tmp_path, tail, signed):
+    """The line before is found by reading backwards in blocks: a last line longer than a block (64 KiB), blank lines
+    after it, or no newline at its end still give its exact bytes."""
+    history = tmp_path / "history.jsonl"
+    long = json.dumps({"finished": "x", "requirements": 1, "certified": 1, "pass_rate": 1.0, "mean_radius": None,
+                       "pad": "z" * 200_000}).encode()
+    history.write_bytes(b'{"finished": "y"}\n' + long + tail)
+    entry = append_history(history, load_results(signed / "reports" / "results.json"))
+    assert entry["prev"] == hashlib.sha256(long).hexdigest()
+    assert history.read_bytes().startswith(b'{"finished": "y"}\n' + long + (tail or b"\n"))
