@@ -221,8 +221,10 @@ def cmd_report(args, parser) -> int:
 
 
 def cmd_diff(args, parser) -> int:
-    """The comparison a run with ``--certkit-baseline`` makes, with the same rule and verdicts; exit 1 on regressions."""
-    from .regression import compare
+    """The comparison a run with ``--certkit-baseline`` makes, with the same rule, verdicts, counts line and named
+    requirements as the run's terminal (:func:`certkit.regression.counts_line`), and the models and oracles compared;
+    exit 1 on regressions."""
+    from .regression import compare, counts_line, fingerprint_line, named_lines
     from .results import ResultsError, load_results
 
     try:
@@ -230,18 +232,11 @@ def cmd_diff(args, parser) -> int:
         result = compare(old, new, alpha=args.alpha)
     except ResultsError as exc:
         parser.error(str(exc))
-    print(f"{args.old} -> {args.new}: {len(result['regressions'])} regressions, {len(result['improvements'])} improvements, "
-          f"{len(result['within_noise'])} within sampling noise, {len(result['new'])} new, {len(result['removed'])} removed, "
-          f"{len(result['changed'])} changed (counts not compared)")
+    print(f"{args.old} -> {args.new}: {counts_line(result)}")
+    print(f"  {fingerprint_line(result)}")
     print(f"  rule: {result['rule']}")
-    for label, entries in (("REGRESSED", result["regressions"]), ("improved ", result["improvements"]),
-                           ("noise    ", result["within_noise"]), ("changed  ", result["changed"])):
-        for entry in entries:
-            print(f"  {label} {entry['key']}: {'; '.join(entry['reasons'])}")
-    for key in result["new"]:
-        print(f"  new       {key}")
-    for removed in result["removed_records"]:
-        print(f"  removed   {removed['key']} (was {removed['status']} in {args.old})")
+    for _, line in named_lines(result):
+        print(f"  {line}")
     if result["removed"] and not args.allow_removed:
         print(f"  {len(result['removed'])} requirement(s) of {args.old} are not in {args.new}: that fails, as it fails a run's gate "
               "(pass --allow-removed when they were removed on purpose)")
@@ -249,17 +244,28 @@ def cmd_diff(args, parser) -> int:
 
 
 def cmd_merge(args, parser) -> int:
-    """Merge the shards' results into one run's document and gate it: exit 0 only when the merged gate passed, 1 when
-    it failed or is incomplete, 2 when the shards cannot be merged (each reason named)."""
-    from .results import ResultsError, load_results, merge, write_results
+    """Merge the shards' results into one run's document (:func:`certkit.results.merge`, which records every shard's
+    command and times and the merge's own), compare it with ``--baseline`` and gate it once
+    (:func:`certkit.gate.decide_document`): exit 0 only when the merged gate passed, 1 when it failed or is incomplete,
+    2 when the shards cannot be merged (each reason named)."""
+    import time
 
+    from .gate import decide_document
+    from .regression import compare, counts_line, fingerprint_line
+    from .results import ResultsError, baseline_record, load_results, merge, write_results
+
+    started = time.time()
     try:
         docs = [load_results(p, "shard") for p in args.shards]
         baseline = load_results(args.baseline, "baseline") if args.baseline else None
-        merged = merge(docs, list(args.shards), force=args.force, baseline=baseline, baseline_name=args.baseline)
+        merged = merge(docs, list(args.shards), force=args.force, command=["certkit", *args.argv], started=started)
+        comparison = compare(baseline, merged) if baseline is not None else None
     except ResultsError as exc:
         print(f"certkit merge: {exc}", file=sys.stderr)
         return 2
+    if comparison is not None:
+        merged["baseline"] = baseline_record(args.baseline, comparison)
+    decide_document(merged, comparison, args.baseline)
     write_results(Path(args.output), merged)
     s, run = merged["summary"], merged["run"]
     shards = f"{run['merged_shards']} shards" if run.get("merged_shards") else \
@@ -268,11 +274,12 @@ def cmd_merge(args, parser) -> int:
     for item in run.get("merged_despite", []):
         print(f"  merged despite a different {item} (--force)")
     print(f"gate: {s['gate_reason']}")
+    if comparison is not None:
+        print(f"baseline {args.baseline}: {counts_line(comparison)}; {fingerprint_line(comparison)}")
     if args.report:
-        from .regression import compare
         from .report import write_report
 
-        write_report(merged, args.report, baseline=compare(baseline, merged) if baseline is not None else None)
+        write_report(merged, args.report, baseline=comparison)
         print(f"written: {args.report}")
     return 0 if s["gate"] == "passed" else 1
 
@@ -607,6 +614,7 @@ def _main(argv: list[str] | None) -> int:
         return int(args.func(args, audit) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as given, for the records that keep it (certkit merge)
     if getattr(args, "oracle_error", 0.0) >= 1.0:
         parser.error("--oracle-error must be below 1")
     return int(args.func(args, parser) or 0)

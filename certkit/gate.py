@@ -4,13 +4,17 @@ Used by the pytest plugin at the end of a run and by ``certkit merge`` for shard
 verdict one run of the whole suite gets. Every rule is a (failed, sentence with its numbers) pair; the verdict, its
 one-sentence reason (terminal, results.json, report, JUnit) and the exit status are all read from that one list, so
 they cannot disagree. A gate that did not pass is ``failed`` or ``incomplete``; only ``passed`` lets a release through.
+
+A shard of a sharded run (``--certkit-shard``) is gated by :func:`shard_rules` alone: errors in its share and a run
+that did not finish. The pass rate, certification of every requirement, regressions and removed requirements are
+rules over the whole suite, decided by ``certkit merge``, so a shard of a passing release never fails on its share.
 """
 
 from __future__ import annotations
 
 from .certificate import CERTIFIED, ERROR, INCONCLUSIVE, NOT_CERTIFIED
 
-__all__ = ["PASSED", "FAILED", "INCOMPLETE", "COUNTED", "summarize", "counts_text", "rules", "decide"]
+__all__ = ["PASSED", "FAILED", "INCOMPLETE", "COUNTED", "summarize", "counts_text", "rules", "shard_rules", "decide", "decide_document"]
 
 PASSED, FAILED, INCOMPLETE = "passed", "failed", "incomplete"
 #: the statuses the summary counts, in the order it shows them
@@ -72,6 +76,14 @@ def rules(summary: dict, gate: dict, comparison: dict | None = None, baseline: s
     return out
 
 
+def shard_rules(summary: dict, shard: dict) -> list[tuple[bool, str]]:
+    """The rules of one shard's gate (``shard``: the results' ``run.shard``, K of N): errors in its share, stated with
+    the share's size; the rules over the whole suite (pass rate, every requirement certified, regressions, removed
+    requirements) are the merge's, and the sentence says so."""
+    where = f"shard {shard.get('index')}/{shard.get('total')}: {summary['requirements']} requirements, {summary[ERROR]} errors"
+    return [(bool(summary[ERROR]), f"{where}; the pass-rate gate is decided by `certkit merge` of the {shard.get('total')} shards")]
+
+
 def decide(summary: dict, rule_list: list[tuple[bool, str]]) -> tuple[str, str]:
     """``(gate, reason)``: INCOMPLETE when the run did not finish (``summary["incomplete"]`` lists why), FAILED
     when a rule failed, else PASSED; the reason, ``"<GATE>: "`` and the sentences that decided it, is the one
@@ -84,3 +96,17 @@ def decide(summary: dict, rule_list: list[tuple[bool, str]]) -> tuple[str, str]:
     else:
         gate, said = PASSED, [text for _, text in rule_list]
     return gate, f"{gate.upper()}: " + "; ".join(said)
+
+
+def decide_document(document: dict, comparison: dict | None = None, baseline: str | None = None) -> str:
+    """Decide a results document's gate in place and return it: ``summary.gate`` and ``summary.gate_reason`` from
+    :func:`rules` over its summary, its ``run.gate`` settings and the comparison with ``baseline`` (None: none was;
+    ``comparison`` None with a baseline: the comparison failed), or from :func:`shard_rules` for a shard's document
+    (``run.shard`` set). The plugin (one run, one shard) and ``certkit merge`` both decide through here."""
+    summary, run = document["summary"], document.get("run") or {}
+    if run.get("shard"):
+        rule_list = shard_rules(summary, run["shard"])
+    else:
+        rule_list = rules(summary, run.get("gate") or {}, comparison, baseline)
+    summary["gate"], summary["gate_reason"] = decide(summary, rule_list)
+    return summary["gate"]

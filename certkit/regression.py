@@ -25,6 +25,11 @@ The radius changes shown with a flagged drop are the radii the two p_A lower bou
 fixed tolerance decides anything. New and removed requirements are listed (with the removed ones' baseline
 status) and do not regress here; the gate decides what a removed requirement means.
 
+The comparison states both runs' model and oracle fingerprints and whether they differ (``model_changed``,
+``oracle_changed``): comparing two releases of a model is what a baseline is for, but it is never silent.
+:func:`counts_line`, :func:`fingerprint_line` and :func:`named_lines` are the one wording of a comparison that the
+terminal, ``certkit diff`` and the report show, so their counts never differ.
+
 Power depends on n: a requirement whose sequential test stopped after a few dozen samples cannot show a drop of
 0.05; of a report-mode frontier at p_A 0.97 falling to 0.92, the bench flagged none of 5 seeds at n = 200 and all
 5 at n = 1,000 (BENCHMARKS.md, "Regressions that are real").
@@ -45,7 +50,8 @@ from .requirement import Noise, caption, of_certificate
 from .results import ResultsError, certificates, implied_radius, records
 from .sequential import MixtureTest
 
-__all__ = ["compare", "drop_p_value", "holm", "rule_text"]
+__all__ = ["compare", "drop_p_value", "holm", "rule_text", "fingerprints", "KINDS", "counts", "counts_line", "fingerprint_line",
+           "named_lines"]
 
 
 def _key(record: dict, cert: dict, index: int) -> str:
@@ -206,7 +212,9 @@ def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere
     certificate past the first), ``removed_records`` (``{"key", "nodeid", "status"}``: the removed requirements'
     baseline status), ``changes`` (node id -> text for the report's "vs baseline" column), ``p_values`` (key -> the
     test's p-value), ``changed`` (``{"nodeid", "key", "reasons"}``: requirements whose outcome, noise or case content
-    changed, whose counts were not compared), and the rule: ``alpha``, ``alpha_source``, ``correction`` ("Holm"),
+    changed, whose counts were not compared), ``fingerprints`` (``{"baseline": {"models", "oracles"}, "current": {...}}``,
+    :func:`fingerprints`), ``model_changed`` and ``oracle_changed`` (both runs state fingerprints and they differ), and
+    the rule: ``alpha``, ``alpha_source``, ``correction`` ("Holm"),
     ``tests`` (how many requirements the counts test compared) and ``rule`` (one sentence with those numbers). ``alpha`` overrides the
     run's alpha (its settings, else its certificates' smallest). ``elsewhere``: node ids a sharded run left to its other
     shards; baseline requirements among them are not "removed" (``other_shards`` counts them)."""
@@ -235,6 +243,8 @@ def compare(baseline: dict, current: dict, alpha: float | None = None, elsewhere
            "correction": "Holm", "tests": len(tested), "other_shards": len(missing) - len(removed),
            "changed": [{"nodeid": old[key][0]["nodeid"], "key": key, "reasons": [f"changed: {why}; counts not compared"]}
                        for key, why in sorted(changed.items())]}
+    out["fingerprints"] = {"baseline": fingerprints(baseline), "current": fingerprints(current)}
+    out["model_changed"], out["oracle_changed"] = (_differ(out["fingerprints"], kind) for kind in ("models", "oracles"))
     out["rule"] = rule_text(out)
     for key in shared:
         (orec, ocert), (nrec, ncert) = old[key], new[key]
@@ -305,3 +315,99 @@ def rule_text(comparison: dict) -> str:
                   f"{alpha:g} of runs")
     return (f"A requirement regresses when it was certified and is now not certified or an error{counts}; "
             "certified -> inconclusive regresses only when the counts show the drop. Radii are those the p_A bounds imply.")
+
+
+# -------------------------------------------------------------------- what was compared with what, and the one wording of it
+
+
+def fingerprints(doc: dict) -> dict:
+    """A results document's model and oracle fingerprints, sorted: its ``run.models`` and ``run.oracles`` where it
+    records them, else those of its certificates (``model_fingerprint``, ``oracle_fingerprint``); empty lists for a
+    document that states none."""
+    run = doc.get("run") if isinstance(doc.get("run"), dict) else {}
+    certs = [c for record in records(doc) for c in certificates(record)]
+    out = {}
+    for kind, field in (("models", "model_fingerprint"), ("oracles", "oracle_fingerprint")):
+        stated = run.get(kind)
+        values = stated if isinstance(stated, list) and stated else [c.get(field) for c in certs]
+        out[kind] = sorted({str(v) for v in values if v})
+    return out
+
+
+def _differ(prints: dict, kind: str) -> bool:
+    before, after = prints["baseline"][kind], prints["current"][kind]
+    return bool(before) and bool(after) and before != after
+
+
+#: the comparison's lists in the order every view shows them: (key in the comparison, the words of its count, its label)
+KINDS = (("regressions", "regressions", "REGRESSED"), ("improvements", "improvements", "IMPROVED"),
+         ("within_noise", "within sampling noise", "NOISE"), ("changed", "changed (counts not compared)", "CHANGED"),
+         ("new", "new", "NEW"), ("removed", "removed", "REMOVED"))
+
+
+def counts(comparison: dict) -> dict:
+    """How many requirements each list of the comparison holds, keyed as :data:`KINDS` (a list it lacks counts 0)."""
+    return {key: len(comparison.get(key) or []) for key, _, _ in KINDS}
+
+
+def counts_line(comparison: dict) -> str:
+    """The comparison's counts in one line, every list of :data:`KINDS` in its order (``0 regressions, 1 improvements,
+    2 within sampling noise, 0 changed (counts not compared), 0 new, 1 removed``): the terminal, ``certkit diff`` and the
+    report all print this, so their counts never differ."""
+    n = counts(comparison)
+    return ", ".join(f"{n[key]} {words}" for key, words, _ in KINDS)
+
+
+def _short(fingerprint: str) -> str:
+    """A fingerprint as a reader compares it: a bare hex digest cut to 12 characters, a tagged one (``label@1:...``)
+    to its tag and 16."""
+    tag, _, digest = fingerprint.rpartition(":")
+    return (f"{tag}:{digest[:16]}" if tag else digest[:12]) if len(fingerprint) > 20 else fingerprint
+
+
+def _prints_text(values: list) -> str:
+    return ", ".join(_short(v) for v in values) if values else "none recorded"
+
+
+def fingerprint_line(comparison: dict) -> str:
+    """Which model and oracle each run certified, in one line: ``model changed: a -> b`` (and likewise the oracle)
+    where both runs state fingerprints and they differ, ``same model a and oracle o`` where they agree, and ``none
+    recorded`` for a side that states none (an older file): the comparison never hides that it compares two models."""
+    prints = comparison.get("fingerprints") or {"baseline": {}, "current": {}}
+    parts, same = [], []
+    for kind, word in (("models", "model"), ("oracles", "oracle")):
+        changed = comparison.get(f"{word}_changed")
+        before, after = prints["baseline"].get(kind) or [], prints["current"].get(kind) or []
+        if changed:
+            parts.append(f"{word} changed: {_prints_text(before)} -> {_prints_text(after)}")
+        elif before and after:
+            same.append(f"{word} {_prints_text(after)}")
+        else:
+            parts.append(f"{word}: baseline {_prints_text(before)}, this run {_prints_text(after)} (cannot tell whether it changed)")
+    if same:
+        parts.append("same " + " and ".join(same))
+    return "; ".join(parts)
+
+
+def named_lines(comparison: dict, kinds=tuple(k for k, _, _ in KINDS), limit: int | None = None) -> list[tuple[str, str]]:
+    """One ``(kind, line)`` per requirement of the comparison's ``kinds`` lists, in :data:`KINDS` order:
+    ``REGRESSED <key>: <reasons>``, ``IMPROVED``, ``NOISE`` and ``CHANGED`` likewise, ``NEW <key>``, ``REMOVED <key> (was
+    <status>)``. With ``limit``, at most that many of each kind, then one ``... and N more`` line. The terminal and
+    ``certkit diff`` name requirements with these lines."""
+    was = {r["key"]: r["status"] for r in comparison.get("removed_records") or []}
+    out = []
+    for key, words, label in KINDS:
+        if key not in kinds:
+            continue
+        entries = comparison.get(key) or []
+        for entry in entries[:limit] if limit is not None else entries:
+            if key == "new":
+                out.append((key, f"{label} {entry}"))
+            elif key == "removed":
+                out.append((key, f"{label} {entry}" + (f" (was {was[entry]})" if entry in was else "")))
+            else:
+                reasons = [r.removeprefix("changed: ") if key == "changed" else r for r in entry["reasons"]]
+                out.append((key, f"{label} {entry['key']}: {'; '.join(reasons)}"))
+        if limit is not None and len(entries) > limit:
+            out.append((key, f"... and {len(entries) - limit} more {words.split(' (')[0]}"))
+    return out

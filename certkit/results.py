@@ -154,9 +154,11 @@ def implied_radius(cert: dict) -> float:
 
 
 def baseline_record(path: str | None, comparison: dict) -> dict:
-    """What a results document keeps of its comparison with a baseline (the report and ``certkit report`` read it)."""
+    """What a results document keeps of its comparison with a baseline (the report and ``certkit report`` read it):
+    its lists, the rule, and both runs' fingerprints with whether the model or the oracle changed."""
     return {"path": path, **{k: comparison[k] for k in ("regressions", "improvements", "within_noise", "new", "removed",
-                                                         "removed_records", "changed", "rule", "alpha", "tests")}}
+                                                         "removed_records", "changed", "rule", "alpha", "tests", "fingerprints",
+                                                         "model_changed", "oracle_changed")}}
 
 
 #: what every shard of one run must agree on (the run's identity); ``--force`` merges past a disagreement, and says so
@@ -175,10 +177,14 @@ def _check_shards(docs: list[dict], names: list[str]) -> tuple[list[str], int | 
         raise ResultsError(f"{', '.join(plain)} {'was' if len(plain) == 1 else 'were'} not run with --certkit-shard, unlike the others; "
                            "merge the N results files of one sharded run")
     first, name0 = shards[0], names[0]
-    for shard, name in zip(shards[1:], names[1:]):
-        for field, what in (("total", "number of shards N"), ("suite", "collected suite (its node ids)")):
-            if shard.get(field) != first.get(field):
-                raise ResultsError(f"{name} ran with another {what} than {name0} ({shard.get(field)!r} vs {first.get(field)!r}); "
+    # a shard stopped before its collection finished (Ctrl-C) knows its K/N but not the suite: it is not compared on it
+    collected = [(shard, name) for shard, name in zip(shards, names) if "suite" in shard]
+    suite, suite_name = collected[0] if collected else (first, name0)
+    for shard, name in zip(shards, names):
+        for field, what, ref, ref_name in (("total", "number of shards N", first, name0),
+                                           ("suite", "collected suite (its node ids)", suite, suite_name)):
+            if (field in shard or field == "total") and shard.get(field) != ref.get(field):
+                raise ResultsError(f"{name} ran with another {what} than {ref_name} ({shard.get(field)!r} vs {ref.get(field)!r}); "
                                    "every shard must run the same suite with the same N")
     by_index: dict[int, str] = {}
     for shard, name in zip(shards, names):
@@ -192,6 +198,9 @@ def _check_shards(docs: list[dict], names: list[str]) -> tuple[list[str], int | 
                            "results files (a shard that failed still writes its results)")
     incomplete = []
     for doc, shard, name in zip(docs, shards, names):
+        if "suite" not in shard:
+            incomplete.append(f"{name} (shard {shard['index']}/{shard['total']}) stopped before its collection finished: its share "
+                              "was never evaluated")
         evaluated = {r["nodeid"] for r in records(doc)}
         stray = sorted(evaluated - set(shard.get("assigned", [])))
         if stray:
@@ -204,16 +213,24 @@ def _check_shards(docs: list[dict], names: list[str]) -> tuple[list[str], int | 
     return incomplete, first["total"]
 
 
-def merge(docs: list[dict], names: list[str], force: bool = False, baseline: dict | None = None, baseline_name: str | None = None) -> dict:
-    """Merge the results of one sharded run into the document of one run, with the gate one run would get.
+def merge(docs: list[dict], names: list[str], force: bool = False, command: list[str] | None = None,
+          started: float | None = None) -> dict:
+    """Merge the results of one sharded run into the document of one run, as :func:`build` makes it: every requirement,
+    the summary, ``incomplete`` when any shard was or a shard did not evaluate all it was assigned. The gate is not
+    decided here: the caller compares the merged document with a baseline if it has one
+    (:func:`certkit.regression.compare`) and decides the gate once from both (:func:`certkit.gate.decide_document`),
+    as for one run.
+
+    ``run`` is the first shard's identity (fingerprints, seed, settings, ...) with the merge's own ``args`` (``command``),
+    ``started`` (``started``: seconds since the epoch, default now), ``finished`` and ``duration_s``, and ``shards``: per
+    file, its ``file``, ``run_id``, ``shard`` (K/N, None for a file not made with ``--certkit-shard``), ``args``,
+    ``started``, ``finished``, ``duration_s`` and ``gate``.
 
     Refused (:class:`ResultsError`, naming each file): shards that disagree on the run's identity (model and oracle
     fingerprints, seed, settings, certkit version, gate settings; ``force`` merges anyway and records it), shards of
     ``--certkit-shard`` that ran another suite or N, repeat an index or leave one missing, and a requirement in two
-    shards. The merged gate is computed once, by :mod:`certkit.gate`, from every requirement (and the comparison with
-    ``baseline`` when given); it is INCOMPLETE when any shard was, or a shard did not evaluate all it was assigned."""
-    from .regression import compare
-
+    shards."""
+    started = time.time() if started is None else started
     if not docs:
         raise ResultsError("nothing to merge")
     first = docs[0]["run"]
@@ -240,21 +257,23 @@ def merge(docs: list[dict], names: list[str], force: bool = False, baseline: dic
     run["merged_from"] = names
     run["merged_run_ids"] = [d["run"].get("run_id") for d in docs]
     run["merged_shards"] = total
+    run["shards"] = [{"file": name, "run_id": d["run"].get("run_id"),
+                      "shard": f"{d['run']['shard']['index']}/{d['run']['shard']['total']}" if d["run"].get("shard") else None,
+                      **{k: d["run"].get(k) for k in ("args", "started", "finished", "duration_s")},
+                      "gate": d["summary"].get("gate")} for d, name in zip(docs, names)]
     if forced:
         run["merged_despite"] = forced
-    run["run_id"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-merged-" + secrets.token_hex(3)
+    run["run_id"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + "-merged-" + secrets.token_hex(3)
+    run["args"] = list(command) if command is not None else None
+    run["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})
     run["oracles"] = sorted({m for d in docs for m in d["run"].get("oracles", [])})
     document = build(results, run, cases, incomplete)
     summary = document["summary"]
     summary["samples"] = sum(d["summary"].get("samples", 0) for d in docs)
     summary["forward_samples"] = sum(d["summary"].get("forward_samples", 0) for d in docs)
-    comparison = None
-    if baseline is not None:
-        comparison = compare(baseline, document)
-        document["baseline"] = baseline_record(baseline_name, comparison)
-    rules = gate.rules(summary, first.get("gate") or {}, comparison, baseline_name if baseline is not None else None)
-    summary["gate"], summary["gate_reason"] = gate.decide(summary, rules)
+    run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run["duration_s"] = round(max(0.0, time.time() - started), 3)
     return document
 
 

@@ -54,7 +54,7 @@ def test_diff_prints_the_rule_the_verdicts_and_the_removed_and_exits_1_on_a_regr
     out = capsys.readouterr().out
     assert "rule: A requirement regresses when" in out and "Holm-corrected over the 2 compared requirements at alpha = 0.01" in out
     assert f"REGRESSED {b['results'][0]['nodeid']}: p_A fell: " in out and "anytime-valid p = " in out
-    assert f"removed   {removed['nodeid']} (was {removed['status']} in " in out
+    assert f"REMOVED {removed['nodeid']} (was {removed['status']})" in out
     for option in ("--p-tolerance", "--radius-tolerance"):  # the fixed tolerances are gone: refused, never ignored
         with pytest.raises(SystemExit):
             main(["diff", option, "0.005", str(suite.path / "a.json"), str(tmp_path / "b.json")])
@@ -177,7 +177,7 @@ def test_diff_lists_changed_requirements(tmp_path, capsys):
     assert main(["diff", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
     out = capsys.readouterr().out
     assert "0 regressions" in out and "1 changed (counts not compared)" in out
-    assert "changed   t.py::test[0]: changed: sigma 0.5 -> sigma 0.75; counts not compared" in out
+    assert "CHANGED t.py::test[0]: sigma 0.5 -> sigma 0.75; counts not compared" in out
 
 
 def test_holm_controls_the_family_not_each_requirement():
