@@ -98,7 +98,8 @@ def check_gate(pytester, res, rule: str, junit: bool, n: int = 1) -> dict:
     # the settings line, once: in the header, after the collection, or (the control under xdist) in the certkit section
     assert out.count("certkit: seed 0, sigma 0.25, ") == 1, out
     if rule.startswith("removed"):
-        res.stdout.fnmatch_lines(["baseline base.json: 0 regressions, 0 improvements, 0 new, {n} removed".format(n=n),
+        res.stdout.fnmatch_lines(["baseline base.json: 0 regressions, 0 improvements, 0 within sampling noise, 0 changed (counts not "
+                                  "compared), 0 new, {n} removed".format(n=n),
                                   "  REMOVED test_*.py::test_gone (was certified)" + (" (allowed)" if rule.endswith("allowed") else "")])
     doc = json.loads((pytester.path / "reports" / "results.json").read_text())
     assert doc["summary"]["gate"] == gate
@@ -163,7 +164,8 @@ def test_a_baseline_run_that_deselects_every_requirement_fails(pytester, monkeyp
     res = run("-k", "no_such_test", "--certkit-baseline", "base.json")
     assert res.ret == pytest.ExitCode.TESTS_FAILED
     res.stdout.fnmatch_lines(["gate: FAILED: 3 requirement(s) of the baseline not in this run (*)",
-                              "baseline base.json: 0 regressions, 0 improvements, 0 new, 3 removed",
+                              "baseline base.json: 0 regressions, 0 improvements, 0 within sampling noise, 0 changed (counts not "
+                              "compared), 0 new, 3 removed",
                               "  REMOVED test_scenario.py::test_gone (was certified)"])
 
 

@@ -45,6 +45,19 @@ def junit_suite_properties(config: pytest.Config, summary: dict, state: RunState
         xml.add_global_property(name, value)
 
 
+def collection_error_line(report) -> str:
+    """A collection error in one line: the collector's node id and the error's last line (certkit's own message for a
+    case file it refuses; ``ModuleNotFoundError: ...`` for an import error; pytest's message for a marker it refuses)."""
+    longrepr = report.longrepr
+    crash = getattr(longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or str(longrepr or "")
+    if isinstance(longrepr, str) and text.startswith("ERROR: certkit could not collect "):
+        return text.removeprefix("ERROR: certkit could not collect ")[:500]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = (lines[-1].removeprefix("E").strip() if lines else "") or "collection failed"
+    return f"{report.nodeid or 'the collection'}: {last}"[:500]
+
+
 def settings_line(config: pytest.Config, state: RunState) -> str:
     """The run's certkit settings and gate, in one line (the report header)."""
     s = run_settings(config)
@@ -79,33 +92,32 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
         shard = state.shard
         tr.write_line(f"shard {shard['index']}/{shard['total']}: {len(shard['requirements'])} requirement(s) of {shard['suite_tests']} "
                       f"collected test(s) ran here, split by case (planned cost {shard['planned_costs'][shard['index'] - 1]:,.0f} of "
-                      f"{sum(shard['planned_costs']):,.0f}); this gate covers this shard only: `certkit merge` the {shard['total']} "
-                      "shards' results files for the suite's gate")
+                      f"{sum(shard['planned_costs']):,.0f}); this shard's exit status reflects the errors in its share: "
+                      f"`certkit merge` the {shard['total']} shards' results files for the suite's gate")
     tr.write_line(counts_text(summary))
     rate = summary["pass_rate"]
     tr.write_line(f"samples: {summary['samples']} read by the requirements, {summary['forward_samples']} forward passes run (a case's "
                   "noisy samples are drawn in whole chunks, shared by its requirements and cached across runs, so the two can differ); "
                   f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
     passed = summary["gate"] == "passed"
-    tr.write_line(f"gate: {summary['gate_reason']}" + ("" if not summary.get("incomplete") else
-                  "; the results of the requirements that finished are kept"), red=not passed, green=passed)
+    kept = ("; the results of the requirements that finished are kept" if state.results else
+            "; no requirement ran, and the results, report and history say so")
+    tr.write_line(f"gate: {summary['gate_reason']}" + (kept if summary.get("incomplete") else ""), red=not passed, green=passed)
     comparison = state.comparison
     if comparison is not None:
-        regs, removed = comparison["regressions"], comparison["removed"]
-        bad = bool(regs) or (bool(removed) and not state.allow_removed)
-        tr.write_line(f"baseline {shown(state.baseline_path, config)}: {len(regs)} regressions, {len(comparison['improvements'])} "
-                      f"improvements, {len(comparison['new'])} new, {len(removed)} removed"
-                      + (f", {len(comparison['changed'])} changed (counts not compared)" if comparison.get("changed") else ""),
-                      red=bad, green=not bad)
-        for reg in regs[:50]:
-            tr.write_line(f"  REGRESSED {reg['nodeid']}: {'; '.join(reg['reasons'])}", red=True)
-        was = {r["key"]: r["status"] for r in comparison.get("removed_records", [])}
-        for key in removed[:50]:
-            tr.write_line(f"  REMOVED {key}" + (f" (was {was[key]})" if key in was else "") + (" (allowed)" if state.allow_removed else ""),
-                          red=not state.allow_removed)
-        for more, what in ((len(regs) - 50, "regressions"), (len(removed) - 50, "removed requirements")):
-            if more > 0:
-                tr.write_line(f"  ... and {more} more {what}: see {shown(state.json_path, config)}", red=True)
+        from ..regression import counts_line, fingerprint_line, named_lines  # numpy and scipy: only for a run with a baseline
+
+        bad = bool(comparison["regressions"]) or (bool(comparison["removed"]) and not state.allow_removed)
+        changed = comparison.get("model_changed") or comparison.get("oracle_changed")
+        tr.write_line(f"baseline {shown(state.baseline_path, config)}: {counts_line(comparison)}"
+                      + (f"; {fingerprint_line(comparison)}" if changed else ""), red=bad, green=not bad)
+        if state.shard is not None:
+            tr.write_line("  (this shard's regressions and removed requirements are gated by `certkit merge --baseline`)")
+        red = {"regressions": True, "removed": not state.allow_removed}
+        for kind, line in named_lines(comparison, ("regressions", "improvements", "changed", "removed"), limit=50):
+            allowed = " (allowed)" if kind == "removed" and state.allow_removed and not line.startswith("...") else ""
+            more = f": see {shown(state.json_path, config)}" if line.startswith("...") else ""
+            tr.write_line(f"  {line}{allowed}{more}", red=red.get(kind, False))
     if state.update_baseline and shown(state.baseline_path, config) in state.written:
         tr.write_line(f"baseline updated: {shown(state.baseline_path, config)}")
     for error in state.write_errors:
@@ -128,6 +140,11 @@ class Controller:
             self._arm_sigterm()  # a certkit run, known from its first requirement
         collect(self.state, report)
 
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: the controller collects nothing; a worker's collection is done
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """Under xdist, the collection finished once a worker reports its collected ids."""
+        self.state.collection_finished = True
+
     @pytest.hookimpl(optionalhook=True)  # an xdist hook: the controller collects nothing, its workers report the shard
     def pytest_testnodedown(self, node, error) -> None:
         """Take the shard record from the first worker that finishes with one (every worker computes the same)."""
@@ -136,9 +153,13 @@ class Controller:
             self.state.shard, self.state.elsewhere = share["record"], frozenset(share["elsewhere"])
 
     def pytest_collectreport(self, report) -> None:
-        """Count collection errors: a run with any is incomplete."""
+        """Keep each collection error as one line (where, and its message): a run with any is incomplete, and says why."""
         if report.failed:
-            self.state.collection_errors += 1
+            self.state.collection_errors.append(collection_error_line(report))
+
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        """Remember what ended the run: Ctrl-C or SIGTERM ("user"), or pytest's own stop (collection errors, -x)."""
+        self.state.interrupted = (str(excinfo.value) or "stopped") if isinstance(excinfo.value, pytest.Session.Interrupted) else "user"
 
     @pytest.hookimpl(trylast=True)  # after certkit tagged the requirements
     def pytest_collection_modifyitems(self, config, items) -> None:
@@ -146,6 +167,7 @@ class Controller:
         sets no certkit option), before the first one runs. Under xdist the workers collect, and the first certkit
         report arms it."""
         self.state.requirements_collected = sum(is_requirement(item) for item in items)
+        self.state.collection_finished = True
         if self.state.requirements_collected:
             self._arm_sigterm()
 

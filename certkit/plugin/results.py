@@ -23,6 +23,7 @@ from .. import gate
 from ..results import append_history, baseline_record, build, read_history, write_results
 from .recording import status as requirement_status
 from .settings import run_settings, shown
+from .sharding import configured_shard
 from .state import RunState
 
 
@@ -78,26 +79,61 @@ def run_metadata(config: pytest.Config, state: RunState) -> dict:
         "args": list(config.invocation_params.args),
         "settings": run_settings(config),
         "gate": gate_settings(state),
-        "shard": state.shard,
+        "shard": state.shard if state.shard is not None else _uncollected_shard(config),
         "models": sorted({c["model_fingerprint"] for c in certs}),
         "oracles": sorted({c["oracle_fingerprint"] for c in certs}),
     }
 
 
+def _uncollected_shard(config: pytest.Config) -> dict | None:
+    """A shard stopped before its collection finished: its K/N without a share (``certkit merge`` says it never ran)."""
+    try:
+        shard = configured_shard(config)
+    except pytest.UsageError:  # refused at configure already; not reached
+        return None
+    return None if shard is None else {"index": shard.index, "total": shard.total}
+
+
 def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
-    """Why the run did not evaluate every requirement it collected (empty when it did)."""
+    """Why the run did not evaluate every requirement it collected (empty when it did): SIGTERM, Ctrl-C (said to be
+    during the collection when it was), collection errors with their messages, -x or --maxfail."""
     reasons = []
+    during = "" if state.collection_finished else " during the collection, before any requirement ran"
+    errors = state.collection_errors
     if state.terminated:
-        reasons.append("terminated by SIGTERM")
-    elif session.exitstatus == pytest.ExitCode.INTERRUPTED:
-        reasons.append("interrupted (Ctrl-C, or pytest stopped the run)")
+        reasons.append("terminated by SIGTERM" + during)
+    elif state.interrupted == "user":
+        reasons.append("interrupted (Ctrl-C)" + during)
+    elif session.exitstatus == pytest.ExitCode.INTERRUPTED and not errors and not (session.shouldstop or session.shouldfail):
+        reasons.append(f"interrupted ({state.interrupted or 'pytest stopped the run'})" + during)
     for stop in (session.shouldstop, session.shouldfail):
         if stop:
             reasons.append(f"stopped early: {stop}")
-    errors = state.collection_errors
     if errors:
-        reasons.append(f"{errors} collection error(s): some requirements were never collected")
+        stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED and state.interrupted != "user"
+        reasons.append(f"{len(errors)} collection error(s): " + ("pytest stopped before any test ran" if stopped else
+                       "some requirements were never collected") + " (" + "; ".join(errors[:5])
+                       + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "") + ")")
     return reasons
+
+
+def _certkit_project(config: pytest.Config, state: RunState) -> bool:
+    """Whether a run that stopped is a certkit run although it holds no result: it collected a requirement; or its
+    collection did not finish or had errors (so its requirements may never have been collected) and a ``--certkit-*``
+    option was given or a conftest defines ``certkit_model`` (ini keys alone do not count: a repository may keep them
+    for audits beside unit tests that are no certkit run)."""
+    import types
+
+    from .settings import RUN_OPTIONS, SETTINGS
+
+    if state.requirements_collected:
+        return True
+    if state.collection_finished and not state.collection_errors:
+        return False
+    if any(config.getoption(f"certkit_{name}") is not None for name in {**SETTINGS, **RUN_OPTIONS}):
+        return True
+    return any(isinstance(p, types.ModuleType) and Path(getattr(p, "__file__", None) or "").name == "conftest.py"
+               and hasattr(p, "certkit_model") for p in config.pluginmanager.get_plugins())
 
 
 def exit_status(current: int, verdict: str) -> int:
@@ -112,11 +148,14 @@ def finish(session: pytest.Session, state: RunState) -> None:
     the results and the report. A run with a baseline is gated even if it evaluated no requirement (its -k
     deselected every one): the baseline's requirements are then missing from it. A shard writes its results even when
     its share holds no requirement, so `certkit merge` gets all N files. A run stopped (SIGTERM, Ctrl-C, -x) before its
-    first requirement finished writes its (empty, INCOMPLETE) results too, so no earlier run's file is taken for its
-    own. A run that runs no test by design (--collect-only, --setup-only, --setup-plan) is not gated."""
+    first requirement finished, or before or during the collection (a case file, marker or import error, Ctrl-C), writes
+    its (empty, INCOMPLETE) results, report and history line too, with the reason, so no earlier run's files are taken
+    for its own; an INCOMPLETE run never replaces the baseline (--certkit-update-baseline). A shard is gated on the
+    errors in its share (:func:`certkit.gate.shard_rules`), the suite's gate is the merge's. A run that runs no test by
+    design (--collect-only, --setup-only, --setup-plan) is not gated."""
     config = session.config
     runs_no_test = any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
-    stopped_early = state.requirements_collected > 0 and bool(_incomplete(session, state))
+    stopped_early = bool(_incomplete(session, state)) and _certkit_project(config, state)
     if runs_no_test or (not state.results and state.baseline is None and state.shard is None and not stopped_early):
         return
     # what did not finish is kept and written (the summary says why: _incomplete); the gate cannot pass on such a run
@@ -124,7 +163,7 @@ def finish(session: pytest.Session, state: RunState) -> None:
                      run_metadata(config, state), state.cases, _incomplete(session, state))
     summary = document["summary"]
     state.written, state.write_errors = [], []
-    from ..regression import compare
+    from ..regression import compare  # the plugin composes the document and its comparison (results.py does not compare)
     from ..report import write_report
 
     baseline = shown(state.baseline_path, config)
@@ -139,8 +178,7 @@ def finish(session: pytest.Session, state: RunState) -> None:
         else:
             document["baseline"] = baseline_record(baseline, comparison)
     state.comparison = comparison
-    rules = gate.rules(summary, gate_settings(state), comparison, baseline if state.baseline is not None else None)
-    summary["gate"], summary["gate_reason"] = gate.decide(summary, rules)
+    gate.decide_document(document, comparison, baseline if state.baseline is not None else None)
     session.exitstatus = exit_status(session.exitstatus, summary["gate"])
     history = []
     if state.history_path:
@@ -156,7 +194,9 @@ def finish(session: pytest.Session, state: RunState) -> None:
     targets = [(state.json_path, write_results)]
     if state.report_path:
         targets.append((state.report_path, report))
-    if state.update_baseline:
+    if state.update_baseline and summary["gate"] == gate.INCOMPLETE:
+        state.write_errors.append(f"the baseline {baseline} was not updated: this run did not finish (gate INCOMPLETE)")
+    elif state.update_baseline:
         targets.append((state.baseline_path, write_results))
     for path, write in targets:
         try:
