@@ -262,10 +262,33 @@ def test_demo_report_in_headless_chromium(demo_report):
     s = doc["summary"]
     assert "<title>certkit audit report</title>" in dom.stdout
     assert f'id="n-certified">{s["certified"]}<' in dom.stdout and f'id="n-not-certified">{s["not certified"]}<' in dom.stdout
-    assert dom.stdout.count('<svg class="chart"') >= 1
+    assert not any(c["mode"] == "frontier" for c in _rows(doc))  # the demo certifies: cells and rows, no chart card
+    assert '<svg class="chart"' not in dom.stdout and 'class="casecard"' not in dom.stdout
     assert f'data-shown="{len(_rows(doc))}"' in dom.stdout and 'data-ready="' in dom.stdout  # the script ran, every row shown
     assert '<form id="filters">' in dom.stdout  # unhidden by the script
+    # the matrix: every requirement is one mark, its status as a symbol (not colour alone), linking to its row
+    matrix = dom.stdout[dom.stdout.index('<div id="matrix">'):dom.stdout.index("</table>", dom.stdout.index('<div id="matrix">'))]
+    marks = re.findall(r'<a href="#(r\d+)" class="m (\w)" title="([^"]*)">(.)<small>', matrix)
+    symbols = {"certified": "✓", "not certified": "✗", "inconclusive": "?", "error": "!"}
+    assert sorted(symbol for *_, symbol in marks) == sorted(symbols[c["status"]] for c in _rows(doc))
+    assert all(title.startswith(next(s for s, sym in symbols.items() if sym == symbol)) for _, _, title, symbol in marks)
+    for anchor, *_ in marks:
+        assert f'id="{anchor}"' in dom.stdout
+    assert dom.stdout.count('<a href="#r') == len(_rows(doc)) == s["requirements"]
     _clean(shot.stderr + dom.stderr)
+
+
+def test_a_matrix_link_opens_its_row_in_chromium(demo_report):
+    """A mark links to its requirement's row; the row's group opens even when it was closed (all certified)."""
+    doc = json.loads((demo_report / "results.json").read_text())
+    html = (demo_report / "audit.html").read_text()
+    closed = re.search(r'<details class="group" data-test="([^"]+)">', html)  # a group of certified rows only: closed
+    assert closed, "the demo has a group with every requirement certified"
+    row = re.search(r'<tr id=(r\d+)>', html[closed.start():]).group(1)
+    dom = _browse(demo_report, "--dump-dom", fragment=f"#{row}")
+    assert re.search(rf'<details class="group" data-test="{re.escape(closed.group(1))}" open="">', dom.stdout)
+    assert f'data-shown="{len(_rows(doc))}"' in dom.stdout  # the link is not a filter: every row is still shown
+    _clean(dom.stderr)
 
 
 def test_filters_and_sorting_work_in_chromium(demo_report):
@@ -274,9 +297,9 @@ def test_filters_and_sorting_work_in_chromium(demo_report):
     bad = _rows(doc, "not certified")
     dom = _browse(demo_report, "--dump-dom", fragment="#filter?status=n")
     assert f'data-shown="{len(bad)}"' in dom.stdout and len(bad) > 0
-    visible = re.findall(r"<tr class=\"n\"><td>([^<]+)<", dom.stdout)
+    visible = re.findall(r"<tr class=\"n\"(?: id=\"r\d+\")?><td>([^<]+)<", dom.stdout)
     assert sorted(visible) == sorted(c["case_id"] for c in bad)
-    assert "<tr hidden" in dom.stdout  # the certified ones are hidden, not removed
+    assert re.search(r"<tr (?:id=\"r\d+\" )?hidden", dom.stdout)  # the certified ones are hidden, not removed
     one = bad[0]["case_id"]
     dom = _browse(demo_report, "--dump-dom", fragment=f"#filter?case={one}&status=c,n,i,e,x")
     assert f'data-shown="{sum(c["case_id"] == one for c in _rows(doc))}"' in dom.stdout
@@ -316,6 +339,14 @@ def test_printed_report_shows_every_requirement(demo_report):
     run_id = doc["run"]["run_id"]
     assert sum(run_id in p.extract_text() for p in reader.pages) == len(reader.pages) > 1  # the header on every page
     assert "gate PASSED" in text
+    # a reviewer's printout: at most 7 A4 pages, every requirement's status (symbol, n, p_A lower, eps) on the first two
+    assert len(reader.pages) <= 7, len(reader.pages)
+    first = unicodedata.normalize("NFKC", "\n".join(page.extract_text() for page in reader.pages[:2]))
+    shown = re.findall(r"([✓✗?!])\s*n (\d+) · p≥([\d.e-]+) · ε ([\d.]+)", first)
+    assert sorted((sym, int(n)) for sym, n, _, _ in shown) == sorted(
+        ({"certified": "✓", "not certified": "✗", "inconclusive": "?", "error": "!"}[c["status"]], c["n"]) for c in _rows(doc))
+    assert all(float(lower) <= c for (_, _, lower, _), c in zip(sorted(shown, key=lambda t: float(t[2])),
+                                                                 sorted(c["p_a_lower"] for c in _rows(doc))))  # rounded down
 
 
 def test_removed_requirements_are_listed_in_the_report_with_their_baseline_status():

@@ -197,7 +197,7 @@ def trend_chart(history: list[dict]) -> str | None:
         else:
             parts.append(f'<rect x="{lx}" y="{ly - 7.5}" width="8" height="8" fill="{col}" stroke="#1f2328"/>')
         parts.append(f'<text x="{lx + 12}" y="{ly}" class="tick">{text}</text>')
-        lx += 16 + 5.2 * len(text)
+        lx += 24 + 5.6 * len(text)  # about the width of 10 px text
     parts.append(f'<line x1="{left}" y1="{ly + 14}" x2="{left + 20}" y2="{ly + 14}" stroke="#57606a" stroke-width="1.5"/>'
                  f'<text x="{left + 24}" y="{ly + 17.5}" class="tick">certified share (left axis)</text>'
                  f'<line x1="{left + 170}" y1="{ly + 14}" x2="{left + 190}" y2="{ly + 14}" stroke="#0969da" stroke-width="1.5" '
