@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import gate
+from . import gate, testdata
 from .certificate import ERROR, REQUIREMENT_STATUSES, from_json_float
 
 __all__ = [
@@ -46,15 +46,19 @@ def certificates(record: dict) -> list[dict]:
     return record.get("certificates") or []
 
 
-def build(results, run: dict, cases: dict, incomplete=()) -> dict:
+def build(results, run: dict, cases: dict, incomplete=(), test_data: dict | None = None) -> dict:
     """A results document from a run's records (each with its ``status``), its ``run`` metadata and its ``cases``: the
     records sorted by node id, the summary of :func:`certkit.gate.summarize` with ``incomplete`` (why the run did not
-    finish) when there is a reason. The gate is not decided here: the caller adds it to the summary."""
+    finish) when there is a reason, and ``test_data`` (:func:`certkit.testdata.summarize`) when the run read any.
+    The gate is not decided here: the caller adds it to the summary."""
     results = sorted(results, key=lambda r: r["nodeid"])
     summary = gate.summarize(results)
     if incomplete:
         summary["incomplete"] = list(incomplete)
-    return {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": results, "cases": cases}
+    document = {"schema": RESULTS_SCHEMA, "run": run, "summary": summary, "results": results, "cases": cases}
+    if test_data:
+        document["test_data"] = test_data
+    return document
 
 
 def write_results(path: str | Path, document: dict) -> None:
@@ -268,7 +272,7 @@ def merge(docs: list[dict], names: list[str], force: bool = False, command: list
     run["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     run["models"] = sorted({m for d in docs for m in d["run"].get("models", [])})
     run["oracles"] = sorted({m for d in docs for m in d["run"].get("oracles", [])})
-    document = build(results, run, cases, incomplete)
+    document = build(results, run, cases, incomplete, testdata.merge(d.get("test_data") for d in docs))
     summary = document["summary"]
     summary["samples"] = sum(d["summary"].get("samples", 0) for d in docs)
     summary["forward_samples"] = sum(d["summary"].get("forward_samples", 0) for d in docs)

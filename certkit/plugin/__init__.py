@@ -28,7 +28,13 @@ from .controller import Controller, settings_line, shows_header
 from .devices import controller_devices, pin_worker, pytest_configure_node, pytest_xdist_auto_num_workers, share_cores_on_worker
 from .fixtures import CertkitRequirement, _certkit_smoothed_cache, case_summary, certkit, certkit_model, certkit_oracle, failure_message
 from .labelling import register as register_labelling
-from .recording import is_requirement, pytest_make_collect_report, pytest_runtest_makereport, tag_requirements
+from .recording import (
+    is_requirement,
+    pytest_load_initial_conftests,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    tag_requirements,
+)
 from .settings import SETTINGS, as_given, from_cli_or_ini, path_setting, pytest_addoption, resolve_settings, run_settings, uses_certkit
 from .sharding import configured_shard, keep_shard
 from .state import STATE, RunState
@@ -38,7 +44,7 @@ __all__ = [
     # hooks and fixtures pytest finds on this module
     "certkit", "certkit_model", "certkit_oracle", "_certkit_smoothed_cache", "pytest_addoption", "pytest_configure",
     "pytest_collection_modifyitems", "pytest_configure_node", "pytest_make_collect_report", "pytest_report_collectionfinish",
-    "pytest_report_header",
+    "pytest_load_initial_conftests", "pytest_report_header",
     "pytest_runtest_makereport", "pytest_xdist_auto_num_workers",
 ]
 

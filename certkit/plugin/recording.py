@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from .state import RunState
 _REQUIREMENT = pytest.StashKey[bool]()
 _RECORDS = pytest.StashKey[dict]()  # {"certificates": [...], "cases": {hash: summary}, "sent": (n certs, n cases), "error": text}
 _CRASH = re.compile(r"worker '[^']+' crashed while running")
+_SOURCES_SENT = pytest.StashKey[int]()  # how many of this process's test-data records (certkit.testdata) were sent
 JUNIT_PROPERTY = "certkit_certificate"
 _PROPERTY_FAMILIES = ("xunit1", "legacy")
 
@@ -43,6 +45,33 @@ def is_requirement(item: pytest.Item) -> bool:
 
 def _records(item: pytest.Item) -> dict:
     return item.stash.setdefault(_RECORDS, {"certificates": [], "cases": {}, "sent": (0, 0)})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """This run's test data starts here, before any conftest is imported: a source another pytest run in this process
+    read (pytester's in-process runs) is not this run's."""
+    from ..testdata import mark
+
+    early_config.stash[_SOURCES_SENT] = mark()
+
+
+def _new_sources(config: pytest.Config) -> list[dict]:
+    """The test-data sources this process read since its last report (paths relative to the rootdir where below it),
+    for the controller's ``test_data``: test modules are imported on the xdist workers, so the records travel with the
+    reports."""
+    from ..testdata import read_since
+
+    sent = config.stash.get(_SOURCES_SENT, 0)
+    new = read_since(sent)
+    config.stash[_SOURCES_SENT] = sent + len(new)
+    for source in new:
+        if source["path"] is not None:
+            try:
+                source["path"] = Path(source["path"]).relative_to(config.rootpath).as_posix()
+            except ValueError:
+                pass
+    return new
 
 
 def record_certificate(item: pytest.Item, certificate: dict, case_hash: str, case_summary) -> None:
@@ -110,7 +139,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     certificates = records["certificates"][sent_certs:]
     cases = list(records["cases"].values())[sent_cases:]
     records["sent"] = (len(records["certificates"]), len(records["cases"]))
-    report.certkit = json.dumps({"certificates": certificates, "cases": cases, "error": error})
+    report.certkit = json.dumps({"certificates": certificates, "cases": cases, "error": error, "sources": _new_sources(item.config)})
     config = item.config
     # junitxml writes the properties of the teardown report
     if report.when == "teardown" and getattr(config.option, "xmlpath", None) and config.getini("junit_family") in _PROPERTY_FAMILIES:
@@ -153,6 +182,8 @@ def collect(state: RunState, report: pytest.TestReport) -> None:
     data = json.loads(payload) if payload else {"certificates": [], "cases": [], "error": None}
     for case in data["cases"]:
         state.cases.setdefault(case["hash"], case)
+    for source in data.get("sources", ()):
+        state.sources.setdefault((source["path"], source["sha256"], source["format"]), source)
     certs = data["certificates"]
     record = state.results.get(report.nodeid)
     if report.when in ("call", "???") or (report.when == "setup" and report.outcome != "passed") or certs:

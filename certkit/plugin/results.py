@@ -21,6 +21,7 @@ import pytest
 
 from .. import gate
 from ..results import append_history, baseline_record, build, read_history, write_results
+from ..testdata import summarize as summarize_test_data
 from .recording import status as requirement_status
 from .settings import run_settings, shown
 from .sharding import configured_shard
@@ -160,7 +161,7 @@ def finish(session: pytest.Session, state: RunState) -> None:
         return
     # what did not finish is kept and written (the summary says why: _incomplete); the gate cannot pass on such a run
     document = build([{**record, "status": requirement_status(record)} for record in state.results.values()],
-                     run_metadata(config, state), state.cases, _incomplete(session, state))
+                     run_metadata(config, state), state.cases, _incomplete(session, state), summarize_test_data(state.sources.values()))
     summary = document["summary"]
     state.written, state.write_errors = [], []
     from ..regression import compare  # the plugin composes the document and its comparison (results.py does not compare)

@@ -32,6 +32,7 @@ class RunState:
     started_monotonic: float = field(default_factory=time.monotonic)  # for the duration: immune to clock changes
     results: dict = field(default_factory=dict)  # nodeid -> record
     cases: dict = field(default_factory=dict)  # content hash -> case summary (prompt, thumbnail)
+    sources: dict = field(default_factory=dict)  # (path, sha256, format) -> a test-data source load_cases read (certkit.testdata)
     collection_errors: list[str] = field(default_factory=list)  # one line per collection error: where, and its message
     collection_finished: bool = False  # pytest got as far as the collection's end (modifyitems) in this process
     interrupted: str | None = None  # the KeyboardInterrupt that ended the run: "user" (Ctrl-C, SIGTERM) or pytest's reason
