@@ -138,3 +138,31 @@ def test_judge_oracle_refuses_a_generator_or_a_template_without_the_answer():
         JudgeOracle(object())
     with pytest.raises(OracleError, match="answer"):
         JudgeOracle(_Recorder().adapter, template="{prompt}")
+
+
+def test_every_oracle_takes_a_measured_error_bound():
+    """``error=`` takes a measured OracleErrorBound as well as a number: its upper bound is the error subtracted, the
+    bound is kept (certificates record it) and the fingerprint changes with it; the refusal names both forms."""
+    from certkit.oracles import JudgeOracle, OracleErrorBound
+    from certkit.stats import clopper_pearson
+
+    makers = {
+        "label": lambda e: LabelOracle(["a", "b"], error=e),
+        "keyword": lambda e: KeywordOracle({"a": ["x"]}, default="b", error=e),
+        "refusal": lambda e: KeywordOracle.refusal(error=e),
+        "action": lambda e: ActionOracle(["a", "b"], error=e),
+        "classifier": lambda e: ClassifierOracle(lambda outs: ["a"] * len(outs), ["a", "b"], name="c", error=e),
+        "judge": lambda e: JudgeOracle(_Recorder().adapter, error=e),
+    }
+    upper = clopper_pearson(1, 500, 0.01)[1]
+    for name, make in makers.items():
+        plain = make(0.0)
+        bound = OracleErrorBound(upper=upper, mistakes=1, n=500, alpha=0.01, digest="sha256:" + "ab" * 32, kind="disagreement",
+                                 oracle=plain.behaviour)
+        measured = make(bound)
+        assert measured.error == upper and measured.calibration is bound, name
+        assert measured.check_outcome(plain.labels[0]) == plain.labels[0]
+        assert measured.fingerprint not in (plain.fingerprint, make(upper).fingerprint) and measured.behaviour == plain.behaviour
+        assert plain.calibration is None
+    with pytest.raises(OracleError, match=r"error must be a fraction in \[0, 1\) or a certkit.oracles.OracleErrorBound"):
+        LabelOracle(["a", "b"], error="0.02")
