@@ -1,5 +1,6 @@
 """certkit.testing: the tiny-LLaVA builder is deterministic for a seed, differs across seeds, and saves a folder
-VisionLanguageModel loads and certifies, as the module's smoke-audit example promises."""
+VisionLanguageModel loads and certifies, as the module's smoke-audit example promises; its tokenizer spells any
+text, so the README's smoke conftest reads prompts written for the real model."""
 
 import numpy as np
 import torch
@@ -8,7 +9,7 @@ from certkit import Case, Smoothed
 from certkit.models import VisionLanguageModel
 from certkit.noise import Gaussian
 from certkit.oracles import KeywordOracle
-from certkit.testing import save_tiny_llava, tiny_llava
+from certkit.testing import SPECIALS, byte_tokenizer, save_tiny_llava, tiny_llava
 
 
 def _weights(model):
@@ -30,12 +31,26 @@ def test_a_saved_tiny_llava_is_a_model_certkit_certifies(tmp_path):
     assert cert.n == 64 and sum(cert.label_counts.values()) == 64 and cert.model_fingerprint == model.fingerprint
 
 
+def test_the_byte_tokenizer_spells_any_text_and_is_deterministic():
+    tok = byte_tokenizer()
+    assert tok.convert_ids_to_tokens(list(range(len(SPECIALS)))) == list(SPECIALS)
+    assert tok.backend_tokenizer.to_str() == byte_tokenizer().backend_tokenizer.to_str()
+    for text in ["Write a caption for this image", "Décrivez l'image — 3 phrases 🙂", "naïve façade, 東京, \u0000\t\r\n",
+                 "pick up the cube"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.unk_token_id not in ids and tok.decode(ids) == text
+    assert len(tok(" pick up the red cube", add_special_tokens=False)["input_ids"]) == 5  # the corpus' words: one token each
+
+
+# prompts a real suite would ask, none of them in the tiny tokenizer's corpus (certkit.testing.WORDS)
 SMOKE_SUITE = '''
 import numpy as np
 import pytest
 from certkit import Case
 
-CASES = [Case(f"c{i}", "pick up the red cube", np.full((3, 32, 32), 0.2 * i + 0.1, dtype=np.float32)) for i in range(3)]
+PROMPTS = ["Write a caption for this image", "Is it safe to give these scissors to a child? Answer yes or no.",
+           "Décrivez l'image en une phrase, s'il vous plaît 🙂"]
+CASES = [Case(f"c{i}", p, np.full((3, 32, 32), 0.2 * i + 0.1, dtype=np.float32)) for i, p in enumerate(PROMPTS)]
 
 
 @pytest.mark.certkit(sigma=0.25, beta=0.1, outcome="refused")

@@ -234,7 +234,12 @@ class ProcessorEncoding:
                              f"certkit cannot locate the prompt for {type(self.processor).__name__}")
         editable = np.zeros(len(proc_ids), dtype=bool)
         editable[k : k + len(tail)] = inside[first:]
-        want = "".join(full[a:b] for (a, b), ok in zip(offsets, inside) if ok)
+        # the characters the prompt's tokens cover, each once: a byte-level tokenizer spells a multi-byte character
+        # (é, an emoji) with several tokens, each of whose offsets span the whole character
+        covered = np.zeros(len(full), dtype=bool)
+        for (a, b), ok in zip(offsets, inside):
+            covered[a:b] |= ok
+        want = "".join(full[j] for j in np.flatnonzero(covered))
         got = self.tokenizer.decode([proc_ids[j] for j in np.flatnonzero(editable)], skip_special_tokens=False)
         if _WHITESPACE.sub("", got) != _WHITESPACE.sub("", want):
             raise ModelError(f"case {case_id!r}: the located prompt tokens decode to {got!r}, not the prompt {want!r} "

@@ -1,8 +1,9 @@
 """Tiny real models for smoke audits: one tiny-LLaVA builder and small torch classifiers.
 
 :func:`tiny_llava` builds a real transformers ``LlavaForConditionalGeneration`` (CLIP vision tower, Llama text
-tower) from its configs, with a word-level tokenizer made in-process with ``tokenizers`` and a real
-``LlavaProcessor``. It guarantees:
+tower) from its configs, with a tokenizer made in-process with ``tokenizers`` and a real ``LlavaProcessor``.
+By default the tokenizer is byte-level (:func:`byte_tokenizer`): it spells any text, so a smoke audit reads the
+suite's own prompts; ``words=`` gives a word-level one (:func:`word_tokenizer`) instead. It guarantees:
 
 * offline: nothing is downloaded, no file is read;
 * deterministic: the same arguments and ``seed`` give the same weights, tokenizer and processor, bit for bit
@@ -26,14 +27,15 @@ rest of certkit, so a script may load it by path in a virtualenv without certkit
 from __future__ import annotations
 
 import contextlib
+import string
 from pathlib import Path
 
 import torch
 
-__all__ = ["WORDS", "CHAT_TEMPLATE", "SPECIALS", "word_tokenizer", "tiny_llava", "save_tiny_llava",
+__all__ = ["WORDS", "CHAT_TEMPLATE", "SPECIALS", "byte_tokenizer", "word_tokenizer", "tiny_llava", "save_tiny_llava",
            "BrightnessClassifier", "KeywordImageClassifier", "SmallGuard", "CoinFlip"]
 
-#: the default vocabulary: a few words of pick-and-place requests and refusals
+#: a few words of pick-and-place requests and refusals: the byte-level tokenizer's merges are trained on them
 WORDS = (
     "USER : ASSISTANT pick up place hand over the a red green blue cube cup knife ball to on table person "
     "please now I cannot help with that refuse it is"
@@ -80,18 +82,52 @@ def word_tokenizer(words=WORDS, *, chat_template: str = CHAT_TEMPLATE, train: bo
     return fast
 
 
-def tiny_llava(seed: int = 0, *, words=WORDS, train_tokenizer: bool = True, vocab_size: int | None = None,
+def byte_tokenizer(corpus=WORDS, *, chat_template: str = CHAT_TEMPLATE, vocab_size: int | None = None,
+                   specials=("<image>",), unk: str = "<unk>", pad: str = "<pad>", bos: str | None = "<s>", eos: str = "</s>",
+                   extra: dict | None = None, cls=None):
+    """A byte-level BPE fast tokenizer (``cls``, default ``PreTrainedTokenizerFast``) that spells any text: its
+    alphabet is the 256 bytes (GPT-2's byte-level mapping), so no character is unknown, and the merges trained with
+    ``tokenizers``' ``BpeTrainer`` on the words of ``corpus`` make those words one token each, and a space and an
+    ASCII letter, digit or punctuation mark one token (at most ``vocab_size`` tokens in all). The ids are laid out as
+    :func:`word_tokenizer`'s: ``unk`` (kept for the layout, never produced), ``pad``, ``bos`` and ``eos``, then
+    ``specials`` as additional special tokens (with the defaults, ids 0..4 are :data:`SPECIALS`), then the bytes and
+    merges. Offsets leave out the space a token carries, so a prompt's tokens are located by their characters.
+    Deterministic: the same arguments give the same tokenizer, bit for bit."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    base = [t for t in (unk, pad, bos, eos) if t]
+    added = [t for t in specials if t not in base]
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    size = {} if vocab_size is None else {"vocab_size": vocab_size}
+    # a space merged with the character after it, as in published byte-level vocabularies: a lone space's token has an
+    # empty character span, so it could not be placed in the prompt
+    words = [" ".join(corpus), " " + " ".join(string.ascii_letters + string.digits + string.punctuation)]
+    tok.train_from_iterator(words, trainers.BpeTrainer(special_tokens=base + added, show_progress=False,
+                                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), **size))
+    fast = (cls or PreTrainedTokenizerFast)(tokenizer_object=tok, unk_token=unk, pad_token=pad, bos_token=bos, eos_token=eos,
+                                            extra_special_tokens=extra or {})
+    fast.add_special_tokens({"additional_special_tokens": added})
+    fast.chat_template = chat_template
+    return fast
+
+
+def tiny_llava(seed: int = 0, *, words=None, train_tokenizer: bool = True, vocab_size: int | None = None,
                split_punctuation: bool = True, chat_template: str = CHAT_TEMPLATE,
                image_size: int = 32, patch_size: int = 8, image_mean=None, image_std=None, pil: bool = True,
                vision_hidden: int = 32, vision_layers: int = 2, vision_heads: int = 2, vision_intermediate: int | None = None,
                projection_dim: int | None = None, vision_feature_layer: int = -1,
                hidden: int = 32, layers: int = 2, heads: int = 2, intermediate: int | None = None, head_dim: int | None = None,
-               max_positions: int = 128, vocab_multiple: int = 1, generation_ids: bool = False,
+               max_positions: int = 1024, vocab_multiple: int = 1, generation_ids: bool = False,
                dtype: torch.dtype | None = None, device=None):
     """A randomly initialised tiny LLaVA and its processor: ``(model, processor)``, the model in train mode.
 
-    Tokenizer: :func:`word_tokenizer` of ``words`` (``train_tokenizer``, ``vocab_size``, ``split_punctuation``,
-    ``chat_template``). Images: a CLIP image processor resizing and cropping to ``image_size`` (``image_mean`` /
+    Tokenizer: :func:`byte_tokenizer` (``vocab_size``, ``chat_template``), which spells any prompt; with ``words``,
+    :func:`word_tokenizer` of those words (``train_tokenizer``, ``vocab_size``, ``split_punctuation``,
+    ``chat_template``), which spells only them. Images: a CLIP image processor resizing and cropping to ``image_size`` (``image_mean`` /
     ``image_std`` default to CLIP's; ``pil=False`` takes transformers' default backend, torchvision where
     installed), cut into ``patch_size`` patches plus the class token. Vision tower: CLIP of ``vision_hidden``
     width, ``vision_layers`` layers, ``vision_heads`` heads, MLP ``vision_intermediate`` (default twice the
@@ -104,8 +140,11 @@ def tiny_llava(seed: int = 0, *, words=WORDS, train_tokenizer: bool = True, voca
     import transformers
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    tok = word_tokenizer(words, chat_template=chat_template, train=train_tokenizer, vocab_size=vocab_size,
-                         split_punctuation=split_punctuation)
+    if words is None:
+        tok = byte_tokenizer(chat_template=chat_template, vocab_size=vocab_size)
+    else:
+        tok = word_tokenizer(words, chat_template=chat_template, train=train_tokenizer, vocab_size=vocab_size,
+                             split_punctuation=split_punctuation)
     normalise = {k: v for k, v in (("image_mean", image_mean), ("image_std", image_std)) if v is not None}
     image_processor = getattr(transformers, "CLIPImageProcessorPil" if pil else "CLIPImageProcessor")(  # no fallback warning for PIL
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, **normalise)

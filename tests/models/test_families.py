@@ -232,6 +232,9 @@ def test_a_prompt_with_the_image_token_is_refused_with_its_name(family):
 
     with pytest.raises(ModelError, match="special token"):
         adapter.encode(Case("c", f"pick {placeholder} up", _image()))
+    if adapter.tokenizer.unk_token_id not in adapter.tokenizer("zyzzyva", add_special_tokens=False)["input_ids"]:
+        adapter.encode(Case("c", "pick zyzzyva up", _image()))  # a byte-level tokenizer (LLaVA's) spells any word
+        return
     with pytest.raises(ModelError, match="cannot spell 'zyzzyva' in the prompt and reads it as its unknown token"):
         adapter.encode(Case("c", "pick zyzzyva up", _image()))
 
