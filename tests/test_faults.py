@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.plugin.project import CONFTEST
+from tests.plugin.project import CONFTEST, QUICK
 
 SUITE = '''
 import os
@@ -269,6 +269,59 @@ def test_collection_errors_make_the_run_incomplete(pytester):
     doc = json.loads((pytester.path / "reports" / "results.json").read_text())
     assert doc["summary"]["gate"] == "incomplete"
     assert any("collection error" in r for r in doc["summary"]["incomplete"])
+    assert any("test_broken.py: " in r for r in doc["summary"]["incomplete"])  # where, and the error's own message
+
+
+# a run that stops before or during its collection: (test module, pytest options, the reason results.json must give)
+STOPS_IN_COLLECTION = {
+    "missing image": ('from certkit.cases import load_cases\nCASES = load_cases("cases.csv")\n', (),
+                      "test_audit.py: cases.csv:2: image: file 'missing.png' does not exist"),
+    "bad marker": ('import pytest\n\n@pytest.mark.certkti(sigma=0.5)\ndef test_a(certkit):\n    pass\n', ("--strict-markers",),
+                   "test_audit.py: Failed: 'certkti' not found in `markers` configuration option"),
+    "import error": ("import no_such_module_here\n", ("--certkit-min-pass-rate", "0"),
+                     "test_audit.py: ModuleNotFoundError: No module named 'no_such_module_here'"),
+    "Ctrl-C": ("raise KeyboardInterrupt\n", (), "interrupted (Ctrl-C) during the collection, before any requirement ran"),
+}
+
+
+@pytest.mark.parametrize("stop", STOPS_IN_COLLECTION)
+def test_a_run_stopped_in_its_collection_replaces_the_last_runs_files_with_incomplete_ones(pytester, stop):
+    """Issue 28: a CI job that archives reports/ must not file the previous run's PASSED results. The stopped run
+    writes results.json, audit.html and a history line saying INCOMPLETE and why, and exits non-zero; the project
+    is a certkit project by its conftest's certkit_model even without any certkit option."""
+    import torch  # noqa: F401 - imported here, not in the in-process run, which drops what it imports (torch cannot be imported twice)
+
+    module, options, reason = STOPS_IN_COLLECTION[stop]
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n")
+    pytester.makepyfile(test_audit=module)
+    (pytester.path / "cases.csv").write_text("id,prompt,image\nc0,hi,missing.png\n")
+    reports = pytester.path / "reports"
+    reports.mkdir()
+    (reports / "results.json").write_text('{"stale": "the last run passed"}')
+    (reports / "audit.html").write_text("<html>Gate PASSED (the last run)</html>")
+    old = {"finished": "2026-01-01T00:00:00Z", "requirements": 3, "certified": 3, "pass_rate": 1.0, "mean_radius": 0.1}
+    (reports / "history.jsonl").write_text(json.dumps(old) + "\n")
+    res = pytester.runpytest_inprocess(*QUICK, *options, no_reraise_ctrlc=True)
+    assert res.ret not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), res.stdout.str()
+    doc = json.loads((reports / "results.json").read_text())
+    assert doc["summary"]["gate"] == "incomplete" and doc["results"] == []
+    assert any(reason in r for r in doc["summary"]["incomplete"]), doc["summary"]["incomplete"]
+    assert reason in doc["summary"]["gate_reason"]
+    html = (reports / "audit.html").read_text()
+    assert "INCOMPLETE" in html and "the last run" not in html
+    lines = (reports / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["requirements"] == 0
+    assert json.loads(lines[1]).get("gate", "incomplete") == "incomplete"
+    res.stdout.fnmatch_lines(["gate: INCOMPLETE: the run did not finish (*); no requirement ran, and the results, report and history "
+                              "say so"])
+
+
+def test_a_project_without_certkit_stopped_in_its_collection_writes_nothing(pytester):
+    """certkit installed in a project that does not use it: a collection error there writes no certkit files."""
+    pytester.makepyfile(test_plain="import no_such_module_here\n")
+    res = pytester.runpytest_inprocess(*QUICK)
+    assert res.ret == pytest.ExitCode.INTERRUPTED and not (pytester.path / "reports").exists()
 
 
 # --------------------------------------------------------------------------- the cache under pressure
