@@ -357,80 +357,6 @@ def cmd_calibrate(args, parser) -> int:
         records, unlabelled = read_labelled(args.labelled)
         oracle = load_oracle(args.oracle)
     except ValueError as exc:
-        parser.error(str(exc))
-    for r in records:
-        if r["label"] not in oracle.all_labels:
-            parser.error(f"{args.labelled}:{r['_line']}: label {r['label']!r} is not one of oracle {oracle.name}'s labels "
-                         f"{list(oracle.all_labels)}")
-    answers: list = [r["answer"] for r in records]
-    if oracle.needs_request:
-        answers = [{"answer": r["answer"], "request": _request(r, args, parser)} for r in records]
-    try:
-        bound = calibrate(oracle, answers, [r["label"] for r in records], args.alpha, outcome=args.outcome)
-        said = [oracle([a["answer"]], request=a["request"])[0] for a in answers] if oracle.needs_request else oracle(answers)
-    except OracleError as exc:
-        parser.error(f"{args.labelled}: {exc}")
-    rest = f"; the {unlabelled} unlabelled line(s) after them are not used" if unlabelled else ""
-    print(f"{args.labelled}: {bound.n} labelled answers{rest}; oracle {oracle.behaviour}")
-    what = ("answers whose oracle label is not the true one" if bound.kind == DISAGREEMENT
-            else f"answers the oracle labels {bound.outcome!r} whose true label is another")
-    print(f"mistakes: {bound.mistakes} of {bound.n} ({what})")
-    print(f"upper bound e = {bound.upper:.6g} at alpha_o = {bound.alpha:g} (one-sided Clopper-Pearson); set {bound.digest}")
-    print(f"a certificate at alpha with this e subtracted holds with probability >= 1 - (alpha + {bound.alpha:g}) (union bound)")
-    print("paste into conftest.py as the oracle's error:")
-    print(f"    error={bound.code()}")
-    zero, at_rate = more_needed(bound.mistakes, bound.n, bound.alpha, args.target)
-    if zero == 0:
-        print(f"target e <= {args.target:g}: reached")
-    else:
-        rate = bound.mistakes / bound.n
-        zero_text = "more than 10^9" if zero is None else str(zero)
-        rate_text = ("never, at that rate" if at_rate is None else f"about {at_rate} more") if bound.mistakes else zero_text + " more"
-        print(f"target e <= {args.target:g}: {zero_text} more labelled answers if none of them is a mistake; "
-              f"{rate_text} if they err at the observed rate {rate:.3%}")
-    changed = sum(r.get("oracle_label") not in (None, o) for r, o in zip(records, said))
-    if changed:
-        print(f"note: the oracle now labels {changed} of these answers otherwise than the run that sampled them (oracle_label): "
-              "it changed since; the bound is of the oracle as it is now")
-    if bound.kind == DISAGREEMENT:
-        print("note: without --outcome this is the disagreement rate, good for every outcome; --outcome A measures the "
-              "false-A rate a certificate of A needs, which is smaller")
-    return 0
-
-
-def _request(record: dict, args, parser):
-    """The audited case a judged answer was given for, from ``--cases`` by the record's case id (its content hash checked)."""
-    from .cases import CaseError, load_cases
-
-    if args.cases is None:
-        parser.error(f"--oracle {args.oracle}: this oracle judges each answer with its request; give --cases FILE, the case file "
-                     "the audit loads (the requests are looked up by the sample's case ids)")
-    if not hasattr(args, "_cases"):
-        try:
-            args._cases = {case.id: case for case in load_cases(args.cases)}
-        except CaseError as exc:
-            parser.error(f"--cases {args.cases}: {exc}")
-    case = args._cases.get(record.get("case"))
-    if case is None:
-        parser.error(f"{args.labelled}:{record['_line']}: case {record.get('case')!r} is not in --cases {args.cases}")
-    if record.get("case_hash") not in (None, case.content_hash):
-        parser.error(f"{args.labelled}:{record['_line']}: case {case.id!r} in {args.cases} differs from the one the run sampled "
-                     "(its prompt or image changed): give the case file the run used")
-    return case
-
-
-def cmd_calibrate(args, parser) -> int:
-    """Measure an oracle's error on a labelled sample of a run's answers (``--certkit-label-sample``): print the bound,
-    the line to paste as the oracle's ``error=`` and how many more labelled answers the ``--target`` e needs; exit 0.
-    A bad file, line, label, oracle or case file, or a set too small for a useful bound, is a usage error (exit 2)
-    in one line naming the file (and line) and the fix."""
-    from .calibration import DISAGREEMENT, calibrate, load_oracle, more_needed, read_labelled
-    from .oracles import OracleError
-
-    try:
-        records, unlabelled = read_labelled(args.labelled)
-        oracle = load_oracle(args.oracle)
-    except ValueError as exc:
         _refuse("calibrate", str(exc))
     for r in records:
         if r["label"] not in oracle.all_labels:
@@ -451,7 +377,7 @@ def cmd_calibrate(args, parser) -> int:
     print(f"mistakes: {bound.mistakes} of {bound.n} ({what})")
     print(f"upper bound e = {bound.upper:.6g} at alpha_o = {bound.alpha:g} (one-sided Clopper-Pearson); labelled set {bound.digest}")
     print(f"a certificate at alpha with this e subtracted holds with probability >= 1 - (alpha + {bound.alpha:g}) (union bound)")
-    print("paste into conftest.py as the oracle's error:")
+    print("paste into conftest.py as the oracle's error (after `import certkit.oracles`):")
     print(f"    error={bound.code()}")
     zero, at_rate = more_needed(bound.mistakes, bound.n, bound.alpha, args.target)
     if zero == 0:
