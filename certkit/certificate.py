@@ -44,8 +44,10 @@ class Certificate:
     or ``inconclusive`` (``n_max`` samples did not settle it). ``certified`` is True only for the first.
     ``p_a_lower`` / ``p_a_upper`` bound p_A at confidence ``1 - alpha`` (the lower one already less the
     oracle's declared error); ``p_star`` is the smallest p_A that certifies; ``p_adv`` the worst case at
-    ``(edits, radius)`` implied by ``p_a_lower``. In report mode (``mode == "frontier"``) ``frontier[d]``
-    is the largest certified radius at ``d`` edits (``-inf``: none).
+    ``(edits, radius)`` implied by ``p_a_lower``; ``margin`` is ``p_a_lower - p*`` in exact arithmetic against the
+    exact boundary (:mod:`certkit.boundary`), rounded once: positive on every certified certificate of either mode,
+    whatever the rounding of ``p_star`` and ``p_adv`` (None on records made before it). In report mode
+    (``mode == "frontier"``) ``frontier[d]`` is the largest certified radius at ``d`` edits (``-inf``: none).
 
     ``oracle_error`` is the oracle error e subtracted; ``oracle_calibration`` the measured bound it came from
     (:meth:`certkit.calibration.OracleErrorBound.to_dict`: upper, n, mistakes, alpha, digest, kind, outcome, oracle) or
@@ -84,6 +86,8 @@ class Certificate:
     #: how the labels were computed (device, torch, kernel flags: :func:`certkit.models.base.runtime`); counts repeat
     #: bit for bit only on the same runtime, with deterministic algorithms on CUDA
     runtime: dict | None = None
+    #: p_a_lower - p* decided exactly (certkit.boundary): the verdict's margin, positive when certified
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

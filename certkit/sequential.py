@@ -21,6 +21,16 @@ process and so keeps the guarantee. ``tests/test_sequential.py`` checks the erro
 over every sample path and by simulation; ``bench/bench_efficiency.py`` measures samples against the
 information limit ``log(1/alpha) / KL(p_A || p*)``.
 
+Crossings are rounded outward: the evidence, computed in double precision, must reach ``log(1/alpha)`` plus
+:meth:`MixtureTest.bar`'s room for its rounding error, ``2^-30 (700 + log(1/alpha) + |log L(q)| + |betaln(k+1, n-k+1)|)``
+with ``log L(q) = k log q + (n-k) log(1-q)`` the null's log-likelihood. The evidence is a sum of terms of magnitude at
+most that scale (the null, ``betaln`` and the log-masses, which lie between ``log(1e-280) > -645`` and 0), each formed
+in a few double operations (relative error 2^-53 each) and from
+``betainc``/``betaincc`` (Boost's ibeta, accurate to far better than 2^-30 relative: ``tests/test_sequential.py``
+checks the evidence against mpmath), so the room is millions of times the error: a crossing of the raised bar is a
+crossing of ``log(1/alpha)`` in exact arithmetic, and Ville's inequality applies to the exact process. A crossing
+that only rounding could make is no crossing.
+
 The bounds reported at the stop (:meth:`MixtureTest.bounds`) come from the same mixtures with the null moved
 along a grid: a one-sided confidence sequence, valid at the stopping time at level ``1 - alpha`` each.
 """
@@ -48,6 +58,8 @@ W_FAR = 0.2
 #: a mixture mass below this is taken as zero (only ever lowers the evidence)
 _TINY = 1e-280
 _GRID = 2048
+#: the room for rounding, per unit of the evidence's scale (module docstring)
+_ROOM = 2.0**-30
 
 
 def _log_mass(k, n, a, b):
@@ -80,14 +92,14 @@ def _boundaries(p_star: float, alpha: float, n_max: int, w_one: float, width: fl
     lo, hi = pivot, n + 1  # certify boundary in [lo, hi]; hi = n + 1 means never
     while np.any(lo < hi):
         mid = (lo + hi) // 2
-        ok = test.evidence(np.minimum(mid, n), n, sides="certify")[0] >= test.threshold
+        ok = test.evidence(np.minimum(mid, n), n, sides="certify")[0] >= test.bar(np.minimum(mid, n), n)
         ok &= mid <= n
         hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid + 1)
     cert_k = hi
     lo, hi = np.full(n_max, -1, dtype=np.int64), np.minimum(pivot + 1, n)  # not-certify boundary in [lo, hi]; -1 means never
     while np.any(lo < hi):
         mid = (lo + hi + 1) // 2
-        ok = test.evidence(np.maximum(mid, 0), n, sides="against")[1] >= test.threshold
+        ok = test.evidence(np.maximum(mid, 0), n, sides="against")[1] >= test.bar(np.maximum(mid, 0), n)
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid - 1)
     fut_k = np.minimum(lo, cert_k - 1)
     cert_k.setflags(write=False)
@@ -125,6 +137,16 @@ class MixtureTest:
         """log(1/alpha): the evidence either mixture must reach."""
         return math.log(1.0 / self.alpha)
 
+    def bar(self, k, n, q=None):
+        """The evidence a crossing needs after ``k`` successes in ``n`` samples against the null ``q`` (default ``p_star``):
+        ``log(1/alpha)`` rounded outward by the room for the evidence's rounding error (module docstring). Broadcasts
+        over ``k``, ``n`` and ``q``."""
+        q = np.asarray(self.p_star if q is None else q, dtype=float)
+        k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+        null = k * np.log(q) + (n - k) * np.log1p(-q)
+        scale = 700.0 + self.threshold + np.abs(null) + np.abs(betaln(k + 1.0, n - k + 1.0))
+        return self.threshold + scale * _ROOM
+
     def evidence(self, k, n, q=None, sides: str = "both") -> tuple[np.ndarray | None, np.ndarray | None]:
         """log of the certify and not-certify mixtures after ``k`` successes in ``n`` samples, against the null ``q``
         (default ``p_star``); ``sides`` "certify" or "against" computes one (the other is None). Broadcasts over
@@ -151,9 +173,10 @@ class MixtureTest:
         if not 1 <= n <= self.n_max or not 0 <= k <= n:
             raise ValueError(f"need 0 <= k <= n and 1 <= n <= n_max = {self.n_max}, got k={k}, n={n}")
         cert, against = self.evidence(k, n)
-        if cert >= self.threshold:
+        bar = self.bar(k, n)
+        if cert >= bar:
             return Decision.CERTIFIED
-        if against >= self.threshold:
+        if against >= bar:
             return Decision.NOT_CERTIFIED
         return Decision.INCONCLUSIVE if n >= self.n_max else Decision.CONTINUE
 
@@ -167,10 +190,11 @@ class MixtureTest:
         if not outcomes.size:
             return n_before, k_before, Decision.CONTINUE
         cert, against = self.evidence(k, n)
-        hit = np.flatnonzero((cert >= self.threshold) | (against >= self.threshold))
+        bar = self.bar(k, n)
+        hit = np.flatnonzero((cert >= bar) | (against >= bar))
         if hit.size:
             i = int(hit[0])
-            return int(n[i]), int(k[i]), Decision.CERTIFIED if cert[i] >= self.threshold else Decision.NOT_CERTIFIED
+            return int(n[i]), int(k[i]), Decision.CERTIFIED if cert[i] >= bar[i] else Decision.NOT_CERTIFIED
         last = int(n[-1])
         return last, int(k[-1]), Decision.INCONCLUSIVE if last >= self.n_max else Decision.CONTINUE
 
@@ -216,18 +240,21 @@ class MixtureTest:
         """The fewest samples that can certify (every one agreeing), or None if ``n_max`` samples cannot."""
         n = np.arange(1, self.n_max + 1)
         cert, _ = self.evidence(n, n)
-        hit = np.flatnonzero(cert >= self.threshold)
+        hit = np.flatnonzero(cert >= self.bar(n, n))
         return int(n[hit[0]]) if hit.size else None
 
     def samples_to_certify(self) -> float:
         """The fewest samples that would certify with every sample agreeing, whatever ``n_max`` (``inf`` if none)."""
         # the point mass alone certifies at n >= (log(1/alpha) + log(1/w_one)) / log(1/p*): an upper bound to search below
-        bound = math.ceil((self.threshold - math.log(self.w_one)) / -math.log(self.p_star))
+        # (with the bar's room: at k = n its scale is 700 + log(1/alpha) + n log(1/p*) + log(n + 1), so one more
+        # sample than the bound without it, plus the room's share, suffices)
+        per = -math.log(self.p_star) * (1.0 - _ROOM)
+        bound = math.ceil((self.threshold - math.log(self.w_one) + (700.0 + self.threshold + 60.0) * _ROOM) / per) + 1
         if bound > 10**9:
             return math.inf
         n = np.arange(1, bound + 1)
         cert, _ = self.evidence(n, n)
-        return float(np.flatnonzero(cert >= self.threshold)[0] + 1)
+        return float(np.flatnonzero(cert >= self.bar(n, n))[0] + 1)
 
     def bounds(self, k: int, n: int) -> tuple[float, float]:
         """One-sided confidence bounds on ``p_A`` after ``k`` of ``n``, each at level ``1 - alpha`` and valid at any
@@ -236,7 +263,8 @@ class MixtureTest:
         next above ``p_A`` would have been rejected: chance <= alpha), the upper bound the smallest null from which
         every null tried is rejected by the not-certify mixture. A certified test's lower bound is thus >= p*."""
         grid = np.union1d(np.linspace(0.0, 1.0, _GRID + 1)[1:-1], [self.p_star])
-        cert, against = (e >= self.threshold for e in self.evidence(k, n, grid))
+        bar = self.bar(k, n, grid)
+        cert, against = (e >= bar for e in self.evidence(k, n, grid))
         lower = 0.0 if not cert[0] else float(grid[-1] if cert.all() else grid[int(np.argmin(cert)) - 1])
         trailing = int(np.argmin(against[::-1])) if not against.all() else len(grid)
         upper = 1.0 if trailing == 0 else float(grid[len(grid) - trailing])

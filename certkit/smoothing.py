@@ -52,12 +52,14 @@ import numbers
 import re
 import time
 from collections import OrderedDict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import bounds, stats
+from .boundary import boundary
 from .cache import CountCache, stream_key
 from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
@@ -487,8 +489,11 @@ class Smoothed:
     def _required(self, radius: float, edits: int, threshold: float) -> tuple[float, float]:
         """``p*`` for the requirement, and the level the test must show for ``p_A`` as the oracle sees it.
 
-        Both are moved up by the few ulps it takes for a certificate to satisfy its own threshold exactly: a
-        lower bound ``>= p_test`` gives ``lower - e >= p*`` and ``worst_case(p*) >= tau``. A requirement no
+        ``p*`` is rounded outward: the smallest double that clears the exact boundary
+        (:meth:`certkit.boundary.Boundary.clears`: ``p_adv(p*) >= tau`` in exact arithmetic, strictly above 1/2 at the
+        majority threshold) and whose double-precision ``worst_case`` passes the threshold too (so the recorded
+        ``p_adv`` never contradicts the verdict). ``p_test`` is the smallest double with ``p_test - e >= p*`` exactly. So
+        a lower bound ``>= p_test`` proves the requirement in exact arithmetic, never by rounding. A requirement no
         ``p_A <= 1`` can meet, or whose ``p*`` is not a number in (0, 1), is refused: it cannot be evaluated."""
         where = f"{edits} token edit(s) and image l2 radius {radius!r} at threshold {threshold!r}"
         p_star = float(bounds.required_p_a(self.image, radius, self.text, edits, threshold))
@@ -499,15 +504,23 @@ class Smoothed:
         if not p_star > 0.0:
             raise RequirementError(f"threshold {threshold!r} is so small that the required p_A underflows to {p_star} in double "
                                    "precision, which would certify with no evidence; use a threshold of at least 1e-300")
-        meets = lambda p: bool(bounds.is_certified(bounds.worst_case(p, self.image, radius, self.text, edits), threshold))  # noqa: E731
+        exact = boundary(self.image, float(radius), self.text, int(edits), float(threshold))
+
+        def meets(p: float) -> bool:
+            return exact.clears(p) and bool(bounds.is_certified(bounds.worst_case(p, self.image, radius, self.text, edits), threshold))
+
+        if exact.reachable:  # start from the exact boundary rounded up to a double (the double solver's p* may sit ulps off)
+            up = float(exact.high)
+            p_star = up if Fraction(up) >= exact.high else math.nextafter(up, 2.0)
         step = 0
         while not meets(p_star):
             step += 1
             if step > 64 or p_star >= 1.0:
                 raise RequirementError(f"{where}: no p_A in (0, 1) meets the threshold in double precision; relax the requirement")
-            p_star = min(1.0, math.nextafter(p_star, 2.0) + p_star * 2.0 ** (step - 53))
+            # one ulp at a time (the smallest double that meets both), then growing steps for a badly rounded start
+            p_star = min(1.0, math.nextafter(p_star, 2.0) + (p_star * 2.0 ** (step - 69) if step > 16 else 0.0))
         p_test = p_star + self.oracle.error
-        while p_test - self.oracle.error < p_star:
+        while Fraction(p_test) - Fraction(self.oracle.error) < Fraction(p_star):  # exactly, not in rounded doubles
             p_test = math.nextafter(p_test, 2.0)
         if p_test >= 1.0:
             raise RequirementError(f"unreachable requirement: {where} needs p_A >= {p_test}, and no sample can show p_A >= 1")
@@ -568,11 +581,12 @@ class Smoothed:
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
         p_adv = float(bounds.worst_case(lower, self.image, radius, self.text, int(edits)))
         status = {stats.Decision.CERTIFIED: CERTIFIED, stats.Decision.NOT_CERTIFIED: NOT_CERTIFIED}.get(decision, INCONCLUSIVE)
-        if status == CERTIFIED and not bool(bounds.is_certified(p_adv, threshold)):
-            status = INCONCLUSIVE  # never record a certificate whose own numbers do not meet the threshold
+        exact = boundary(self.image, float(radius), self.text, int(edits), float(threshold))
+        if status == CERTIFIED and not (exact.clears(lower) and bool(bounds.is_certified(p_adv, threshold))):
+            status = INCONCLUSIVE  # never record a certificate whose own numbers, decided exactly, do not meet the threshold
         draw.timing["total_s"] = time.perf_counter() - t_start
         return Certificate(status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=p_adv, n=n, successes=k,
-                           label_counts=self._label_counts(labels[:n]), cached=draw.cached >= n, **common)
+                           label_counts=self._label_counts(labels[:n]), cached=draw.cached >= n, margin=exact.margin(lower), **common)
 
     def frontier(self, case: Case, max_edits: int | None = None, *, outcome: str, n: int = 10_000, alpha: float = 0.01,
                  threshold: float = bounds.DEFAULT_THRESHOLD) -> Certificate:
@@ -613,6 +627,7 @@ class Smoothed:
         return Certificate(
             status=status, p_a_lower=float(lower), p_a_upper=float(upper), p_adv=float(lower), n=n, successes=k,
             label_counts=self._label_counts(labels[:n]), cached=draw.cached >= n, frontier=tuple(float(r) for r in np.atleast_1d(radii)),
+            margin=boundary(None, 0.0, None, 0, float(threshold)).margin(lower),
             **self._common(case, draw.seed, draw.timing, outcome=outcome, edits=int(max_edits), radius=0.0, threshold=threshold,
                            alpha=alpha, p_star=p_star, n_max=n, mode="frontier"),
         )

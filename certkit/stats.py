@@ -69,11 +69,18 @@ def clopper_pearson(k, n, alpha: float):
 
 def adjust_for_oracle_error(p_lower, error: float):
     """Seed 000: if the oracle disagrees with the ground truth on at most a fraction ``error`` of
-    outputs, the true ``p_A`` is at least the oracle's ``p_lower - error`` (clipped at 0). A float for a scalar,
-    else an array; ValueError unless ``0 <= error < 1``."""
+    outputs, the true ``p_A`` is at least the oracle's ``p_lower - error`` (clipped at 0). The subtraction is
+    rounded down (never above the exact difference: a lower bound stays one whatever the rounding). A float for a
+    scalar, else an array; ValueError unless ``0 <= error < 1``."""
     if isinstance(error, bool) or not isinstance(error, numbers.Real) or not (0.0 <= float(error) < 1.0):
         raise ValueError(f"oracle error bound must lie in [0, 1), got {error!r}")
-    out = np.maximum(np.asarray(p_lower, dtype=float) - float(error), 0.0)
+    p, e = np.asarray(p_lower, dtype=float), float(error)
+    diff = p - e
+    # Knuth's TwoSum: the exact rounding error of p + (-e); negative means the double is above the exact difference
+    back = diff - p
+    rounding = (p - (diff - back)) + (-e - back)
+    diff = np.where(rounding < 0, np.nextafter(diff, -np.inf), diff)
+    out = np.maximum(diff, 0.0)
     return float(out) if out.ndim == 0 else out
 
 
