@@ -78,7 +78,8 @@ def decode_image(source, name: str, mode: str | None = None) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise CaseError(f"image: {name} is too large to decode safely ({exc}); downscale it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CaseError(f"image: {name} is not a readable image ({exc}); re-export it as PNG") from None
+        reason = str(exc).replace(repr(source), "it")  # PIL names a file object by its repr (an address)
+        raise CaseError(f"image: {name} is not a readable image ({reason}); re-export it as PNG") from None
     if arr.ndim == 2:
         arr = arr[None]
     else:

@@ -187,13 +187,24 @@ def _header_size(encoded: bytes | Path, where: str) -> tuple[int, int]:
     """(width, height) as a viewer shows the image (EXIF orientation applied), from its header: no pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
+    source = io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded
     try:
-        with Image.open(io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded) as img:
+        with Image.open(source) as img:
             w, h = img.size
-            if img.format in ("JPEG", "TIFF", "WEBP", "PNG", "MPO") and img.getexif().get(0x0112) in (5, 6, 7, 8):
-                w, h = h, w  # turned a quarter by its orientation tag, as decode_image turns it
+            # the orientation tag read from the header (a PNG's getexif() would decode the pixels to look behind them)
+            if img.format == "TIFF":
+                orientation = img.getexif().get(0x0112)
+            elif img.info.get("exif"):
+                exif = Image.Exif()
+                exif.load(img.info["exif"])
+                orientation = exif.get(0x0112)
+            else:
+                orientation = None
+            if orientation in (5, 6, 7, 8):
+                w, h = h, w  # turned a quarter, as decode_image turns it
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CaseError(f"{where}: image is not a readable image ({exc}); re-export it as PNG") from None
+        reason = str(exc).replace(repr(source), "it")  # PIL names a file object by its repr (an address)
+        raise CaseError(f"{where}: image is not a readable image ({reason}); re-export it as PNG") from None
     return w, h
 
 

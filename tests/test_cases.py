@@ -81,3 +81,53 @@ def test_cases_are_equal_when_id_expected_prompt_and_pixels_are():
     assert a == same and hash(a) == hash(same) and len({a, same}) == 1
     assert all(a != other for other in others) and len({a, *others}) == 5
     assert a != "a" and (a == object()) is False
+
+
+def test_a_lazy_image_is_read_on_first_use_and_checked_then():
+    """A LazyImage is not read when the case is made, nor by str, id or == with itself; once read it is the same case
+    as with the pixels given (equal, same content hash); a bad image is refused in one line naming where it is from."""
+    import pytest
+
+    from certkit.cases import CaseError, LazyImage
+
+    pixels = np.full((3, 4, 4), 0.25, np.float32)
+    reads = []
+    lazy = Case("a", "pick up", LazyImage(lambda: reads.append(1) or pixels, "cases.parquet: row 0"))
+    assert str(lazy) == "a" and lazy == lazy and reads == []
+    assert lazy == Case("a", "pick up", pixels) and lazy.content_hash == Case("a", "pick up", pixels).content_hash and reads == [1]
+    assert lazy.shape == (3, 4, 4) and reads == [1]  # kept while among the last read
+    bad = Case("b", "pick up", LazyImage(lambda: pixels * 8, "cases.parquet: row 1 (id 'b')"))
+    with pytest.raises(CaseError, match=r"^cases.parquet: row 1 \(id 'b'\): case 'b': image pixels must lie in \[0, 1\], got \[2, 2\]"):
+        bad.image
+    with pytest.raises(AttributeError):
+        Case("c", "x", pixels).nothing
+
+
+def test_fields_map_a_case_files_own_names(tmp_path):
+    """fields= works for JSONL/YAML/CSV too; a field it names that a row lacks is named with it."""
+    import pytest
+
+    from certkit.cases import CaseError
+
+    _write_png(tmp_path / "ok.png")
+    (tmp_path / "c.csv").write_text("name,question,picture,label,kind\na,hi,ok.png,bright,x\n")
+    case, = load_cases(tmp_path / "c.csv", fields={"id": "name", "prompt": "question", "image": "picture", "expected": "label"})
+    assert (case.id, case.prompt, case.expected, case.meta) == ("a", "hi", "bright", {"kind": "x"})
+    with pytest.raises(CaseError, match=r"c.csv:2: case is missing required field\(s\) prompt \(field 'text', named by fields=\)$"):
+        load_cases(tmp_path / "c.csv", fields={"id": "name", "prompt": "text", "image": "picture"})
+
+
+def test_case_files_are_recorded_with_their_digest(tmp_path):
+    """Every case file read is recorded (certkit.testdata) with the SHA-256 of its bytes, its rows and characteristics."""
+    import hashlib
+
+    from certkit import testdata
+
+    _write_png(tmp_path / "ok.png")
+    (tmp_path / "c.yml").write_text("- id: a\n  prompt: hi\n  image: ok.png\n  kind: x\n"
+                                    "- id: b\n  prompt: ho\n  image: ok.png\n  kind: y\n")
+    start = testdata.mark()
+    load_cases(tmp_path / "c.yml")
+    record, = testdata.read_since(start)
+    assert record == {"path": str(tmp_path / "c.yml"), "sha256": hashlib.sha256((tmp_path / "c.yml").read_bytes()).hexdigest(),
+                      "format": "yaml", "rows": 2, "meta": {"kind": {"x": 1, "y": 1}}, "image_sizes": {"8x8": 2}}
