@@ -185,3 +185,20 @@ def test_a_collect_only_run_is_not_gated(pytester, monkeypatch):
     prepare(pytester, monkeypatch, "removed", {"test_scenario": scenario("removed", "plain")}, run)
     res = run("--collect-only", "--certkit-baseline", "base.json")
     assert res.ret == pytest.ExitCode.OK and not [line for line in res.stdout.lines if line.startswith("gate:")]
+
+
+def test_a_shard_is_gated_on_the_errors_in_its_share_and_the_merge_on_the_rest():
+    """A shard's gate (gate.shard_rules) fails on errors only; the same summary without the shard gets every rule."""
+    from certkit.gate import decide_document, summarize
+
+    def doc(*statuses, shard=True):
+        return {"run": {"gate": {"min_pass_rate": 0.99}, "shard": {"index": 1, "total": 2} if shard else None},
+                "summary": summarize([{"status": s} for s in statuses])}
+
+    share = doc("certified", "not certified")
+    assert decide_document(share) == "passed"
+    assert share["summary"]["gate_reason"] == ("PASSED: shard 1/2: 2 requirements, 0 errors; the pass-rate gate is decided by "
+                                               "`certkit merge` of the 2 shards")
+    assert decide_document(doc("certified", "error")) == "failed"
+    whole = doc("certified", "not certified", shard=False)
+    assert decide_document(whole) == "failed" and whole["summary"]["gate_reason"].startswith("FAILED: pass rate 50.0%")

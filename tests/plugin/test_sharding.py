@@ -130,6 +130,40 @@ def test_a_shard_whose_share_is_empty_still_writes_its_results_for_the_merge(sha
     assert doc["summary"]["requirements"] == 0
 
 
+def test_a_shard_exits_on_its_errors_not_the_pass_rate_and_the_merge_records_every_shard(sharded, tmp_path, capsys):
+    """Issue 28: a shard of a release whose pass rate fails exits 0 (its share had no error) and says the pass-rate gate
+    is the merge's; the merge fails it. The merged run records each shard's command and times, and the merge's own; a
+    shard stopped in its collection (its K/N known, its share not) leaves the merge INCOMPLETE, not refused."""
+    shards = [_run(sharded, "--certkit-shard", f"{k}/2", "--certkit-json", f"s{k}.json", "--certkit-min-pass-rate", "0.99")
+              for k in (1, 2)]
+    docs = [json.loads((sharded.path / f"s{k}.json").read_text()) for k in (1, 2)]
+    for k, (res, doc) in enumerate(zip(shards, docs), 1):
+        assert res.ret == pytest.ExitCode.OK, res.stdout.str()
+        n = doc["summary"]["requirements"]
+        res.stdout.fnmatch_lines([f"gate: PASSED: shard {k}/2: {n} requirements, 0 errors; the pass-rate gate is decided by "
+                                  "`certkit merge` of the 2 shards"])
+    assert sum(d["summary"]["certified"] for d in docs) < 0.99 * sum(d["summary"]["requirements"] for d in docs)
+    out = tmp_path / "merged.json"
+    paths = [str(sharded.path / f"s{k}.json") for k in (1, 2)]
+    assert main(["merge", *paths, "-o", str(out)]) == 1
+    assert "gate: FAILED: pass rate " in capsys.readouterr().out
+    run = json.loads(out.read_text())["run"]
+    assert run["args"] == ["certkit", "merge", *paths, "-o", str(out)]
+    assert [s["file"] for s in run["shards"]] == paths and [s["shard"] for s in run["shards"]] == ["1/2", "2/2"]
+    for shard, doc in zip(run["shards"], docs):
+        assert {k: shard[k] for k in ("args", "started", "finished", "duration_s", "run_id")} == \
+            {k: doc["run"][k] for k in ("args", "started", "finished", "duration_s", "run_id")}
+        assert "--certkit-shard" in shard["args"] and shard["gate"] == "passed"
+    assert run["started"] >= max(d["run"]["finished"] for d in docs) and run["duration_s"] < min(d["run"]["duration_s"] for d in docs)
+    stopped = json.loads(json.dumps(docs[1]))
+    stopped["run"]["shard"] = {"index": 2, "total": 2}
+    stopped["results"], stopped["summary"]["incomplete"] = [], ["interrupted (Ctrl-C) during the collection, before any requirement ran"]
+    (tmp_path / "s2.json").write_text(json.dumps(stopped))
+    assert main(["merge", paths[0], str(tmp_path / "s2.json"), "-o", str(out)]) == 1
+    said = capsys.readouterr().out
+    assert "gate: INCOMPLETE" in said and "(shard 2/2) stopped before its collection finished" in said
+
+
 BAD_MARKERS = """
 import pytest
 
