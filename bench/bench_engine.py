@@ -42,10 +42,23 @@ def _llava(tmp, hidden, layers, image):
     return path
 
 
+def _check_count(what: str, counted: int, claimed: int) -> None:
+    """A timed pass must have run the model on every sample it claims: a pass that read labels from a cache or a
+    stream kept in memory would time no model at all (issue 30.1)."""
+    if counted != claimed:
+        raise AssertionError(f"{what}: the model ran on {counted} samples, the pass claims {claimed}: the timing is not of the work")
+
+
 def throughput(adapter, oracle, kernels, n, repeats=5, prompt="pick up the red cube please"):
     """Samples/s: raw ``adapter.run`` on pre-drawn noisy batches (noise drawn outside the timer) and on the
     clean batch, against ``Smoothed.frontier`` end to end, for each kernel pair. Best of ``repeats``,
-    measurements interleaved so that drifts in machine speed hit both alike."""
+    measurements interleaved so that drifts in machine speed hit both alike.
+
+    Every repeat does the work it times: each smoothed pass is a fresh ``Smoothed`` with its own seed (a stream no
+    earlier pass drew, no cache), and every pass counts the samples that went through ``adapter.run`` and fails
+    unless they equal the samples it claims: ``n`` for the raw passes, the certificate's ``forward_samples`` (``n`` rounded
+    up to whole chunks of 32) for the smoothed one, whose rate is of those. The raw passes re-run the model on the same
+    pre-drawn inputs, which it computes afresh each time. ``forward`` lists each smoothed repeat's samples."""
     from certkit import Case, Smoothed
     from certkit.noise import UniformReplace
     from certkit.sampling import noisy_images, noisy_token_ids
@@ -66,38 +79,51 @@ def throughput(adapter, oracle, kernels, n, repeats=5, prompt="pick up the red c
         noisy = [(noisy_token_ids(enc.ids, enc.editable, text, b, gen, adapter.alphabet, adapter.mask_id),
                   noisy_images(enc.image, image, b, gen))
                  for _ in range(batches)]
-        smoothed = Smoothed(adapter, oracle, image=image, text=text, seed=0)
         run = functools.partial(adapter.run, encoded=enc) if hasattr(adapter, "processor") else adapter.run
         run(*noisy[0], 0)  # warm-up
-        raw, raw_clean, smooth, inrun = [], [], [], []
+        raw, raw_clean, smooth, inrun, forwards = [], [], [], [], []
         real_run = adapter.run
-        for _ in range(repeats):
+        for repeat in range(repeats):
+            counted = 0
             t0 = time.perf_counter()
             for ids, imgs in noisy:
                 oracle(run(ids, imgs, 0))
+                counted += ids.shape[0]
             raw.append(batches * b / (time.perf_counter() - t0))
+            _check_count(f"{label} raw, repeat {repeat}", counted, batches * b)
+            counted = 0
             t0 = time.perf_counter()
             for _ in range(batches):
                 run(*clean, 0)
+                counted += clean[0].shape[0]
             raw_clean.append(batches * b / (time.perf_counter() - t0))
-            model_s = [0.0]
+            _check_count(f"{label} raw clean, repeat {repeat}", counted, batches * b)
+            model_s, forward = [0.0], [0]
 
             def timed_run(ids, imgs, seed, _real=real_run, **kwargs):
                 t = time.perf_counter()
                 result = _real(ids, imgs, seed, **kwargs)
                 model_s[0] += time.perf_counter() - t
+                forward[0] += ids.shape[0]
                 return result
 
+            smoothed = Smoothed(adapter, oracle, image=image, text=text, seed=1_000 + repeat)  # a fresh stream each repeat
             adapter.run = timed_run
             try:
                 t0 = time.perf_counter()
-                smoothed.frontier(case, max_edits=0 if text is None else 1, outcome=oracle.labels[0], n=batches * b, alpha=0.01)
+                cert = smoothed.frontier(case, max_edits=0 if text is None else 1, outcome=oracle.labels[0], n=batches * b, alpha=0.01)
                 total = time.perf_counter() - t0
             finally:
                 del adapter.run
-            smooth.append(batches * b / total)
+            _check_count(f"{label} smoothed, repeat {repeat}", forward[0], cert.timings.get("forward_samples", 0))
+            if cert.cached or forward[0] < cert.n:
+                raise AssertionError(f"{label} smoothed, repeat {repeat}: {forward[0]} forward passes for n = {cert.n} "
+                                     f"(cached: {cert.cached})")
+            forwards.append(forward[0])
+            smooth.append(forward[0] / total)
             inrun.append(model_s[0] / total)
-        out[label] = {"raw": max(raw), "raw_clean": max(raw_clean), "smoothed": max(smooth), "model_share": max(inrun)}
+        out[label] = {"raw": max(raw), "raw_clean": max(raw_clean), "smoothed": max(smooth), "model_share": max(inrun),
+                      "forward": forwards}
     return out
 
 

@@ -7,7 +7,11 @@ built from its config with random bf16 weights (nothing is downloaded): CLIP ViT
 image tokens), a 2-layer MLP projector and a Llama-2-7B text tower (4096 hidden, 32 layers, vocab 32,064),
 with a word-level tokenizer of 32,000 tokens trained in-process, and a 40-token user prompt. Random weights never emit EOS, so every
 sample generates exactly ``--new-tokens`` tokens: the timing is that of the worst case, not of short
-refusals. ``--shape tiny --device cpu`` runs the same code path with a tiny model (a smoke run).
+refusals. ``--shape tiny --device cpu`` runs the same code path with a tiny model (a smoke run); ``--shape small``
+(39.4 M parameters: a 4-layer 256-wide vision tower at 112 px, a 6-layer 512-wide text tower, 16,000 words) is the
+CPU-sized model (``--dtype float32`` is the default off CUDA). Each of ``--repeats`` passes does the work it times: a
+fresh stream per smoothed pass, and every pass fails unless the model ran on every sample it claims
+(:func:`bench.bench_engine.throughput`).
 Without CUDA (and without ``--device cpu``) it prints why and returns.
 
 ``--mode label`` reads the model as a guard: one forward pass per sample, the next-token logits of two label
@@ -31,6 +35,7 @@ SHAPES = {
     # vision: hidden, layers, heads, intermediate, image, patch; text: hidden, layers, heads, intermediate
     "7b": dict(v=(1024, 24, 16, 4096, 336, 14), t=(4096, 32, 32, 11008), vocab=32_000),
     "tiny": dict(v=(64, 2, 2, 128, 56, 14), t=(64, 2, 2, 128), vocab=2_000),
+    "small": dict(v=(256, 4, 4, 1024, 112, 14), t=(512, 6, 8, 1408), vocab=16_000),
 }
 TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
@@ -43,8 +48,8 @@ TEMPLATE = (
 LABELS = {"safe": "w1", "unsafe": "w2"}
 
 
-def build(shape: str, device: str, batch: int, new_tokens: int, labels: dict | None = None):
-    """A VisionLanguageModel around a randomly initialised LLaVA of the given shape (label mode with ``labels``)."""
+def build(shape: str, device: str, batch: int, new_tokens: int, labels: dict | None = None, dtype=torch.bfloat16):
+    """A VisionLanguageModel around a randomly initialised LLaVA of the given shape and dtype (label mode with ``labels``)."""
     from certkit.models import VisionLanguageModel
     from certkit.testing import tiny_llava
 
@@ -55,7 +60,7 @@ def build(shape: str, device: str, batch: int, new_tokens: int, labels: dict | N
         0, words=["USER:", "ASSISTANT:"] + [f"w{i}" for i in range(s["vocab"] - 7)], vocab_size=s["vocab"], split_punctuation=False,
         chat_template=TEMPLATE, image_size=image, patch_size=patch, vision_hidden=vh, vision_layers=vl, vision_heads=vheads,
         vision_intermediate=vi, projection_dim=768, vision_feature_layer=-2, hidden=th, layers=tl, heads=theads, intermediate=ti,
-        max_positions=4096, vocab_multiple=64, dtype=torch.bfloat16, device=device)
+        max_positions=4096, vocab_multiple=64, dtype=dtype, device=device)
     params = sum(p.numel() for p in model.parameters())
     adapter = VisionLanguageModel(model, processor, max_new_tokens=new_tokens, batch_size=batch, labels=labels,
                                   weights_fingerprint=f"random-llava-{shape}-seed0")
@@ -126,7 +131,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--n", type=int, default=512, help="samples per timed pass (a multiple of --batch)")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="timed passes, best reported; each draws a fresh stream")
+    ap.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
+                    help="weights' dtype (default: bfloat16 on CUDA, else float32)")
     ap.add_argument("--mode", choices=("generate", "label"), default="generate",
                     help="generate answers, or read two label words' logits in one forward pass (a guard)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s for the MFU (default: measured)")
@@ -145,7 +152,9 @@ def main(argv=None):
         return oom_step(args, prompt)
     label = args.mode == "label"
     t0 = time.perf_counter()
-    adapter, params = build(args.shape, args.device, args.batch, args.new_tokens, labels=LABELS if label else None)
+    dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    adapter, params = build(args.shape, args.device, args.batch, args.new_tokens, labels=LABELS if label else None,
+                            dtype=getattr(torch, dtype))
     built = time.perf_counter() - t0
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(args.device)
@@ -153,7 +162,7 @@ def main(argv=None):
     tokens = adapter.encode(Case("t", prompt, torch.zeros(3, size, size).numpy())).ids.numel()
     flops = flops_per_sample(adapter, tokens, args.new_tokens, label)
     what = "label mode (one forward, logits_to_keep=1)" if label else f"{args.new_tokens} new tokens"
-    print(f"{args.shape} LLaVA, {params / 1e6:,.1f} M parameters, bf16, on {name}; built in {built:.0f} s; batch {args.batch}, "
+    print(f"{args.shape} LLaVA, {params / 1e6:,.1f} M parameters, {dtype}, on {name}; built in {built:.0f} s; batch {args.batch}, "
           f"{what}, {tokens}-token input, {args.n} samples per pass, best of {args.repeats}; {flops / 1e9:,.4g} GFLOP per "
           f"sample, peak {peak / 1e12:.4g} TFLOP/s ({'given' if args.peak_tflops else 'measured, bf16 matmul'})")
     kernels = {"image-only": (Gaussian(0.5), None), "hybrid": (Gaussian(0.5), "uniform")}

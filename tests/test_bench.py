@@ -29,3 +29,16 @@ def test_runner_refuses_unknown_benchmarks():
 def test_llava7b_label_mode_runs_its_code_path_on_a_tiny_model():
     res = bench_llava7b.main(["--shape", "tiny", "--device", "cpu", "--batch", "8", "--n", "16", "--repeats", "1", "--mode", "label"])
     assert res and all(m["raw"] > 0 and m["smoothed"] > 0 for m in res.values())
+
+
+def test_every_repeat_times_the_forward_passes_it_claims():
+    """Issue 30.1: the second repeat of a smoothed pass read the first one's labels from the stream kept in memory (no
+    model call at all: a 437x "speed-up"). Each repeat now draws a fresh stream, and the model ran on every sample."""
+    from bench.bench_engine import throughput
+    from certkit.noise import Gaussian
+    from certkit.oracles import LabelOracle
+    from tests.brightness import brightness_model
+
+    res = throughput(brightness_model(batch_size=32), LabelOracle(["dark", "bright"]), {"image-only": (Gaussian(0.5), None)}, 64,
+                     repeats=3)
+    assert res["image-only"]["forward"] == [64, 64, 64]
