@@ -8,7 +8,9 @@ For each family that the installed transformers (and torchvision, where needed) 
 * ``raw + processor``: what a user pays to run the model on those noisy samples, processor included;
 * ``smoothed``: ``Smoothed.frontier`` end to end (noise, processor, model, oracle, counting), no cache.
 
-``overhead`` is smoothed against ``raw + processor``: the cost of certkit itself.
+``overhead`` is smoothed against ``raw + processor``: the cost of certkit itself. Every repeat does the work it times:
+each smoothed pass is a fresh ``Smoothed`` on its own stream, and every pass fails unless the model ran on every sample
+it claims.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def _families() -> list[str]:
 
 
 def measure(name: str, n: int, batch: int, new_tokens: int, repeats: int) -> dict:
+    from bench.bench_engine import _check_count
     from certkit import Case, Smoothed
     from certkit.models import VisionLanguageModel
     from certkit.noise import Gaussian, UniformReplace
@@ -50,21 +53,40 @@ def measure(name: str, n: int, batch: int, new_tokens: int, repeats: int) -> dic
     kwargs = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=adapter.tokenizer.pad_token_id)
     oracle = KeywordOracle.refusal()
     raw, raw_proc, smooth = [], [], []
+    real_run, forward = adapter.run, [0]
+
+    def counted_run(ids, *args, **kw):
+        forward[0] += ids.shape[0]
+        return real_run(ids, *args, **kw)
+
     with torch.inference_mode():
         adapter.model.generate(**prepared[0], **kwargs)  # warm-up
-        for _ in range(repeats):
+        for repeat in range(repeats):
+            rows = 0
             t0 = time.perf_counter()
             for inputs in prepared:
                 adapter.model.generate(**inputs, **kwargs)
+                rows += inputs["input_ids"].shape[0]
             raw.append(n / (time.perf_counter() - t0))
+            _check_count(f"{name} raw generate, repeat {repeat}", rows, n)
+            rows = 0
             t0 = time.perf_counter()
             for ids, imgs in batches:
                 adapter.model.generate(**adapter.model_inputs(enc, ids, imgs), **kwargs)
+                rows += ids.shape[0]
             raw_proc.append(n / (time.perf_counter() - t0))
-            smoothed = Smoothed(adapter, oracle, image=noise, text=text, seed=0)
-            t0 = time.perf_counter()
-            smoothed.frontier(case, max_edits=1, outcome="complied", n=n)
-            smooth.append(n / (time.perf_counter() - t0))
+            _check_count(f"{name} raw + processor, repeat {repeat}", rows, n)
+            smoothed = Smoothed(adapter, oracle, image=noise, text=text, seed=1_000 + repeat)  # a fresh stream each repeat
+            forward[0] = 0
+            adapter.run = counted_run
+            try:
+                t0 = time.perf_counter()
+                cert = smoothed.frontier(case, max_edits=1, outcome="complied", n=n)
+                smooth.append(forward[0] / (time.perf_counter() - t0))
+            finally:
+                del adapter.run
+            _check_count(f"{name} smoothed, repeat {repeat}", forward[0], cert.timings.get("forward_samples", 0))
+            _check_count(f"{name} smoothed samples, repeat {repeat}", forward[0], n)
     return {"raw": max(raw), "raw_processor": max(raw_proc), "smoothed": max(smooth)}
 
 
