@@ -118,12 +118,14 @@ class Certificate:
 
     def to_dict(self) -> dict[str, Any]:
         """The certificate as JSON-ready data (results.json, the cache): every field, infinite radii as ``"inf"`` /
-        ``"-inf"``, plus ``certified``. :meth:`from_dict` gives back an equal certificate."""
+        ``"-inf"``, plus ``certified`` and ``joint_alpha`` (the level the certificate holds at, oracle calibration
+        included). :meth:`from_dict` gives back an equal certificate."""
         d = dataclasses.asdict(self)
         for key in ("p_star", "p_adv", "radius"):
             d[key] = _json_float(d[key])
         d["frontier"] = [_json_float(r) for r in self.frontier]
         d["certified"] = self.certified
+        d["joint_alpha"] = self.joint_alpha
         return d
 
     @classmethod

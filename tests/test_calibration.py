@@ -193,7 +193,7 @@ def test_a_certificate_records_the_measured_bound_and_its_joint_level():
     smoothed = Smoothed(brightness_model(), LabelOracle(labels, error=bound), image=Gaussian(0.25), seed=0)
     cert = smoothed.certify(case(0.9), radius=0.05, outcome="bright", alpha=0.01)
     assert cert.oracle_error == bound.upper and cert.oracle_calibration == bound.to_dict()
-    assert cert.joint_alpha == pytest.approx(0.015)
+    assert cert.joint_alpha == pytest.approx(0.015) and cert.to_dict()["joint_alpha"] == cert.joint_alpha
     assert cert.certified and cert.p_a_lower == pytest.approx(adjust_for_oracle_error(cert.p_a_lower + bound.upper, bound.upper))
     again = Certificate.from_dict(json.loads(json.dumps(cert.to_dict())))
     assert again.oracle_calibration == bound.to_dict() and again.joint_alpha == cert.joint_alpha
