@@ -42,3 +42,12 @@ def test_every_repeat_times_the_forward_passes_it_claims():
     res = throughput(brightness_model(batch_size=32), LabelOracle(["dark", "bright"]), {"image-only": (Gaussian(0.5), None)}, 64,
                      repeats=3)
     assert res["image-only"]["forward"] == [64, 64, 64]
+
+
+def test_cases_bench_runs_small(capsys):
+    """bench_cases' code path on 40 rows: every step measured in its own process, load_cases decoding nothing."""
+    from bench import bench_cases
+
+    res = bench_cases.main(["--rows", "40", "--side", "4"])
+    assert res["load_cases, warm"]["rows"] == 40 and res["pytest --collect-only"]["exit"] == 0
+    assert all(m["maxrss_mb"] > 0 for m in res.values()) and "pytest --collect-only" in capsys.readouterr().out
