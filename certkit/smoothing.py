@@ -1,7 +1,8 @@
 """``Smoothed``: a model, an output oracle and noise kernels, turned into certificates.
 
 Guarantee (certify mode): for a requirement (outcome A, ``edits`` d, ``radius`` eps, ``threshold`` tau),
-``p* = required_p_a(d, eps, tau)`` is known before sampling. Samples are drawn in batches and the
+``p* = required_p_a(d, eps, tau)`` is known before sampling, rounded outward: the smallest double whose worst case
+meets tau in exact arithmetic (:mod:`certkit.boundary`), so no verdict rests on rounding. Samples are drawn in batches and the
 anytime-valid :class:`~certkit.sequential.MixtureTest` of ``p_A - e >= p*`` (``e`` the oracle's declared
 error) stops as soon as the answer is clear either way. Whatever the stopping time, the probability of
 reporting *certified* when the smoothed ``oracle ∘ model`` does not in fact meet the requirement is at
