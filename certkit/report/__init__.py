@@ -24,6 +24,7 @@ margin reads "at p*"). results.json has every number exact.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import re
@@ -48,6 +49,7 @@ MAX_CASE_CHARTS = 80  # frontier cards (report mode), worst first
 MAX_BASELINE_ITEMS = 200  # per list of the baseline section (regressions, improvements, removed, within noise, changed)
 MAX_MATRIX_ROWS = 200  # cases in the matrix; past it, the worst cases (the rest are in the tables)
 MAX_MATRIX_COLUMNS = 24  # past it, one column per test function; past that, the first columns only
+MAX_MATRIX_THUMBS = 80  # case thumbnails in the matrix's first rows
 HISTORY_RUNS = 8  # runs in a row's status strip
 CHUNK_ROWS = 500
 ROW_PX = 22  # a table row's height on screen, for the space a block holds before it is laid out
@@ -322,11 +324,15 @@ def _fingerprints(comparison: dict | None) -> dict | None:
     return out
 
 
-def _column_key(i: dict, by_budget: bool) -> tuple:
+@functools.lru_cache(maxsize=1024)
+def _without_outcome(settings: tuple) -> tuple:
+    return tuple((k, v) for k, v in settings if k != "outcome")
+
+
+def _column_key(i: dict) -> tuple:
+    """A requirement's matrix column within its test: its settings but the outcome, and its budget (or frontier)."""
     c = i["cert"]
-    settings = tuple((k, v) for k, v in i["settings"] if k != "outcome")
-    budget = ("frontier",) if c.get("mode") == "frontier" else (c["edits"], str(c["radius"]))
-    return (settings, budget) if by_budget else ()
+    return _without_outcome(i["settings"]), (("frontier",) if c.get("mode") == "frontier" else (c["edits"], str(c["radius"])))
 
 
 def _column_head(group: str, certs: list[dict], by_budget: bool) -> dict:
@@ -349,18 +355,19 @@ def _matrix(items: list[dict]) -> dict:
     its frontier); past MAX_MATRIX_COLUMNS of those, one column per test function (a cell then holds a mark per
     requirement). At most MAX_MATRIX_ROWS rows: past it, the worst cases. Returns the layout; ``linked`` holds the keys
     of the requirements it shows (:func:`_matrix_html` draws it once they have their row ids)."""
-    by_budget = len({(i["group"], _column_key(i, True)) for i in items if i["cert"]}) <= MAX_MATRIX_COLUMNS
+    keys = [(i["group"], _column_key(i) if i["cert"] else ("none",)) for i in items]
+    by_budget = len(set(keys)) <= MAX_MATRIX_COLUMNS
     columns: dict[tuple, list] = {}
-    for i in items:
-        key = (i["group"], _column_key(i, by_budget) if i["cert"] else ("none",))
-        columns.setdefault(key, []).append(i)
+    for i, key in zip(items, keys):
+        columns.setdefault(key if by_budget or not i["cert"] else (i["group"], ()), []).append(i)
     order = sorted(columns, key=lambda k: (k[0], k[1] == ("none",), str(k[1])))  # a test's requirements without a certificate last
     dropped_columns = max(0, len(order) - MAX_MATRIX_COLUMNS)
     order = order[:MAX_MATRIX_COLUMNS]
     rows: dict[str, dict] = {}
     for n, key in enumerate(order):
         for i in columns[key]:
-            row = rows.setdefault(i["row"], {"label": i["label"], "thumb": i["thumb"], "cells": defaultdict(list), "worst": 9})
+            row = rows.setdefault(i["row"], {"key": i["row"], "label": i["label"], "thumb": i["thumb"], "cells": defaultdict(list),
+                                             "worst": 9})
             row["cells"][n].append(i)
             row["worst"] = min(row["worst"], STATUS_ORDER.index(i["status"]) if i["status"] in STATUS_ORDER else 0)
     ordered = sorted(rows.values(), key=lambda r: str(r["label"]))
@@ -375,8 +382,8 @@ def _matrix_html(matrix: dict) -> Markup:
     """The matrix's rows: each requirement one mark, its status symbol in its colour, linking to its row (``#r<N>``),
     with its numbers in its title (hover) and in a line shown only in print."""
     html = []
-    for row in matrix["ordered"]:
-        thumb = f'<i class="th t-{row["thumb"]}"></i>' if row["thumb"] else ""
+    for n, row in enumerate(matrix["ordered"]):
+        thumb = f'<i class="th t-{row["thumb"]}"></i>' if row["thumb"] and n < MAX_MATRIX_THUMBS else ""
         cells = [f"<tr><th scope=row>{thumb}{visible(row['label'], isolate=False)}"]
         for n in range(len(matrix["columns"])):
             marks = []
@@ -465,10 +472,13 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
             label = r["nodeid"].split("[", 1)[1].rstrip("]") if "[" in r["nodeid"] else r["nodeid"].rsplit("::", 1)[-1]
             items.append({"key": r["nodeid"], "group": name, "cert": None, "record": r, "status": r["status"],
                           "row": "id:" + label, "label": label})
+    seen: dict[str, tuple] = {}  # a case's label and thumbnail, looked up once per case
     for i in items:
-        info = cases.get(i["row"]) if isinstance(cases.get(i["row"]), dict) else {}
-        i["label"] = info.get("id", i["label"])
-        i["thumb"] = i["row"][:12] if _HEX.match(i["row"][:12]) and _PNG_URI.match(str(info.get("thumbnail") or "")) else None
+        if i["row"] not in seen:
+            info = cases.get(i["row"]) if isinstance(cases.get(i["row"]), dict) else {}
+            thumb = i["row"][:12] if _HEX.match(i["row"][:12]) and _PNG_URI.match(str(info.get("thumbnail") or "")) else None
+            seen[i["row"]] = (info.get("id", i["label"]), thumb)
+        i["label"], i["thumb"] = seen[i["row"]]
     matrix = _matrix(items)
     ids = {}
     for n, i in enumerate(items):
@@ -514,9 +524,9 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
     outcomes = sorted({t["outcome"] for g in groups for t in g["tables"]})
     thumbs = {card["key"]: card["info"]["thumbnail"] for card in charted
               if _HEX.match(card["key"]) and _PNG_URI.match(str(card["info"].get("thumbnail") or ""))}
-    for i in items:
-        if i["thumb"] and i["key"] in matrix["linked"]:
-            thumbs[i["thumb"]] = cases[i["row"]]["thumbnail"]
+    for row in matrix["ordered"][:MAX_MATRIX_THUMBS]:  # the page stays small: the first rows' thumbnails only
+        if row["thumb"]:
+            thumbs[row["thumb"]] = cases[row["key"]]["thumbnail"]
     return {
         "title": title,
         "doc": doc,
