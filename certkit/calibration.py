@@ -18,9 +18,12 @@ calibration's event is one and the same for every certificate that uses the boun
 **Which answers.** e is a property of the answer distribution, so the calibration set must come from the distribution
 the certificates are about: the *noisy* answers the audited model gives under certkit's noise on the audit's cases,
 not clean answers or another model's. ``--certkit-label-sample N`` writes a uniform random sample of the answers a
-run drew (:class:`AnswerSample`) for people to label; ``certkit calibrate`` reads it back. A bound from a sample
-pooled over the audit's cases bounds the error averaged over those answers; it holds for each case's certificate as
-far as the oracle errs alike on every case (label answers of one case to bound that case's own).
+run drew (:class:`AnswerSample`: from each stream's first chunk, drawn before any test looked at a label, so they are
+independent draws) for people to label; ``certkit calibrate`` reads it back. A bound from a sample pooled over the
+audit's cases bounds the error averaged over them, each case under each noise weighing the same: each sampled answer
+is an independent draw from its stream, so the mistakes are a sum of independent Bernoulli variables, which is more
+concentrated than the binomial of the same mean that the bound is exact for (Hoeffding 1956). It holds for each
+case's certificate as far as the oracle errs alike on every case (label answers of one case to bound that case's own).
 
 Imports no numpy, scipy or torch at import time (the pytest plugin loads the sampler); the statistics are imported
 where a bound is computed.
@@ -42,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from .requirement import unit_interval
 
-__all__ = ["FALSE_OUTCOME", "DISAGREEMENT", "KINDS", "USELESS", "OracleErrorBound", "calibrate", "more_needed", "sample_key",
+__all__ = ["FALSE_OUTCOME", "DISAGREEMENT", "KINDS", "USELESS", "PREFIX", "OracleErrorBound", "calibrate", "more_needed", "sample_key",
            "AnswerSample", "read_labelled", "load_oracle"]
 
 #: the bound's kind: the rate at which the oracle says the certified outcome while the truth is another label
@@ -309,8 +312,20 @@ def sample_key(stream: str, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"label-sample\x1f{stream}\x1f{index}".encode()).digest()[:8], "little")
 
 
+#: the answers of a stream that may be sampled: its first chunk (certkit.smoothing.CHUNK), which every requirement
+#: draws before it looks at a label
+PREFIX = 32
+
+
 class AnswerSample:
-    """A uniform random sample, without replacement, of at most ``size`` of the answers offered to it.
+    """A uniform random sample, without replacement, of at most ``size`` of the answers offered to it whose index in
+    their stream is below ``prefix``.
+
+    Only a stream's first ``prefix`` answers (default: its first chunk) are sampled: every requirement draws them
+    before it looks at any label, so they are independent draws from the case's answer distribution. The answers after
+    them were drawn because a sequential test had not yet decided, on the labels it had seen, so they are a stopped
+    sample, whose share of oracle mistakes may lean one way. So the sample is of the answer distribution averaged over
+    the run's streams (each case under each noise), each stream weighing the same.
 
     Each answer gets the key :func:`sample_key` of (its stream, its index in the stream) and the sample keeps the
     ``size`` smallest keys (bottom-k sampling, the reservoir method for keys): the same answers whatever the
@@ -320,11 +335,11 @@ class AnswerSample:
     across xdist workers, hence the keys. :meth:`records` come in key order, which is random: the first j of them are
     themselves a uniform sample of j, so people may label the file from the top and stop anywhere."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, prefix: int = PREFIX):
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ValueError(f"the label sample's size must be a positive whole number, got {size!r}")
-        self.size = int(size)
-        #: answers offered (this process's, plus those of the samples merged in)
+        self.size, self.prefix = int(size), int(prefix)
+        #: answers offered that could be sampled, in their streams' first ``prefix`` (this process's, plus those merged in)
         self.drawn = 0
         self._heap: list[tuple[int, tuple, dict]] = []  # (-key, (stream, index), record): the largest kept key on top
         self._kept: set[tuple] = set()
@@ -342,11 +357,13 @@ class AnswerSample:
 
     def offer(self, *, case, stream: str, seed: int, start: int, outputs: Sequence[str], labels: Sequence[str], oracle: str) -> None:
         """Offer one batch of answers: ``outputs[i]`` is sample ``start + i`` of ``case``'s stream ``stream`` (seeded
-        ``seed``), labelled ``labels[i]`` by the oracle with fingerprint ``oracle``. The answers whose keys are among the
-        smallest ``size`` keys seen so far are kept, as records: case, case_hash, prompt, stream, seed, sample,
-        answer, oracle_label, oracle and label (None: for people to fill in)."""
+        ``seed``), labelled ``labels[i]`` by the oracle with fingerprint ``oracle``. Of those at an index below ``prefix``,
+        the answers whose keys are among the smallest ``size`` keys seen so far are kept, as records: case, case_hash,
+        prompt, stream, seed, sample, answer, oracle_label, oracle and label (None: for people to fill in)."""
         for i, (text, label) in enumerate(zip(outputs, labels)):
             index = start + i
+            if index >= self.prefix:
+                break
             self.drawn += 1
             self._add(sample_key(stream, index), (stream, index), lambda text=text, label=label, index=index: {
                 "case": case.id, "case_hash": case.content_hash, "prompt": case.prompt, "stream": stream, "seed": int(seed),

@@ -267,13 +267,26 @@ def test_the_label_sample_does_not_depend_on_order_or_workers():
     merged = AnswerSample(10)
     for part in parts:
         merged.merge(part.records(), part.drawn)
-    assert merged.records() == one.records()
+    assert merged.records() == one.records() and merged.drawn == one.drawn + 32  # stream a's first chunk offered twice
+    assert one.drawn == 3 * 32 and max(r["sample"] for r in one.records()) < 32  # only each stream's first chunk
     keys = [sample_key(r["stream"], r["sample"]) for r in one.records()]
     assert keys == sorted(keys) and len(set(keys)) == 10
     assert one.records()[0].keys() >= {"case", "case_hash", "prompt", "stream", "seed", "sample", "answer", "oracle_label", "oracle"}
     assert all(r["label"] is None for r in one.records())
     with pytest.raises(ValueError, match="positive whole number"):
         AnswerSample(0)
+
+
+def test_only_the_answers_drawn_before_any_decision_are_sampled():
+    """A stream's first chunk is drawn by every requirement before it looks at a label; later answers were drawn
+    because a sequential test had not decided yet, a stopped sample: the sampler's prefix is that chunk."""
+    from certkit.calibration import PREFIX
+    from certkit.smoothing import CHUNK
+
+    assert PREFIX == CHUNK
+    sample = AnswerSample(1000)
+    _offer(sample, "s", 40, start=20)
+    assert sample.drawn == 12 and sorted(r["sample"] for r in sample.records()) == list(range(20, 32))
 
 
 def test_a_labelled_file_is_read_from_the_top(tmp_path):
@@ -429,10 +442,9 @@ def test_the_run_writes_a_sample_of_its_noisy_answers(pytester):
     result = project.runpytest_inprocess(*QUICK, "-p", "no:xdist", "--certkit-label-sample", "40", "--certkit-cache-dir", "none",
                                          "--certkit-report", "none", "--certkit-history", "none")
     assert result.ret == 0
-    doc = json.loads((pytester.path / "results.json").read_text()) if (pytester.path / "results.json").exists() else \
-        json.loads((pytester.path / "reports" / "results.json").read_text())
-    drawn = sum(c["timings"]["forward_samples"] for r in doc["results"] for c in r["certificates"])
-    result.stdout.fnmatch_lines([f"certkit label sample: 40 of the {drawn} noisy answers drawn in this run*reports/label-sample.jsonl*"])
+    doc = json.loads((pytester.path / "reports" / "results.json").read_text())
+    assert all(c["timings"]["forward_samples"] >= 32 for r in doc["results"] for c in r["certificates"])
+    result.stdout.fnmatch_lines(["certkit label sample: 40 of the 96 noisy answers in the streams' first 32*reports/label-sample.jsonl*"])
     records = [json.loads(line) for line in (pytester.path / "reports" / "label-sample.jsonl").read_text().splitlines()]
     assert len(records) == 40 and {r["case"] for r in records} <= {"c0", "c1", "c2"}
     assert all(r["answer"] == r["oracle_label"] and r["label"] is None for r in records)  # a classifier's answer is its label

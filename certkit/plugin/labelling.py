@@ -3,7 +3,8 @@
 An oracle's error bound is only as good as the answers it was measured on, and a certificate's answers are the
 audited model's *noisy* answers on the audit's cases. This option keeps a uniform random sample of N of them
 (:class:`certkit.calibration.AnswerSample`: bottom-N of a hash of each answer's stream and index, so the same answers
-whatever the order or the worker) with their case, noise seed, sample index and oracle label, and writes it to
+whatever the order or the worker; from each stream's first chunk, which every requirement draws before it looks at a
+label) with their case, noise seed, sample index and oracle label, and writes it to
 ``--certkit-label-sample-file`` (default ``reports/label-sample.jsonl``) in random order. People fill in each line's
 ``label`` from the top; ``certkit calibrate FILE --oracle module:attr --outcome A`` turns it into the bound.
 
@@ -61,11 +62,12 @@ class LabelSampling:
         if self.written is None:
             return
         kept = len(self.sample.records())
-        line = (f"certkit label sample: {kept} of the {self.sample.drawn} noisy answers drawn in this run, in random order, written to "
-                f"{self.written}; fill in each line's \"label\" from the top, then `certkit calibrate {self.written} --oracle "
-                "module:attr --outcome A`")
+        line = (f"certkit label sample: {kept} of the {self.sample.drawn} noisy answers in the streams' first {self.sample.prefix} "
+                f"(drawn before any test looked at a label), in random order, written to {self.written}; fill in each line's "
+                f"\"label\" from the top, then `certkit calibrate {self.written} --oracle module:attr --outcome A`")
         if kept < self.sample.size:
-            line += " (answers the count cache held were not drawn: --certkit-cache-dir none samples every answer)"
+            line += (f" (fewer than {self.sample.size}: answers the count cache held were not drawn again, so run with "
+                     "--certkit-cache-dir none; or more cases)")
         tr.write_line(line)
 
 
