@@ -546,3 +546,16 @@ def test_each_row_shows_its_status_over_the_last_runs():
     assert "<td>···<td>" in rows  # a requirement the runs did not have
     assert "history" in _region(rows, "<thead>", "</thead>")
     assert 'data-key="history"' not in render_report(doc)  # no line with statuses: no column
+
+
+def test_past_its_column_limit_the_matrix_has_one_column_per_test_errors_included():
+    from certkit.report import MAX_MATRIX_COLUMNS, build_context
+
+    rows = [{"nodeid": f"t.py::test_x[c{i}-{d}]", "status": "certified", "test_outcome": "passed", "error": None,
+             "certificates": [_cert("certified", f"c{i}", edits=d, case_hash=f"{i:064x}")]}
+            for i in range(3) for d in range(MAX_MATRIX_COLUMNS)]
+    rows.append({"nodeid": "t.py::test_x[c9-0]", "status": "error", "test_outcome": "failed", "error": "boom", "certificates": []})
+    matrix = build_context(_doc(rows))["matrix"]
+    assert [c["test"] for c in matrix["columns"]] == ["t.py::test_a", "t.py::test_b", "t.py::test_f", "t.py::test_x"]
+    assert matrix["dropped_columns"] == 0 and matrix["columns"][-1]["budget"] == "every budget"
+    assert str(matrix["rows"]).count('class="m ') == 5 + 3 * MAX_MATRIX_COLUMNS + 1  # every requirement, the error too

@@ -359,7 +359,7 @@ def _matrix(items: list[dict]) -> dict:
     by_budget = len(set(keys)) <= MAX_MATRIX_COLUMNS
     columns: dict[tuple, list] = {}
     for i, key in zip(items, keys):
-        columns.setdefault(key if by_budget or not i["cert"] else (i["group"], ()), []).append(i)
+        columns.setdefault(key if by_budget else (i["group"], ()), []).append(i)  # past the limit: one column per test
     order = sorted(columns, key=lambda k: (k[0], k[1] == ("none",), str(k[1])))  # a test's requirements without a certificate last
     dropped_columns = max(0, len(order) - MAX_MATRIX_COLUMNS)
     order = order[:MAX_MATRIX_COLUMNS]
