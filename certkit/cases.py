@@ -148,7 +148,8 @@ class Case:
     """One audited input: ``prompt`` (the user's text; only its tokens are perturbed), ``image``
     (float (C, H, W) in [0, 1]) and a stable ``id`` (used by pytest ids, baselines and the cache).
 
-    ``expected`` is an optional expected outcome label; ``meta`` carries free-form fields from the case file.
+    ``expected`` is an optional expected outcome label; ``meta`` carries free-form fields from the case file;
+    ``where`` is where the case was read (``cases.jsonl:7``, set by :func:`load_cases`), named by errors about it.
     ``image`` may be a path (read by :func:`load_image`), an array or a tensor; it is stored as a read-only float32
     numpy array. :class:`CaseError` for an empty id or prompt, or an image that is not (C, H, W) with C = 1 or 3,
     finite and in [0, 1] (never clipped or rescaled: the certificate is about these pixels). Two cases are equal
@@ -162,6 +163,7 @@ class Case:
     image: np.ndarray = field(repr=False)
     expected: str | None = None
     meta: dict = field(default_factory=dict, repr=False, compare=False)
+    where: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
@@ -378,7 +380,7 @@ def load_cases(source: str | Path | Any, fields: dict | None = None) -> list[Cas
         seen[cid] = lineno
         try:
             case = Case(cid, row["prompt"], path.parent / row["image"], row.get("expected"),
-                        {k: v for k, v in row.items() if k not in _KNOWN})
+                        {k: v for k, v in row.items() if k not in _KNOWN}, f"{path}:{lineno}")
         except CaseError as exc:
             raise CaseError(f"{path}:{lineno}: {exc}") from None
         cases.append(case)

@@ -556,3 +556,64 @@ def test_case(certkit, case):
     assert "cases.yaml:4: prompt must be text, got bool False; quote it" in out
     assert "Traceback" not in out and "raise " not in out
     res.assert_outcomes(errors=1)
+
+
+def test_a_bad_marker_is_said_once_per_test_function_with_its_count(pytester):
+    """Every case of a parametrized test with a bad marker is an error, but the message is said in full once, with how
+    many cases share it; the other cases name that one. A marker given to one case alone is said for that case."""
+    from tests.plugin.project import QUICK
+
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_marker='''
+import numpy as np
+import pytest
+from certkit import Case
+
+CASES = [Case(f"c{i}", "hi", np.full((3, 8, 8), 0.9, dtype=np.float32)) for i in range(3)]
+
+
+@pytest.mark.certkit(sigmaa=0.5)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_typo(certkit, case):
+    certkit.assert_certified(case, outcome="bright")
+
+
+@pytest.mark.parametrize("case", [CASES[0], pytest.param(CASES[1], marks=pytest.mark.certkit(sigma=-1.0))], ids=str)
+def test_one_bad(certkit, case):
+    certkit.assert_certified(case, outcome="bright", radius=0.05, beta=0.0)
+''')
+    res = pytester.runpytest_inprocess(*QUICK, "--certkit-json", "r.json", "--certkit-report", "none", "--certkit-n-max", "300")
+    out = res.stdout.str()
+    full = "certkit marker on test_marker.py::test_typo: unknown setting(s) ['sigmaa']"
+    assert out.count(full) == 1, out
+    assert f"test_marker.py::test_typo[c0]: {full}; known: " in out and "(said once for the 3 cases of this test that share it)" in out
+    assert out.count("test_marker.py::test_typo: the error said at test_marker.py::test_typo[c0], shared by 3 cases") == 2
+    records = {r["nodeid"].split("::")[-1]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    assert [records[f"test_typo[c{i}]"]["status"] for i in range(3)] == ["error"] * 3
+    assert records["test_one_bad[c0]"]["status"] == "certified"
+    assert "marker on test_marker.py::test_one_bad sigma = -1.0" in records["test_one_bad[c1]"]["error"]
+    assert "said once" not in records["test_one_bad[c1]"]["error"]
+
+
+def test_a_wrong_expected_label_names_the_case_file_and_line(pytester):
+    """A case file's expected label that the oracle does not have fails its requirement with the file and line."""
+    from tests.plugin.project import QUICK
+
+    pytester.makeconftest(CONFTEST)
+    _png(pytester.path / "b.png", np.full((8, 8, 3), 230, np.uint8))
+    (pytester.path / "cases.jsonl").write_text('{"id": "ok", "prompt": "hi", "image": "b.png", "expected": "bright"}\n\n'
+                                               '{"id": "typo", "prompt": "hi", "image": "b.png", "expected": "brigth"}\n')
+    pytester.makepyfile(test_expected='''
+import pytest
+import certkit
+
+@pytest.mark.certkit(beta=0.0)
+@pytest.mark.parametrize("case", certkit.load_cases("cases.jsonl"), ids=str)
+def test_case(certkit, case):
+    certkit.assert_certified(case, radius=0.05)
+''')
+    res = pytester.runpytest_inprocess(*QUICK, "--certkit-json", "r.json", "--certkit-report", "none", "--certkit-n-max", "300")
+    assert ("ERROR: certkit could not evaluate test_expected.py::test_case[typo]: cases.jsonl:3: case 'typo': expected = 'brigth' is "
+            "not a label of oracle 'label', whose labels are ['dark', 'bright']; correct the case's expected label") in res.stdout.str()
+    records = {r["nodeid"].split("::")[-1]: r["status"] for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    assert records == {"test_case[ok]": "certified", "test_case[typo]": "error"}

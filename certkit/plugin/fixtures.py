@@ -17,8 +17,10 @@ from ..certificate import INCONCLUSIVE
 from ..requirement import Requirement
 from .labelling import answer_sink
 from .recording import record_certificate, record_error
-from .settings import SETTINGS, convert, resolve_settings, validate
+from .settings import SETTINGS, convert, function_id, resolve_settings, validate
 from .state import STATE
+
+_MARKER_ERRORS = pytest.StashKey[dict]()  # test function id -> [(case nodeid, its marker error or None)], in run order
 
 #: the largest side of a case's thumbnail in the report
 THUMBNAIL_PX = 48
@@ -98,6 +100,39 @@ def _deadline(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
+def _settings_said_once(config: pytest.Config, item: pytest.Item) -> dict:
+    """:func:`resolve_settings` for ``item``, where a bad marker's error is said in full once per test function: by
+    the first of its cases (in this run's order, the same on every xdist worker) that has it, with how many cases
+    share it; the others name that case."""
+    from ..errors import RequirementError
+
+    try:
+        return resolve_settings(config, item)
+    except RequirementError as exc:
+        function = function_id(item)
+        known = config.stash.setdefault(_MARKER_ERRORS, {})
+        if function not in known:
+            known[function] = [(other.nodeid, _marker_error(config, other)) for other in item.session.items
+                               if function_id(other) == function]
+        same = [nodeid for nodeid, error in known[function] if error == str(exc)]
+        if len(same) < 2:
+            raise
+        if same[0] == item.nodeid:
+            raise RequirementError(f"{exc} (said once for the {len(same)} cases of this test that share it)") from None
+        raise RequirementError(f"certkit marker on {function}: the error said at {same[0]}, shared by {len(same)} cases "
+                               "of this test") from None
+
+
+def _marker_error(config: pytest.Config, item: pytest.Item) -> str | None:
+    from ..errors import RequirementError
+
+    try:
+        resolve_settings(config, item)
+    except RequirementError as exc:
+        return str(exc)
+    return None
+
+
 class CertkitRequirement:
     """The ``certkit`` fixture: certify, frontier and assert for the current test, recording every certificate.
 
@@ -109,7 +144,7 @@ class CertkitRequirement:
     def __init__(self, request: pytest.FixtureRequest, model, oracle, smoothed_cache: dict):
         self._request = request
         self._item = request.node
-        self.settings = resolve_settings(request.config, request.node)
+        self.settings = _settings_said_once(request.config, request.node)
         self._model, self._oracle = model, oracle
         self._cache = smoothed_cache
         self.certificates: list = []
@@ -166,6 +201,12 @@ class CertkitRequirement:
             if not isinstance(expected, str) or not expected.strip():
                 raise RequirementError(f"case {getattr(case, 'id', case)!r}: expected = {expected!r} is no outcome label; give a label "
                                        "such as 'harmless', or pass outcome=...")
+            labels = getattr(self._oracle, "labels", None)
+            if labels is not None and expected not in labels:  # the case file's mistake: say where it is
+                where = getattr(case, "where", None)
+                raise RequirementError(f"{where + ': ' if where else ''}case {case.id!r}: expected = {expected!r} is not a label of "
+                                       f"oracle {getattr(self._oracle, 'name', type(self._oracle).__name__)!r}, whose labels are "
+                                       f"{list(labels)}; correct the case's expected label, or pass outcome=...")
             s["outcome"] = expected
         return s
 

@@ -183,19 +183,28 @@ def uses_certkit(config: pytest.Config) -> bool:
     return any(config.getoption(f"certkit_{n}") is not None or _ini_value(config, n) is not None for n in names)
 
 
+def function_id(item: pytest.Item) -> str:
+    """The node id of ``item``'s test function, without its parametrization (``test_a.py::test_f`` for
+    ``test_a.py::test_f[case-1]``): a marker belongs to the function, so its errors name the function."""
+    name = getattr(item, "originalname", None)
+    return f"{item.parent.nodeid}::{name}" if name and item.parent is not None else item.nodeid
+
+
 def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
-    """Settings for one test: command line > closest ``certkit`` marker > ini > defaults."""
+    """Settings for one test: command line > closest ``certkit`` marker > ini > defaults. A bad marker is a
+    ``RequirementError`` naming the test function (the same text for each of its cases)."""
     from ..errors import RequirementError  # a bad marker fails the requirements it marks, not the run
 
     out = {}
     marker_values: dict = {}
     if item is not None:
+        function = function_id(item)
         for marker in reversed(list(item.iter_markers("certkit"))):  # module first, function last wins
             if marker.args:
-                raise RequirementError(f"certkit marker on {item.nodeid}: use keyword arguments, e.g. @pytest.mark.certkit(sigma=0.5)")
+                raise RequirementError(f"certkit marker on {function}: use keyword arguments, e.g. @pytest.mark.certkit(sigma=0.5)")
             unknown = set(marker.kwargs) - set(SETTINGS)
             if unknown:
-                raise RequirementError(f"certkit marker on {item.nodeid}: unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+                raise RequirementError(f"certkit marker on {function}: unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
             marker_values.update(marker.kwargs)
     for name, (kind, default, _) in SETTINGS.items():
         cli = config.getoption(f"certkit_{name}")
@@ -203,7 +212,7 @@ def resolve_settings(config: pytest.Config, item: pytest.Item | None) -> dict:
             source = "option " + opt_name(name)
             out[name] = validate(name, convert(name, kind, cli, source), source)
         elif name in marker_values:
-            source, value = f"marker on {item.nodeid}", marker_values[name]
+            source, value = f"marker on {function}", marker_values[name]
             if value is None and name != "outcome":
                 raise RequirementError(f"{source}: {name}=None is not a value; give a {kind.__name__} "
                                        f"or leave the key out to use the default ({default})")
