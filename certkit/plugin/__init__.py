@@ -13,6 +13,7 @@ One concern per module, wired together here (the entry point pytest loads):
 * :mod:`.results`: summary, gate, baseline, history and the files written;
 * :mod:`.sharding`: ``--certkit-shard K/N``, this run's share of a suite split over machines;
 * :mod:`.labelling`: ``--certkit-label-sample N``, a sample of the run's noisy answers for people to label;
+* :mod:`.progress`: requirements done / total, samples per second and an ETA as the run goes;
 * :mod:`.controller`: the controller's plugin object, the terminal summary and the JUnit gate.
 
 A pytest run of a project that does not use certkit is left as it is: certkit adds its options, its marker and
@@ -28,6 +29,7 @@ from .controller import Controller, settings_line, shows_header
 from .devices import controller_devices, pin_worker, pytest_configure_node, pytest_xdist_auto_num_workers, share_cores_on_worker
 from .fixtures import CertkitRequirement, _certkit_smoothed_cache, case_summary, certkit, certkit_model, certkit_oracle, failure_message
 from .labelling import register as register_labelling
+from .progress import register as register_progress
 from .recording import (
     is_requirement,
     pytest_load_initial_conftests,
@@ -53,7 +55,8 @@ __all__ = [
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``certkit`` marker and this process's :class:`RunState` (``config.stash[STATE]``); on the
     controller also the :class:`Controller`, after checking the baseline, history, options and shard (a bad one is a
-    ``pytest.UsageError`` before any test runs); on an xdist worker, pin its GPU and share the cores."""
+    ``pytest.UsageError`` before any test runs); on an xdist worker, pin its GPU and share the cores; on every process,
+    the progress view's parts (:func:`.progress.register`)."""
     config.addinivalue_line("markers", "certkit(**settings): certkit settings (sigma, beta, kernel, alpha, threshold, n_max, outcome)")
     state = RunState()
     state.cache_dir = path_setting(config, "cache_dir")
@@ -70,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         _configure_controller(config, state)
         config.pluginmanager.register(Controller(state), "certkit-controller")
+    register_progress(config)
     config.stash[STATE] = state
     register_labelling(config)  # --certkit-label-sample: on every process, each keeps a sample of the answers it draws
 

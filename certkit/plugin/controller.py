@@ -99,6 +99,9 @@ def terminal_summary(terminalreporter, state: RunState) -> None:
     tr.write_line(f"samples: {summary['samples']} read by the requirements, {summary['forward_samples']} forward passes run (a case's "
                   "noisy samples are drawn in whole chunks, shared by its requirements and cached across runs, so the two can differ); "
                   f"pass rate {'n/a' if rate is None else f'{100 * rate:.1f}%'}")
+    if summary.get("samples_per_second") is not None:
+        tr.write_line(f"throughput: {summary['samples_per_second']:,.1f} samples/s ({summary['forward_samples']:,} forward passes in "
+                      f"{summary['sampling_wall_s']:,.1f} s, from the first requirement's start to the last one's end)")
     passed = summary["gate"] == "passed"
     kept = ("; the results of the requirements that finished are kept" if state.results else
             "; no requirement ran, and the results, report and history say so")

@@ -22,6 +22,7 @@ import pytest
 from .. import gate
 from ..results import append_history, baseline_record, build, read_history, write_results
 from ..testdata import summarize as summarize_test_data
+from .progress import throughput
 from .recording import status as requirement_status
 from .settings import run_settings, shown
 from .sharding import configured_shard
@@ -163,6 +164,7 @@ def finish(session: pytest.Session, state: RunState) -> None:
     document = build([{**record, "status": requirement_status(record)} for record in state.results.values()],
                      run_metadata(config, state), state.cases, _incomplete(session, state), summarize_test_data(state.sources.values()))
     summary = document["summary"]
+    summary.update(throughput(config, summary["forward_samples"]))  # samples/s over the requirements' wall time
     state.written, state.write_errors = [], []
     from ..regression import compare  # the plugin composes the document and its comparison (results.py does not compare)
     from ..report import write_report

@@ -43,6 +43,8 @@ RUN_OPTIONS = {
     "label_sample": (int, None, "write a uniform random sample of N of the noisy answers this run draws, with case, noise seed and "
                                 "oracle label, for people to label (then `certkit calibrate`)"),
     "label_sample_file": (str, "reports/label-sample.jsonl", "where --certkit-label-sample writes its JSON lines"),
+    "progress": (str, "30", "seconds between two progress lines (requirements done / total, samples/s, ETA); 0: after every "
+                            "requirement; off: none (off under -q unless given)"),
 }
 
 
