@@ -9,6 +9,7 @@ a class label for classifiers. The oracle then reads those outputs.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import inspect
 import io
@@ -25,7 +26,7 @@ from ..errors import CertkitError
 
 __all__ = ["EncodedCase", "ModelAdapter", "ModelError", "UnspellableText", "fingerprint_module", "code_fingerprint",
            "callable_fingerprint", "config_fingerprint", "takes_encoded", "resolve_device", "module_device", "module_dtype", "to_device",
-           "runtime"]
+           "runtime", "quiet_progress_bars"]
 
 
 class ModelError(CertkitError):
@@ -167,6 +168,22 @@ def runtime(device: torch.device) -> dict:
             tf32_cudnn=bool(torch.backends.cudnn.allow_tf32),
         )
     return record
+
+
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """While it is open, transformers and huggingface_hub draw no progress bars ("Loading weights", "Writing model
+    shards", downloads): certkit's own loads stay out of the test output pytest captures. The switch is theirs
+    (``transformers.utils.logging``) and process-wide; it is turned back on at exit where it was on before."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _source(obj) -> bytes:

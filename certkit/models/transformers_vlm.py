@@ -37,6 +37,7 @@ from .base import (
     fingerprint_module,
     module_device,
     module_dtype,
+    quiet_progress_bars,
     resolve_device,
     runtime,
     to_device,
@@ -193,7 +194,8 @@ class VisionLanguageModel:
             kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
             if device_map is not None:
                 kwargs["device_map"] = device_map
-            model, info = _load_model(path, kwargs)
+            with quiet_progress_bars():
+                model, info = _load_model(path, kwargs)
         except ImportError as exc:
             raise ModelError(f"cannot load the processor or model in {str(path)!r}: {exc}. Families whose processors use "
                              "torchvision (Qwen-VL, LLaVA-OneVision, SmolVLM, InternVL, Pixtral) need torch and torchvision "

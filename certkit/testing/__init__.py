@@ -180,8 +180,18 @@ def save_tiny_llava(directory, seed: int = 0, *, vllm_layout: bool = False, **op
     ``directory``; returns its path as a string. ``vllm_layout`` renames the vision tower's weights
     ``vision_tower.*`` (transformers 5) to ``vision_tower.vision_model.*``, the layout of published LLaVA
     checkpoints that vLLM reads (transformers loads both)."""
+    from transformers.utils import logging as hf_logging
+
     model, processor = tiny_llava(seed, **options)
-    model.eval().save_pretrained(directory)
+    # no "Writing model shards" bar in a smoke run's output (certkit.models.base.quiet_progress_bars; this module
+    # imports nothing from certkit)
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.eval().save_pretrained(directory)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
     processor.save_pretrained(directory)
     if vllm_layout:
         _legacy_vision_keys(Path(directory) / "model.safetensors")

@@ -113,3 +113,15 @@ def test_a_vlm_fingerprint_covers_processor_template_and_tokenizer(tmp_path):
     assert variant(lambda p: p.tokenizer.add_tokens(["zebra"])) != base.fingerprint
     assert VisionLanguageModel(base.model, AutoProcessor.from_pretrained(directory), weights_fingerprint=base.weights_fingerprint,
                                system_prompt="be careful").fingerprint != base.fingerprint
+
+
+def test_certkits_own_loads_draw_no_progress_bars(tmp_path, capfd):
+    """Saving the tiny model and loading any model through certkit print no "Writing model shards" / "Loading
+    weights" bars into the test output; transformers' switch is back on afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    VisionLanguageGenerator.from_pretrained(save_tiny_llava(tmp_path / "llava"), max_new_tokens=4)
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "Writing model shards" not in err, err
+    assert hf_logging.is_progress_bar_enabled()
