@@ -229,7 +229,7 @@ def test_more_labelled_answers_for_a_target():
     zero, at_rate = more_needed(2, 200, alpha, target)
     assert clopper_pearson(2, 200 + zero, alpha)[1] <= target < clopper_pearson(2, 200 + zero - 1, alpha)[1]
     assert at_rate > zero
-    assert more_needed(10, 200, alpha, target) [1] is None  # a 5% observed rate never reaches 2%
+    assert more_needed(10, 200, alpha, target)[1] is None  # a 5% observed rate never reaches 2%
     assert more_needed(0, 1000, alpha, target) == (0, 0)
 
 
