@@ -37,7 +37,7 @@ from markupsafe import Markup, escape
 
 from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED, from_json_float
 from ..gate import COUNTED
-from ..requirement import caption, of_certificate
+from ..requirement import SETTINGS, caption, of_certificate
 from ..results import certificates, records, write_atomically
 from .charts import COLOURS, STATUS_ORDER, SYMBOLS, accuracy_curves, case_chart, trend_chart, trend_runs
 from .text import marked, visible
@@ -151,11 +151,23 @@ def _calibration_key(c: dict) -> tuple:
     return tuple(sorted((k, v) for k, v in cal.items() if isinstance(v, (str, int, float, type(None))))) if isinstance(cal, dict) else ()
 
 
+_SHOWN = tuple(s.name for s in SETTINGS if s.shown is not None)  # the record fields of_certificate reads, with the kernels
+_SETTINGS_CACHE: dict[tuple, tuple] = {}
+
+
 def _settings_key(c: dict) -> tuple:
     """What puts certificates in one table: the settings they were made under (certkit.requirement's table, read back
-    from the record), the oracle's declared error and its measured calibration."""
-    return (*sorted(of_certificate(c).items()), ("oracle_error", c.get("oracle_error") or 0.0),
-            ("oracle_calibration", _calibration_key(c)))
+    from the record), the oracle's declared error and its measured calibration. Read once per distinct set of the
+    fields it comes from (a run's thousands of certificates share a few)."""
+    fields = (repr(c.get("image_kernel")), repr(c.get("text_kernel")), *(repr(c.get(name)) for name in _SHOWN),
+              repr(c.get("oracle_error")), _calibration_key(c))
+    key = _SETTINGS_CACHE.get(fields)
+    if key is None:
+        if len(_SETTINGS_CACHE) > 4096:
+            _SETTINGS_CACHE.clear()
+        key = _SETTINGS_CACHE[fields] = (*sorted(of_certificate(c).items()), ("oracle_error", c.get("oracle_error") or 0.0),
+                                         ("oracle_calibration", _calibration_key(c)))
+    return key
 
 
 def calibration_text(cal: dict, alpha=None) -> str:
