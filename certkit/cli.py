@@ -144,28 +144,86 @@ def cmd_bounds(args, parser) -> int:
     return 0
 
 
+#: `certkit plan`'s exit status for a requirement no sample count, or not n_max samples, can certify (2 is a usage error)
+PLAN_UNREACHABLE = 3
+
+
 def cmd_plan(args, parser) -> int:
-    """Print p* (the smallest p_A that certifies the requirement), the fixed-n sample size and what the sequential test
-    spends; exit 0, or 2 where no number of samples can certify it (p* unreachable, or p* + oracle error >= 1)."""
+    """Print the requirement and its noise as read (sigma, the text kernel, beta and the alphabet size V, and where V
+    came from), p* (the smallest p_A that certifies it), the fixed-n sample size and what the sequential test spends;
+    exit 0. Where no number of samples can certify it (p* unreachable, or p* + oracle error >= 1), or n_max samples
+    cannot even if every one agrees, it also prints the largest image radius and the largest threshold tau that are
+    reachable with the other settings as given, and exits :data:`PLAN_UNREACHABLE` (3)."""
     noise = _noise(args, parser)
     text, image = noise.text(), noise.image()
     if args.edits and text is None:
         parser.error("--edits > 0 needs a text kernel: give --beta (and --vocab for the uniform kernel)")
     p_star = float(bounds.required_p_a(image, args.radius, text, args.edits, args.tau))
     print(f"requirement: image l2 radius {args.radius} at {args.edits} token edits, tau = {args.tau}, alpha = {args.alpha}")
+    print(f"noise: sigma = {args.sigma}, {_text_kernel_words(args, text)}")
     if not math.isfinite(p_star) or p_star + args.oracle_error >= 1.0:
         print("p* (smallest p_A that certifies): unreachable -- no number of samples can certify this requirement")
-        print("try a smaller radius or fewer edits, a larger sigma, or a smaller beta")
-        return 2
+        _print_reachable(args, image, text)
+        return PLAN_UNREACHABLE
     print(f"p* (smallest p_A that certifies): {p_star:.6f}")
     n_fixed = int(stats.samples_needed(p_star, args.alpha, args.oracle_error))
     print(f"fixed n (one Clopper-Pearson bound, every sample agreeing): n >= {n_fixed}")
-    _plan_sequential(min(p_star + args.oracle_error, math.nextafter(1.0, 0.0)), args.alpha, args.n_max)
+    if not _plan_sequential(min(p_star + args.oracle_error, math.nextafter(1.0, 0.0)), args.alpha, args.n_max):
+        _print_reachable(args, image, text)
+        return PLAN_UNREACHABLE
     return 0
 
 
-def _plan_sequential(p_test: float, alpha: float, n_max: int) -> None:
-    """What the shipped sequential test (the one ``certify`` runs) spends on this requirement."""
+def _text_kernel_words(args, text) -> str:
+    """The text kernel as `certkit plan` read it: kind, beta and alphabet size V (and the folder V was read from)."""
+    if text is None:
+        return "no text kernel (no --beta: the requirement edits no token)"
+    if not isinstance(text, UniformReplace):
+        return f"text kernel = mask (beta = {text.beta}; no alphabet)"
+    source = (f"read from --model {args.model}: its tokenizer's ids less the special and image-layout tokens" if args.model
+              else "--vocab")
+    return f"text kernel = uniform (beta = {text.beta}), alphabet V = {text.vocab_size} ({source})"
+
+
+def _reachable(args, image, text, radius: float, tau: float) -> bool:
+    """Whether n_max samples, every one agreeing, certify the requirement at ``radius`` and ``tau`` (else as given)."""
+    from .sequential import MixtureTest
+
+    p_star = float(bounds.required_p_a(image, radius, text, args.edits, tau))
+    if not math.isfinite(p_star) or p_star + args.oracle_error >= 1.0:
+        return False
+    test = MixtureTest(min(p_star + args.oracle_error, math.nextafter(1.0, 0.0)), args.alpha, args.n_max)
+    return test.min_samples_to_certify() is not None
+
+
+def _print_reachable(args, image, text) -> None:
+    """The largest image radius (at the threshold given) and the largest threshold tau (at the radius given) that n_max
+    samples can certify, every other setting as given; each rounded down, so what it prints is reachable."""
+    print(f"reachable with the other settings as given ({args.edits} token edits, n_max = {args.n_max}):")
+    if _reachable(args, image, text, 0.0, args.tau):
+        lo, hi = 0.0, args.radius
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _reachable(args, image, text, mid, args.tau) else (lo, mid)
+        print(f"  image l2 radius up to {math.floor(lo * 1e6) / 1e6:.6f} at tau = {args.tau}")
+    else:
+        print(f"  no image radius at tau = {args.tau}, not even 0 (fewer edits, a smaller beta or a larger n_max)")
+    floor = 1e-12
+    if _reachable(args, image, text, args.radius, floor):
+        lo, hi = math.log(floor), math.log(args.tau)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _reachable(args, image, text, args.radius, math.exp(mid)) else (lo, mid)
+        tau = math.exp(lo)
+        digits = 2 - math.floor(math.log10(tau))  # three significant digits, rounded down
+        print(f"  threshold tau up to {math.floor(tau * 10**digits) / 10**digits:.3g} at image l2 radius {args.radius}")
+    else:
+        print(f"  no threshold tau at image l2 radius {args.radius}, not even {floor:g}")
+
+
+def _plan_sequential(p_test: float, alpha: float, n_max: int) -> bool:
+    """What the shipped sequential test (the one ``certify`` runs) spends on this requirement; False where n_max samples
+    cannot certify it even if every one agrees."""
     import numpy as np
 
     from .sequential import MixtureTest
@@ -176,7 +234,7 @@ def _plan_sequential(p_test: float, alpha: float, n_max: int) -> None:
         need = test.samples_to_certify()
         print(f"sequential test (n_max = {n_max}): unreachable: even every sample agreeing needs "
               f"{'more than 10^9' if math.isinf(need) else int(need)} samples; raise n_max to that or relax the requirement")
-        return
+        return False
     print(f"sequential test (n_max = {n_max}): every sample agreeing certifies at n = {first}")
     rng = np.random.default_rng(0)
     print("  expected samples (200 simulated streams each):")
@@ -185,6 +243,7 @@ def _plan_sequential(p_test: float, alpha: float, n_max: int) -> None:
         top = max(set(decision), key=list(decision).count)
         print(f"    true p_A = {p_true:.4f}: mean n = {used.mean():.0f}, {100 * (decision == top).mean():.0f}% {top}")
     print(f"  worst case: n_max = {n_max} samples, where p_A is too close to p* for n_max samples to tell (inconclusive)")
+    return True
 
 
 def cmd_audit(args, parser) -> int:
@@ -440,7 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-edits", type=_non_negative("--max-edits", int), default=8, help="largest d to show (default: %(default)s)")
     b.set_defaults(func=cmd_bounds)
 
-    p = sub.add_parser("plan", help="samples needed to certify an image radius at d token edits")
+    p = sub.add_parser("plan", help="samples needed to certify an image radius at d token edits",
+                       epilog=f"exit status: 0 if n_max samples can certify the requirement; {PLAN_UNREACHABLE} if it is unreachable "
+                              "(no number of samples, or not n_max, can certify it: the largest reachable radius and threshold "
+                              "are printed); 2 for a usage error")
     p.add_argument("--radius", type=_non_negative("--radius"), required=True, help="image l2 radius to certify")
     p.add_argument("--edits", type=_non_negative("--edits", int), default=0, help="token edits d (default: %(default)s)")
     _add_kernel_args(p)

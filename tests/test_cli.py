@@ -1,5 +1,6 @@
 """The certkit command line: output and usage errors."""
 
+import re
 import subprocess
 import sys
 
@@ -32,15 +33,44 @@ def test_plan_prints_samples(capsys):
     assert "n >= 40" in out  # ln(1000) / ln(1 / Phi(1)) = 39.97
 
 
-def test_plan_reports_unreachable_requirements(capsys):
-    # mask kernel: at most beta**d = 0.25 of the adversarial mass can stay on A, below tau = 1/2
-    assert main(["plan", "--radius", "0.1", "--edits", "2", "--sigma", "0.5", "--beta", "0.5", "--kernel", "mask"]) == 2
-    assert "unreachable" in capsys.readouterr().out
+def test_plan_echoes_the_noise_it_read(capsys):
+    assert main(["plan", "--radius", "0.1", "--edits", "1", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000", "--tau", "4.6e-5"]) == 0
+    assert "noise: sigma = 0.5, text kernel = uniform (beta = 0.25), alphabet V = 32000 (--vocab)\n" in capsys.readouterr().out
+    assert main(["plan", "--radius", "0.1", "--edits", "1", "--sigma", "0.25", "--beta", "0.1", "--kernel", "mask", "--tau", "0.01"]) == 0
+    assert "noise: sigma = 0.25, text kernel = mask (beta = 0.1; no alphabet)\n" in capsys.readouterr().out
+    assert main(["plan", "--radius", "0.1"]) == 0
+    assert "noise: sigma = 0.25, no text kernel (no --beta: the requirement edits no token)\n" in capsys.readouterr().out
 
 
-def test_plan_says_when_the_cap_is_too_small(capsys):
-    assert main(["plan", "--radius", "0.1", "--edits", "3", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000"]) == 0
-    assert "unreachable: even every sample agreeing needs" in capsys.readouterr().out
+def _plan(capsys, *args) -> tuple[int, str]:
+    code = main(["plan", *args])
+    return code, capsys.readouterr().out
+
+
+def test_plan_reports_unreachable_requirements_and_what_is_reachable(capsys):
+    """Mask kernel: at most beta**d = 0.25 of the adversarial mass can stay on A, below tau = 1/2: no sample count
+    certifies it, at any radius; exit 3 and the largest threshold that is reachable, which is."""
+    mask = ["--radius", "0.1", "--edits", "2", "--sigma", "0.5", "--beta", "0.5", "--kernel", "mask"]
+    code, out = _plan(capsys, *mask)
+    assert code == 3 and "unreachable -- no number of samples can certify" in out
+    assert "no image radius at tau = 0.5, not even 0" in out
+    tau = re.search(r"threshold tau up to ([0-9.e-]+) at image l2 radius 0.1", out).group(1)
+    assert 0.24 < float(tau) < 0.25 and _plan(capsys, *mask, "--tau", tau)[0] == 0
+
+
+def test_plan_says_when_the_cap_is_too_small_and_the_largest_reachable_radius(capsys):
+    """Reachable with more samples, not with n_max: exit 3, and the radius and threshold it prints are reachable, and
+    barely (a little more of either is not)."""
+    code, out = _plan(capsys, "--radius", "3", "--sigma", "0.5")
+    assert code == 3 and "unreachable: even every sample agreeing needs" in out
+    radius = float(re.search(r"image l2 radius up to ([0-9.]+) at tau = 0.5", out).group(1))
+    assert _plan(capsys, "--radius", str(radius), "--sigma", "0.5")[0] == 0
+    assert _plan(capsys, "--radius", str(radius + 1e-4), "--sigma", "0.5")[0] == 3
+    tau = float(re.search(r"threshold tau up to ([0-9.e-]+) at image l2 radius 3.0", out).group(1))
+    assert _plan(capsys, "--radius", "3", "--sigma", "0.5", "--tau", str(tau))[0] == 0
+    assert _plan(capsys, "--radius", "3", "--sigma", "0.5", "--tau", str(tau * 1.01))[0] == 3
+    code, out = _plan(capsys, "--radius", "0.1", "--edits", "3", "--sigma", "0.5", "--beta", "0.25", "--vocab", "32000")
+    assert code == 3 and "no image radius at tau = 0.5, not even 0" in out
 
 
 @pytest.mark.parametrize(
@@ -102,7 +132,9 @@ def test_plan_reads_the_alphabet_from_a_model_folder(capsys):
     assert main(common + ["--model", str(folder)]) == 0
     by_model = capsys.readouterr().out
     assert main(common + ["--vocab", str(vocab)]) == 0
-    assert by_model == capsys.readouterr().out
+    by_vocab = capsys.readouterr().out
+    source = f"read from --model {folder}: its tokenizer's ids less the special and image-layout tokens"
+    assert f"alphabet V = {vocab} ({source})" in by_model and by_model.replace(source, "--vocab") == by_vocab
 
 
 def test_plan_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
