@@ -16,6 +16,13 @@ from certkit import load_cases, results, testdata
 from tests.plugin.project import CONFTEST
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """datasets' Arrow cache of a parquet file goes to the test's folder (this process's and the workers'), not the user's."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+
+
 def test_file_digest_is_sha256sum(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'{"id": 1}\n' * 1000)
     assert testdata.file_digest(tmp_path / "a.jsonl") == hashlib.sha256(b'{"id": 1}\n' * 1000).hexdigest()
