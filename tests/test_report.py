@@ -107,9 +107,9 @@ def test_every_status_and_the_frontier_region_are_rendered():
     rows = html[html.index('<div id="requirements">'):html.index('<div id="case-index">')]
     for code, status in (("n", "not certified"), ("i", "inconclusive"), ("e", "error")):
         assert re.search(rf'<tr class="?{code}"?[ >]', rows), status
-        assert f"<td>{status}" in rows
+        assert f"<td>{ {'n': '✗', 'i': '?', 'e': '!'}[code]} {status}" in rows  # the word and its symbol
     assert re.search(r"<tr(?: id=r\d+)?><td>[^<]*<td>", rows)  # a certified row: no class, its status word comes from the style
-    assert 'tr:not([class]) td:last-child::after{content:"certified"}' in html
+    assert 'tr:not([class]) td:last-child::after{content:"✓ certified"}' in html
     assert 'class="region"' in html and "Certified accuracy" in html
     assert re.search(r'id="verdict">\s*FAILED', html)
 

@@ -240,7 +240,8 @@ def _table(rows: list[tuple], with_change: bool, ids: dict, strips: dict | None)
             cells.append(f"<td>{strips.get(key) or strips[None]}")
         if with_change:
             cells.append(f"<td>{escape(change or '')}")
-        cells.append("<td>" if code == "c" else f"<td>{c['status']}")  # "certified" is the style's text for a row without class
+        # "✓ certified" is the style's text for a row without class; any other status is written with its symbol
+        cells.append("<td>" if code == "c" else f"<td>{SYMBOLS.get(c['status'], '?')} {c['status']}")
         out.append("".join(cells))
     fixed = "; ".join(f"{name} = {_radius(v) if name == 'eps' else v} in every row" for name, v in constant.items())
     return {"chunks": chunks(out), "columns": columns, "constant": fixed}
