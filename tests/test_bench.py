@@ -51,3 +51,16 @@ def test_cases_bench_runs_small(capsys):
     res = bench_cases.main(["--rows", "40", "--side", "4"])
     assert res["load_cases, warm"]["rows"] == 40 and res["pytest --collect-only"]["exit"] == 0
     assert all(m["maxrss_mb"] > 0 for m in res.values()) and "pytest --collect-only" in capsys.readouterr().out
+
+
+def test_overhead_bench_counts_the_forward_passes_of_both_arms():
+    """bench_overhead on the tiny LLaVA: in both modes every repeat's bare pass ran its n samples, certify ran the forward
+    passes its certificate claims (a new case per repeat, so none read a stream an earlier repeat drew), and the
+    requirement needed about n samples, as the radius was chosen for."""
+    from bench import bench_overhead
+
+    res = bench_overhead.main(["--shape", "tiny", "--repeats", "2", "--n", "32", "--mode", "generate", "label"])
+    assert [(r["mode"], r["kernels"]) for r in res] == [("generate", "image"), ("label", "image")]
+    for r in res:
+        assert [g["forward"] for g in r["rows"]] == [32, 32] and all(24 <= g["n"] <= 32 and g["status"] == "certified" for g in r["rows"])
+        assert all(g["bare"] > 0 and g["certify_cpu"] > 0 for g in r["rows"]) and r["median_ratio_cpu"] > 0
