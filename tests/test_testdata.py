@@ -75,6 +75,17 @@ def test_summarize_counts_each_source_once():
     assert testdata.merge([td, None, json.loads(json.dumps(td))]) == td
 
 
+def test_certkit_merge_sums_the_shards_sources_once():
+    """Two shards' files: a source both read counts once, one only the second read is added, exactly."""
+    a = _source("a.jsonl", "1" * 64, 2, {"kind": {"x": 2}}, {"8x8": 2})
+    b = _source("b.parquet", "2" * 64, 3, {"kind": {"y": 3}}, {"4x4": 3}, "parquet")
+    shard = {"schema": results.RESULTS_SCHEMA, "run": {"seed": 0}, "summary": {}, "results": [], "cases": {}}
+    merged = results.merge([{**shard, "test_data": testdata.summarize([a])}, {**shard, "test_data": testdata.summarize([a, b])}],
+                           ["1.json", "2.json"])
+    assert merged["test_data"] == testdata.summarize([a, b]) and merged["test_data"]["cases"] == 5
+    assert "test_data" not in results.merge([shard, shard], ["1.json", "2.json"])
+
+
 def test_build_adds_test_data_only_when_read():
     assert "test_data" not in results.build([], {}, {})
     td = testdata.summarize([_source("a.jsonl", "1" * 64, 1, {}, {"8x8": 1})])
