@@ -15,8 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import certkit.models  # noqa: F401 - imported before the pytester run below uses them (a module first imported
+import certkit.oracles  # noqa: F401   inside it is dropped after it, and a later import makes a second class)
+import certkit.smoothing  # noqa: F401
 from certkit import Case, load_cases, testdata
 from certkit.cases import CaseError
+from tests.plugin.project import CONFTEST
 
 FEATURES = datasets.Features({"question": datasets.Value("string"), "img": datasets.Image(),
                               "label": datasets.ClassLabel(names=["safe", "unsafe"]), "category": datasets.Value("string"),
@@ -218,3 +222,30 @@ def test_sources_are_recorded_with_their_digests(tmp_path):
     assert (memory["format"], memory["sha256"], memory["path"]) == ("datasets.Dataset", ds._fingerprint, None)
     assert parquet["rows"] == 3 and parquet["meta"] == {"category": {"a": 2, "b": 1}} and parquet["image_sizes"] == {"8x6": 3}
     json.dumps(parquet)  # travels as JSON with the reports
+
+
+def test_a_requirement_on_an_image_that_breaks_fails_in_one_line(pytester, tmp_path, monkeypatch):
+    """Through the plugin: the requirement whose image cannot be decoded is an error naming the source, row and id; the
+    other case is certified."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    bright = _png((230, 230, 230), size=(64, 64))
+    datasets.Dataset.from_dict({"id": ["ok", "cut"], "prompt": ["pick up the cube"] * 2,
+                                "image": [bright, _truncated_png()]}).to_parquet(str(pytester.path / "cases.parquet"))
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_audit="""
+from pathlib import Path
+import pytest
+from certkit import load_cases
+
+@pytest.mark.certkit(beta=0.0, outcome="bright")
+@pytest.mark.parametrize("case", load_cases(Path(__file__).parent / "cases.parquet"), ids=str)
+def test_bright(certkit, case):
+    certkit.assert_certified(case, radius=0.05)
+""")
+    res = pytester.runpytest("-p", "no:cacheprovider", "--certkit-json", "r.json", "--certkit-report", "none",
+                             "--certkit-history", "none", "--certkit-cache-dir", "none")
+    statuses = {r["nodeid"]: r["status"] for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    assert statuses == {"test_audit.py::test_bright[ok]": "certified", "test_audit.py::test_bright[cut]": "error"}
+    line = next(x for x in res.outlines if x.startswith("ERROR: certkit could not evaluate test_audit.py::test_bright[cut]"))
+    assert line.endswith(f"{pytester.path / 'cases.parquet'}: row 1 (id 'cut'): image: the row's image bytes is not a readable "
+                         "image (image file is truncated); re-export it as PNG")
