@@ -249,3 +249,30 @@ def test_bright(certkit, case):
     line = next(x for x in res.outlines if x.startswith("ERROR: certkit could not evaluate test_audit.py::test_bright[cut]"))
     assert line.endswith(f"{pytester.path / 'cases.parquet'}: row 1 (id 'cut'): image: the row's image bytes is not a readable "
                          "image (image file is truncated); re-export it as PNG")
+
+
+def test_pytest_collects_lazy_cases_without_decoding(pytester, tmp_path, monkeypatch):
+    """pytest's collection (ids=str, and its default ids, which look for a ``__name__``) reads no image."""
+    import certkit.datasets_io as dio
+
+    decoded = []
+    real = dio.decode_image
+    monkeypatch.setattr(dio, "decode_image", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    _dataset(30).to_parquet(str(pytester.path / "cases.parquet"))
+    pytester.makepyfile(test_many="""
+from pathlib import Path
+import pytest
+from certkit import load_cases
+
+CASES = load_cases(Path(__file__).parent / "cases.parquet", fields={"prompt": "question", "image": "img"})
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_named(case):
+    pass
+
+@pytest.mark.parametrize("case", CASES)
+def test_numbered(case):
+    pass
+""")
+    res = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
+    assert res.ret == 0 and len([x for x in res.outlines if "::test_" in x]) == 60 and decoded == []
