@@ -559,3 +559,12 @@ def test_past_its_column_limit_the_matrix_has_one_column_per_test_errors_include
     assert [c["test"] for c in matrix["columns"]] == ["t.py::test_a", "t.py::test_b", "t.py::test_f", "t.py::test_x"]
     assert matrix["dropped_columns"] == 0 and matrix["columns"][-1]["budget"] == "every budget"
     assert str(matrix["rows"]).count('class="m ') == 5 + 3 * MAX_MATRIX_COLUMNS + 1  # every requirement, the error too
+
+
+def test_a_run_without_requirements_says_so_instead_of_an_empty_matrix():
+    doc = _doc()
+    doc["results"], doc["cases"] = [], {}
+    doc["summary"].update(requirements=0, certified=0, gate="incomplete", gate_reason="INCOMPLETE: the run did not finish (x)")
+    html = render_report(doc)
+    assert "No requirement finished: there is nothing to show." in html and "<thead><tr><th>case</thead>" not in html
+    assert re.search(r'id="verdict">\s*INCOMPLETE: the run did not finish \(x\)', html)
