@@ -46,7 +46,9 @@ def noisy_images(image: torch.Tensor, kernel: Gaussian | None, n: int, generator
     if kernel is None:
         return batch.clone()
     noise = torch.randn(batch.shape, generator=generator, device=image.device, dtype=torch.float32)
-    return batch + kernel.sigma * noise
+    # in place: the same bits as batch + sigma * noise (one product, one sum) without two more image-sized tensors per
+    # call, whose allocation cost more than the draw itself for a 3x336x336 image on the CPU (BENCHMARKS.md, issue 30.3)
+    return noise.mul_(kernel.sigma).add_(batch)
 
 
 def alphabet_index(alphabet: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,18 @@ def test_gaussian_noise_has_the_stated_sigma_and_centre():
     assert abs(noise.std().item() - 0.7) < 0.01
 
 
+def test_gaussian_noise_is_image_plus_sigma_times_the_generators_draw_bit_for_bit():
+    """The samples (and so every cached count) are image + sigma * N(0, I) of the generator's draw, exactly: computing it
+    in place (issue 30.3) changed no bit. The image is not changed, nor is it a view of the result."""
+    image = torch.rand(3, 7, 5)
+    kept = image.clone()
+    out = noisy_images(image, Gaussian(0.37), 4, _gen(11))
+    draw = torch.randn((4, 3, 7, 5), generator=_gen(11), dtype=torch.float32)
+    assert torch.equal(out, image.unsqueeze(0) + 0.37 * draw) and torch.equal(image, kept)
+    out += 1
+    assert torch.equal(image, kept)
+
+
 def test_same_seed_same_samples_other_seed_other_samples():
     ids, editable, alphabet = torch.arange(20), torch.ones(20, dtype=torch.bool), torch.arange(100)
     a = noisy_token_ids(ids, editable, UniformReplace(0.5, 100), 64, _gen(7), alphabet)
