@@ -35,9 +35,10 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from .. import requirement
 from ..certificate import CERTIFIED, ERROR, INCONCLUSIVE, NO_REQUIREMENT, NOT_CERTIFIED, from_json_float
 from ..gate import COUNTED
-from ..requirement import SETTINGS, caption, of_certificate
+from ..requirement import caption, of_certificate
 from ..results import certificates, records, write_atomically
 from .charts import COLOURS, STATUS_ORDER, SYMBOLS, accuracy_curves, case_chart, trend_chart, trend_runs
 from .text import marked, visible
@@ -151,15 +152,25 @@ def _calibration_key(c: dict) -> tuple:
     return tuple(sorted((k, v) for k, v in cal.items() if isinstance(v, (str, int, float, type(None))))) if isinstance(cal, dict) else ()
 
 
-_SHOWN = tuple(s.name for s in SETTINGS if s.shown is not None)  # the record fields of_certificate reads, with the kernels
 _SETTINGS_CACHE: dict[tuple, tuple] = {}
+_SHOWN: list = [None, ()]  # (the settings table it was read from, the names of its settings a certificate records)
+
+
+def _shown_names() -> tuple:
+    """The record fields of_certificate reads besides the kernels: the shown settings of certkit.requirement's table as
+    it is now (a table extended at run time, as tests do, is read again and the cache starts over)."""
+    table = requirement.SETTINGS
+    if _SHOWN[0] is not table:
+        _SHOWN[:] = [table, tuple(s.name for s in table if s.shown is not None)]
+        _SETTINGS_CACHE.clear()
+    return _SHOWN[1]
 
 
 def _settings_key(c: dict) -> tuple:
     """What puts certificates in one table: the settings they were made under (certkit.requirement's table, read back
     from the record), the oracle's declared error and its measured calibration. Read once per distinct set of the
     fields it comes from (a run's thousands of certificates share a few)."""
-    fields = (repr(c.get("image_kernel")), repr(c.get("text_kernel")), *(repr(c.get(name)) for name in _SHOWN),
+    fields = (repr(c.get("image_kernel")), repr(c.get("text_kernel")), *(repr(c.get(name)) for name in _shown_names()),
               repr(c.get("oracle_error")), _calibration_key(c))
     key = _SETTINGS_CACHE.get(fields)
     if key is None:
