@@ -34,7 +34,8 @@ audit: $(STAMP)
 test: test-suite test-families
 
 # -p randomly: the tests run in a random order, its seed printed in the header ("Using --randomly-seed=N");
-# `pytest -p randomly --randomly-seed=N tests` replays that order, `-p no:randomly` keeps the written one
+# `pytest -p randomly --randomly-seed=N tests` replays that order; without -p randomly (pyproject.toml's addopts say
+# -p no:randomly) pytest keeps the written order
 test-suite: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -p randomly tests
 
