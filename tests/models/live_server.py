@@ -63,7 +63,7 @@ def _transformers_serve(folder: str | Path, port: int | None = None):
     proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", str(folder)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(Path(ASSISTANT).parents[3]))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # two servers starting side by side on 2 loaded cores took over 120 s
     try:
         while True:
             try:
