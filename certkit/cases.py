@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,7 +306,7 @@ def load_cases(source: str | Path | Any, fields: dict | None = None) -> list[Cas
     import json
 
     fields = _check_fields(fields)
-    if not isinstance(source, (str, Path)):
+    if not isinstance(source, (str, os.PathLike)):
         from .datasets_io import is_dataset, read_dataset
 
         if is_dataset(source):

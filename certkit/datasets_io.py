@@ -127,6 +127,8 @@ def _column(names: list[str], fields: dict, key: str, required: bool, where: str
 def _image_kind(feature, datasets, col: str, where: str) -> tuple[str, str | None]:
     if isinstance(feature, datasets.Image):
         return "image", feature.mode
+    if isinstance(feature, dict) and set(feature) == {"bytes", "path"}:  # the Image feature's storage, written without its metadata
+        return "image", None
     if isinstance(feature, datasets.Value) and feature.dtype in _BINARY:
         return "bytes", None
     if isinstance(feature, datasets.Value) and feature.dtype in _TEXT:

@@ -126,8 +126,12 @@ def test_case_files_are_recorded_with_their_digest(tmp_path):
     _write_png(tmp_path / "ok.png")
     (tmp_path / "c.yml").write_text("- id: a\n  prompt: hi\n  image: ok.png\n  kind: x\n"
                                     "- id: b\n  prompt: ho\n  image: ok.png\n  kind: y\n")
+    class Given:  # any os.PathLike, as a path library other than pathlib gives it
+        def __fspath__(self):
+            return str(tmp_path / "c.yml")
+
     start = testdata.mark()
-    load_cases(tmp_path / "c.yml")
+    load_cases(Given())
     record, = testdata.read_since(start)
     assert record == {"path": str(tmp_path / "c.yml"), "sha256": hashlib.sha256((tmp_path / "c.yml").read_bytes()).hexdigest(),
                       "format": "yaml", "rows": 2, "meta": {"kind": {"x": 1, "y": 1}}, "image_sizes": {"8x8": 2}}

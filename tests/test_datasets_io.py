@@ -94,6 +94,9 @@ def test_id_column_bytes_and_paths(tmp_path):
     raw = datasets.Dataset.from_dict({"name": ["r"], "prompt": ["hi"], "png": [_png((1, 2, 3))]})
     case = load_cases(raw, fields={"id": "name", "image": "png"})[0]
     assert case.id == "r" and np.allclose(case.image[:, 0, 0] * 255, [1, 2, 3])
+    # {"bytes", "path"} structs written without the Image feature's metadata (another tool's parquet) read the same
+    struct = datasets.Dataset.from_dict({"id": ["s"], "prompt": ["hi"], "image": [{"bytes": _png((1, 2, 3)), "path": None}]})
+    assert isinstance(struct.features["image"], dict) and load_cases(struct)[0].content_hash == case.content_hash
 
 
 def test_images_are_read_when_used(tmp_path, monkeypatch):
