@@ -281,7 +281,7 @@ def read_dataset(source, fields: dict) -> list[Case]:
             sizes.append(_header_size(encoded, at))
             meta = {c: values[c][i] for c in meta_cols}
             try:
-                case = Case(cid, prompt, LazyImage(functools.partial(images.read, i, at), at), expected, meta)
+                case = Case(cid, prompt, LazyImage(functools.partial(images.read, i, at), at), expected, meta, f"{where}: row {i}")
             except CaseError as exc:
                 raise CaseError(f"{at}: {exc}") from None
             cases.append(case)

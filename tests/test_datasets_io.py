@@ -68,6 +68,7 @@ def test_the_three_forms_give_the_same_cases(tmp_path):
         assert [(c.id, c.prompt, c.expected, c.meta) for c in cases] == [(c.id, c.prompt, c.expected, c.meta) for c in forms[0]]
     first = forms[0]
     assert [c.expected for c in first] == ["safe", "unsafe", "safe"] and first[1].meta == {"category": "a"}
+    assert forms[1][2].where == f"{tmp_path / 'cases.parquet'}: row 2"  # what an error about the case names
     assert len({c.id for c in first}) == 3 and all(len(c.id) == 16 for c in first)
     assert forms[1] == forms[2] == first
     png = tmp_path / "same.png"
