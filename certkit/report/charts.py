@@ -185,7 +185,8 @@ def trend_chart(history: list[dict]) -> str | None:
                  if r["other_model"] else f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="{col}" stroke="#fff" stroke-width="1">')
         parts.append(shape + f"<title>{escape(title)}</title></{'rect' if r['other_model'] else 'circle'}>")
         if i >= n - LABELLED_RUNS:
-            parts.append(f'<text x="{cx:.1f}" y="{cy - 8:.1f}" class="tick" text-anchor="middle">{r["index"]}</text>')
+            label_y = cy - 8 if cy - 8 > top + 10 else cy + 16  # below a marker near the top, clear of the axis labels
+            parts.append(f'<text x="{cx:.1f}" y="{label_y:.1f}" class="tick" text-anchor="middle">{r["index"]}</text>')
     ly = h - 30
     legend = [("circle", GATE_COLOURS["PASSED"], "gate passed"), ("circle", GATE_COLOURS["FAILED"], "gate failed"),
               ("circle", GATE_COLOURS["INCOMPLETE"], "incomplete"), ("circle", GATE_COLOURS["not recorded"], "gate not recorded"),
