@@ -102,17 +102,18 @@ def _incomplete(session: pytest.Session, state: RunState) -> list[str]:
     reasons = []
     during = "" if state.collection_finished else " during the collection, before any requirement ran"
     errors = state.collection_errors
+    interrupted = getattr(session, "exitstatus", None) == pytest.ExitCode.INTERRUPTED  # unset where pytester builds a node
     if state.terminated:
         reasons.append("terminated by SIGTERM" + during)
     elif state.interrupted == "user":
         reasons.append("interrupted (Ctrl-C)" + during)
-    elif session.exitstatus == pytest.ExitCode.INTERRUPTED and not errors and not (session.shouldstop or session.shouldfail):
+    elif interrupted and not errors and not (session.shouldstop or session.shouldfail):
         reasons.append(f"interrupted ({state.interrupted or 'pytest stopped the run'})" + during)
     for stop in (session.shouldstop, session.shouldfail):
         if stop:
             reasons.append(f"stopped early: {stop}")
     if errors:
-        stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED and state.interrupted != "user"
+        stopped = interrupted and state.interrupted != "user"
         reasons.append(f"{len(errors)} collection error(s): " + ("pytest stopped before any test ran" if stopped else
                        "some requirements were never collected") + " (" + "; ".join(errors[:5])
                        + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "") + ")")
@@ -157,7 +158,7 @@ def finish(session: pytest.Session, state: RunState) -> None:
     design (--collect-only, --setup-only, --setup-plan) is not gated."""
     config = session.config
     runs_no_test = any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
-    stopped_early = bool(_incomplete(session, state)) and _certkit_project(config, state)
+    stopped_early = _certkit_project(config, state) and bool(_incomplete(session, state))
     if runs_no_test or (not state.results and state.baseline is None and state.shard is None and not stopped_early):
         return
     # what did not finish is kept and written (the summary says why: _incomplete); the gate cannot pass on such a run
