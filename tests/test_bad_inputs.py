@@ -555,7 +555,8 @@ def test_case(certkit, case):
     assert "ERROR: certkit could not collect test_cases.py: " in out
     assert "cases.yaml:4: prompt must be text, got bool False; quote it" in out
     assert "Traceback" not in out and "raise " not in out
-    res.assert_outcomes(errors=1)
+    assert "certkit gate INCOMPLETE: the run did not finish (1 collection error(s)" in out
+    res.assert_outcomes(errors=1, failed=1)  # the collection error, and the gate it leaves INCOMPLETE
 
 
 def test_a_bad_marker_is_said_once_per_test_function_with_its_count(pytester):
