@@ -320,7 +320,10 @@ class SemanticOracle(Oracle):
         self.model_dir = Path(model_dir) if model_dir is not None else _default_minilm_dir()
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self._model = AutoModel.from_pretrained(self.model_dir).to(self.device).eval()
+        from .models.base import quiet_progress_bars
+
+        with quiet_progress_bars():
+            self._model = AutoModel.from_pretrained(self.model_dir).to(self.device).eval()
         self._ref = self.embed([reference])[0]
 
     def config(self):

@@ -116,12 +116,15 @@ def test_a_vlm_fingerprint_covers_processor_template_and_tokenizer(tmp_path):
 
 
 def test_certkits_own_loads_draw_no_progress_bars(tmp_path, capfd):
-    """Saving the tiny model and loading any model through certkit print no "Writing model shards" / "Loading
-    weights" bars into the test output; transformers' switch is back on afterwards."""
+    """Saving the tiny model, loading any model through certkit and the semantic oracle's sentence model print no
+    "Writing model shards" / "Loading weights" bars into the test output; transformers' switch is back on afterwards."""
     from transformers.utils import logging as hf_logging
+
+    from certkit.oracles import SemanticOracle
 
     assert hf_logging.is_progress_bar_enabled()
     VisionLanguageGenerator.from_pretrained(save_tiny_llava(tmp_path / "llava"), max_new_tokens=4)
+    SemanticOracle("pick up the cube")
     err = capfd.readouterr().err
     assert "Loading weights" not in err and "Writing model shards" not in err, err
     assert hf_logging.is_progress_bar_enabled()
