@@ -42,14 +42,22 @@ finishes; a requirement that ends by an error (the model's, a timeout) or an int
 run) still writes the whole chunks it drew to the count cache, so the rerun draws only the rest. An error raised by
 the user's model is reported once, as a :class:`~certkit.models.base.ModelError` naming the case, the inputs' shapes
 and dtypes and the model's own message.
+
+Early stopping: where the oracle declares prefix decisions (:meth:`~certkit.oracles.Oracle.decide_prefix`) and the
+adapter's ``run`` takes ``decide``, each sample stops generating once its label is decided; the label is the one the
+full answer has (the oracle's contract), so counts, certificates and cache keys are unchanged. Off with
+``Smoothed(early_stop=False)`` or ``CERTKIT_EARLY_STOP=0``, and while an ``answer_sink`` collects answers (people label
+whole answers). The new tokens generated go into ``timings["generated_tokens"]`` for adapters that count them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import math
 import numbers
+import os
 import re
 import time
 from collections import OrderedDict
@@ -182,6 +190,15 @@ def refuse_text_noise(model) -> None:
         raise ModelError(f"text noise cannot be certified through {type(model).__name__}: {reason}")
 
 
+def _takes_decide(adapter) -> bool:
+    """Whether ``adapter.run`` takes the keyword ``decide`` (an oracle's prefix decision) besides ``encoded``."""
+    try:
+        params = inspect.signature(adapter.run).parameters
+    except (TypeError, ValueError):
+        return False
+    return "decide" in params and "encoded" in params
+
+
 def _check_count(name: str, value) -> int:
     if positive_integer(name, value):
         raise RequirementError(f"{positive_integer(name, value)}, got {value!r}")
@@ -204,10 +221,14 @@ class Smoothed:
     a ``max_batch_bytes`` below 1; OracleError unless ``oracle`` is an :class:`~certkit.oracles.Oracle`; ModelError
     for a model without the adapter attributes, text noise it refuses, a ``UniformReplace.vocab_size`` that is not
     the size of its alphabet, or the Mask kernel on a model without a mask token.
+
+    ``early_stop`` (default: on unless the environment sets ``CERTKIT_EARLY_STOP=0``) lets a generating adapter stop a
+    sample once the oracle's label is decided (module docstring); the labels are the same either way.
     """
 
     def __init__(self, model, oracle: Oracle, image: Gaussian | None = None, text: UniformReplace | Mask | None = None,
-                 seed: int = 0, cache: CountCache | str | Path | None = None, max_batch_bytes: int = 1 << 30):
+                 seed: int = 0, cache: CountCache | str | Path | None = None, max_batch_bytes: int = 1 << 30,
+                 early_stop: bool | None = None):
         if image is not None and not isinstance(image, Gaussian):
             raise RequirementError(f"image must be certkit.noise.Gaussian(sigma) or None, got {type(image).__name__}")
         if text is not None and not isinstance(text, (UniformReplace, Mask)):
@@ -222,6 +243,9 @@ class Smoothed:
             raise RequirementError(f"seed must be an integer, got {seed!r}")
         self.max_batch_bytes = _check_count("max_batch_bytes", max_batch_bytes)
         self._run_takes_encoded = takes_encoded(model)
+        if early_stop is None:
+            early_stop = os.environ.get("CERTKIT_EARLY_STOP", "1").strip() != "0"
+        self.early_stop = bool(early_stop) and oracle.decides_prefixes and not oracle.needs_request and _takes_decide(model)
         if text is not None:
             refuse_text_noise(model)
         if isinstance(text, UniformReplace) and text.vocab_size != model.alphabet.numel():
@@ -322,10 +346,15 @@ class Smoothed:
         ids_t, images_t = torch.stack(ids), torch.stack(images)
         seed = generation_seed(draw.seed, start)
         try:
+            tokens_before = getattr(self.model, "generated_tokens", None)
             if self._run_takes_encoded:
-                outputs = self.model.run(ids_t, images_t, seed, encoded=draw.enc)
+                # people label whole answers: no early stop while an answer sink collects them
+                decide = {"decide": self.oracle.decide_prefix} if self.early_stop and self.answer_sink is None else {}
+                outputs = self.model.run(ids_t, images_t, seed, encoded=draw.enc, **decide)
             else:
                 outputs = self.model.run(ids_t, images_t, seed)
+            if isinstance(tokens_before, int):
+                draw.timing["generated_tokens"] = draw.timing.get("generated_tokens", 0) + self.model.generated_tokens - tokens_before
         except (CertkitError, torch.OutOfMemoryError):
             raise
         except Exception as exc:

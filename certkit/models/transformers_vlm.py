@@ -43,6 +43,7 @@ from .base import (
     to_device,
 )
 from .encoding import ProcessorEncoding
+from .settled import settled_text
 
 __all__ = ["VisionLanguageModel", "VisionLanguageGenerator"]
 
@@ -137,6 +138,10 @@ class VisionLanguageModel:
         keep = self.labels is not None and "logits_to_keep" in inspect.signature(model.forward).parameters
         self._label_kwargs = {"logits_to_keep": 1} if keep else {}
         self.max_context = self._max_context()
+        #: the settled text of a generation so far (None: the tokenizer's decode is not proved prefix-stable, and
+        #: ``run`` never stops a sample early); :attr:`generated_tokens` counts every new token ``run`` generated
+        self.settled = settled_text(self.tokenizer) if self.labels is None else None
+        self.generated_tokens = 0
         settings = {
             **self.encoding.settings(),
             "output": self.output_kind,
@@ -254,11 +259,18 @@ class VisionLanguageModel:
     # ------------------------------------------------------------------ running
 
     @torch.inference_mode()
-    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase) -> list[str]:
+    def run(self, ids: torch.Tensor, images: torch.Tensor, seed: int = 0, *, encoded: EncodedCase, decide=None) -> list[str]:
         """One output per sample, in order. Label mode: the label whose word's first token has the highest last-position
         logit (:class:`ModelError` on NaN logits). Otherwise the decoded new tokens, special tokens skipped: greedy, or
         sampled after ``torch.manual_seed(seed)`` when ``do_sample``. :class:`ModelError` where the processor lays out
-        a noisy image's tokens differently from the clean one's."""
+        a noisy image's tokens differently from the clean one's.
+
+        ``decide`` (an oracle's :meth:`~certkit.oracles.Oracle.decide_prefix`): each sample stops generating as soon as
+        ``decide`` returns a label on its settled text (:mod:`certkit.models.settled`: a prefix of every longer
+        generation's decode), so its output is shorter but, by the oracle's contract, has the label the full answer has.
+        Ignored where the tokenizer's decode is not proved prefix-stable (:attr:`settled` is None). The new tokens each
+        sample generated (up to its end of sequence, its decision or ``max_new_tokens``) are added to
+        :attr:`generated_tokens`."""
         inputs = self.model_inputs(encoded, ids, images)
         if self.labels is not None:
             logits = self.model(**inputs, **self._label_kwargs).logits[:, -1, :]
@@ -271,8 +283,43 @@ class VisionLanguageModel:
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
             torch.manual_seed(seed)
-        out = self.model.generate(**inputs, **kwargs)
+        from transformers import StoppingCriteriaList
+
+        stop = _PrefixStop(ids.shape[1], decide if self.settled is not None else None, self.settled, self._eos_ids())
+        out = self.model.generate(**inputs, **kwargs, stopping_criteria=StoppingCriteriaList([stop]))
+        self.generated_tokens += stop.tokens
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+
+    def _eos_ids(self) -> list[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        return [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+class _PrefixStop:
+    """A transformers stopping criterion (its interface, duck-typed: subclassing ``StoppingCriteria`` would import
+    transformers with this module), per sequence (transformers pads a finished row from then on): a row stops once
+    ``decide`` labels its settled text. Counts in :attr:`tokens` the tokens the rows generated while live (a row is live until its end of
+    sequence or its decision). With ``decide`` None it stops nothing and only counts."""
+
+    def __init__(self, start: int, decide, settled, eos_ids: list[int]):
+        self.start, self.decide, self.settled = start, decide, settled
+        self.eos = torch.tensor(eos_ids, dtype=torch.long)
+        self.live: torch.Tensor | None = None
+        self.tokens = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
+        """A (batch,) bool tensor: True for the rows decided at this step."""
+        if self.live is None:
+            self.live = torch.ones(input_ids.shape[0], dtype=torch.bool)
+        self.tokens += int(self.live.sum())
+        new = input_ids[:, self.start :].cpu()
+        decided = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        if self.decide is not None:
+            for row in torch.nonzero(self.live).flatten().tolist():
+                decided[row] = self.decide(self.settled(new[row].tolist())) is not None
+        ended = torch.isin(new[:, -1], self.eos) if self.eos.numel() else torch.zeros_like(decided)
+        self.live &= ~(decided | ended)
+        return decided.to(input_ids.device)
 
 
 #: The name this adapter had while it only generated; it is the same class.
