@@ -190,3 +190,14 @@ def test_certificates_with_and_without_early_stopping_are_the_same_but_for_timin
     assert not Smoothed(adapter, HIT).early_stop
     monkeypatch.delenv("CERTKIT_EARLY_STOP")
     assert Smoothed(adapter, HIT).early_stop and not Smoothed(adapter, ActionOracle(["pick up"])).early_stop
+
+
+def test_the_prefix_bench_runs_small_and_checks_exactness():
+    """bench_prefix's code path on a few samples: both arms counted n forward passes and the same labels (it exits
+    otherwise), and stopping early generated fewer tokens where the model refuses."""
+    from bench import bench_prefix
+
+    res = bench_prefix.main(["--n", "32", "--repeats", "1", "--new-tokens", "12", "--batch", "32"])
+    refusing = res["refusing"]
+    assert refusing["on"][0]["counts"] == refusing["off"][0]["counts"]
+    assert refusing["on"][0]["tokens"] < refusing["off"][0]["tokens"] and refusing["on"][0]["computed"] <= refusing["off"][0]["computed"]

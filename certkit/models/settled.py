@@ -62,16 +62,27 @@ class SettledText:
             known = self._byte_token[token_id] = len(token) == 6 and token.startswith("<0x") and token.endswith(">")
         return known
 
-    def __call__(self, ids) -> str:
-        """The settled text of the generated ``ids`` (a sequence of ints); see the class docstring."""
+    def _closed(self, ids) -> list[int]:
+        """``ids`` less a trailing run of byte tokens (and skipped specials) where ByteFallback may still rewrite it."""
         ids = list(ids)
         if self.byte_fallback:
             end = len(ids)
             while end and (ids[end - 1] in self.special_ids or self._is_byte(ids[end - 1])):
                 end -= 1
             ids = ids[:end]
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return ids
+
+    def _cut(self, text: str) -> str:
         return text[: max(0, len(text) - self.tail)] if self.tail else text
+
+    def __call__(self, ids) -> str:
+        """The settled text of the generated ``ids`` (a sequence of ints); see the class docstring."""
+        return self._cut(self.tokenizer.decode(self._closed(ids), skip_special_tokens=True))
+
+    def batch(self, rows) -> list[str]:
+        """``[self(ids) for ids in rows]``, decoded in one ``batch_decode`` call."""
+        texts = self.tokenizer.batch_decode([self._closed(ids) for ids in rows], skip_special_tokens=True)
+        return [self._cut(text) for text in texts]
 
 
 def _decoder_chain(tokenizer) -> list[dict] | None:

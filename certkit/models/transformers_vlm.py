@@ -139,9 +139,11 @@ class VisionLanguageModel:
         self._label_kwargs = {"logits_to_keep": 1} if keep else {}
         self.max_context = self._max_context()
         #: the settled text of a generation so far (None: the tokenizer's decode is not proved prefix-stable, and
-        #: ``run`` never stops a sample early); :attr:`generated_tokens` counts every new token ``run`` generated
+        #: ``run`` never stops a sample early); :attr:`generated_tokens` counts every new token ``run`` generated for a live
+        #: sample, :attr:`computed_tokens` the positions generate computed (a batch runs until its last sample ends, and
+        #: transformers keeps computing, and padding, the rows that ended: steps times rows)
         self.settled = settled_text(self.tokenizer) if self.labels is None else None
-        self.generated_tokens = 0
+        self.generated_tokens = self.computed_tokens = 0
         settings = {
             **self.encoding.settings(),
             "output": self.output_kind,
@@ -288,6 +290,7 @@ class VisionLanguageModel:
         stop = _PrefixStop(ids.shape[1], decide if self.settled is not None else None, self.settled, self._eos_ids())
         out = self.model.generate(**inputs, **kwargs, stopping_criteria=StoppingCriteriaList([stop]))
         self.generated_tokens += stop.tokens
+        self.computed_tokens += stop.steps * ids.shape[0]
         return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
 
     def _eos_ids(self) -> list[int]:
@@ -298,14 +301,15 @@ class VisionLanguageModel:
 class _PrefixStop:
     """A transformers stopping criterion (its interface, duck-typed: subclassing ``StoppingCriteria`` would import
     transformers with this module), per sequence (transformers pads a finished row from then on): a row stops once
-    ``decide`` labels its settled text. Counts in :attr:`tokens` the tokens the rows generated while live (a row is live until its end of
-    sequence or its decision). With ``decide`` None it stops nothing and only counts."""
+    ``decide`` labels its settled text. Counts in :attr:`tokens` the tokens the rows generated while live (a row is live
+    until its end of sequence or its decision), in :attr:`steps` the generation steps. With ``decide`` None it stops
+    nothing and only counts."""
 
     def __init__(self, start: int, decide, settled, eos_ids: list[int]):
         self.start, self.decide, self.settled = start, decide, settled
         self.eos = torch.tensor(eos_ids, dtype=torch.long)
         self.live: torch.Tensor | None = None
-        self.tokens = 0
+        self.tokens = self.steps = 0
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
         """A (batch,) bool tensor: True for the rows decided at this step."""
@@ -314,9 +318,11 @@ class _PrefixStop:
         self.tokens += int(self.live.sum())
         new = input_ids[:, self.start :].cpu()
         decided = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-        if self.decide is not None:
-            for row in torch.nonzero(self.live).flatten().tolist():
-                decided[row] = self.decide(self.settled(new[row].tolist())) is not None
+        self.steps += 1
+        live = torch.nonzero(self.live).flatten().tolist()
+        if self.decide is not None and live:
+            for row, text in zip(live, self.settled.batch(new[live].tolist())):
+                decided[row] = self.decide(text) is not None
         ended = torch.isin(new[:, -1], self.eos) if self.eos.numel() else torch.zeros_like(decided)
         self.live &= ~(decided | ended)
         return decided.to(input_ids.device)

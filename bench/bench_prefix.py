@@ -1,0 +1,117 @@
+"""Tokens and time saved by stopping each sample once the oracle's label is decided (issue 30.2), on a length mix.
+
+``python -m bench.bench_prefix [--n 256] [--repeats 2] [--new-tokens 64] [--batch 32] [--threads 1]``
+
+The model: :func:`certkit.testing.tiny_llava` with a word tokenizer over :data:`certkit.testing.WORDS` (36 tokens with
+the specials, among them ``refuse``, ``I`` and ``cannot``), sampling at temperature 1. Its random weights give nearly
+uniform next-word probabilities; a bias on the LM head (the model's own prior, set per regime) gives each step
+probability about ``p_refuse`` of the word ``refuse`` and ``p_end`` of ``</s>``. Two regimes, as a refusal audit has
+both kinds of prompt:
+
+* ``refusing`` (a harmful prompt): ``refuse`` about 0.15 a step, ``</s>`` 0.02: most answers refuse within a few
+  words, a few end first or run on;
+* ``complying`` (a benign prompt): ``refuse`` 0.002, ``</s>`` 0.04: answers of about 25 words on average, many cut
+  at ``--new-tokens``, a few refused somewhere.
+
+The oracle is :meth:`KeywordOracle.refusal`. Each repeat runs, per regime, ``Smoothed.frontier`` of ``refused`` on
+``--n`` samples of a new case (its own id and pixels, so no repeat reads a stream an earlier one drew) twice, with early
+stopping off and on, in alternating order, each with a new ``Smoothed`` and no cache. The bench fails unless both arms
+ran ``--n`` forward passes and got the same label counts (the exactness the oracle's contract promises). It prints per
+arm the generated tokens (``timings.generated_tokens``: tokens generated while a sample was live, up to its end of
+sequence, its decision or the cap), the computed tokens (the adapter's ``computed_tokens``: a batch runs until its last
+sample ends, every row computed at every step) and the sampling wall time, and the ratios on over off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from certkit import Case, Smoothed
+from certkit.models import VisionLanguageModel
+from certkit.noise import Gaussian
+from certkit.oracles import KeywordOracle
+from certkit.testing import WORDS, tiny_llava
+
+#: regime -> (p_refuse, p_end): the per-step probabilities the LM head's bias aims at (module docstring)
+REGIMES = {"refusing": (0.15, 0.02), "complying": (0.002, 0.04)}
+
+
+def build(new_tokens: int, batch: int, p_refuse: float, p_end: float) -> VisionLanguageModel:
+    """The sampling tiny LLaVA over the test vocabulary, its LM head biased towards ``refuse`` and ``</s>`` (module
+    docstring): log(p / q) on those two words, q the share each other token gets of the rest."""
+    model, processor = tiny_llava(seed=0, words=WORDS, train_tokenizer=False)
+    tok = processor.tokenizer
+    head = model.lm_head
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    q = (1.0 - p_refuse - p_end) / (head.out_features - 2)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[tok.convert_tokens_to_ids("refuse")] = float(np.log(p_refuse / q))
+        biased.bias[tok.eos_token_id] = float(np.log(p_end / q))
+    model.lm_head = biased
+    return VisionLanguageModel(model, processor, max_new_tokens=new_tokens, batch_size=batch, do_sample=True, temperature=1.0)
+
+
+def arm(adapter, oracle, case: Case, seed: int, n: int, early: bool) -> dict:
+    """One ``frontier`` of ``refused`` on ``n`` samples, early stopping ``early``: its label counts, tokens and time."""
+    smoothed = Smoothed(adapter, oracle, image=Gaussian(0.5), seed=seed, early_stop=early)
+    computed = adapter.computed_tokens
+    t0 = time.perf_counter()
+    cert = smoothed.frontier(case, max_edits=0, outcome="refused", n=n)
+    wall = time.perf_counter() - t0
+    if cert.timings.get("forward_samples") != n:
+        raise SystemExit(f"bench_prefix: the {'on' if early else 'off'} arm ran {cert.timings.get('forward_samples')} forward "
+                         f"passes for n={n}")
+    return {"counts": cert.label_counts, "tokens": int(cert.timings["generated_tokens"]),
+            "computed": adapter.computed_tokens - computed, "wall": wall}
+
+
+def main(argv=None) -> dict:
+    """Run the bench (module docstring); returns ``{regime: {"off": [...], "on": [...]}}``, one entry per repeat and arm."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=256, help="samples per arm (a multiple of 32)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    oracle = KeywordOracle.refusal()
+    print(f"tiny LLaVA over {len(WORDS)} words, sampling, max_new_tokens={args.new_tokens}, batch {args.batch}, n={args.n} per arm, "
+          f"{args.repeats} repeats, {args.threads} torch thread(s); oracle {oracle.fingerprint}")
+    res: dict = {}
+    for regime, (p_refuse, p_end) in REGIMES.items():
+        adapter = build(args.new_tokens, args.batch, p_refuse, p_end)
+        res[regime] = {"off": [], "on": []}
+        for r in range(args.repeats):
+            image = np.random.default_rng(r).random((3, 32, 32), dtype=np.float32)
+            case = Case(f"prefix-{regime}-{r}", "pick up the red cube", image)
+            order = (False, True) if r % 2 == 0 else (True, False)
+            got = {early: arm(adapter, oracle, case, r, args.n, early) for early in order}
+            if got[True]["counts"] != got[False]["counts"]:
+                raise SystemExit(f"bench_prefix: {regime}, repeat {r}: label counts differ with early stopping: "
+                                 f"{got[True]['counts']} vs {got[False]['counts']} without")
+            for early in (False, True):
+                res[regime]["on" if early else "off"].append(got[early])
+            off, on = got[False], got[True]
+            print(f"{regime} repeat {r}: labels {off['counts']}; generated tokens/sample off {off['tokens'] / args.n:.1f} "
+                  f"on {on['tokens'] / args.n:.1f} ({on['tokens'] / off['tokens']:.3f}); computed tokens/sample off "
+                  f"{off['computed'] / args.n:.1f} on {on['computed'] / args.n:.1f} ({on['computed'] / off['computed']:.3f}); "
+                  f"wall off {off['wall']:.2f} s on {on['wall']:.2f} s ({on['wall'] / off['wall']:.3f})")
+    for key in ("tokens", "computed", "wall"):
+        per_regime = {regime: statistics.median(on[key] / off[key] for on, off in zip(arms["on"], arms["off"]))
+                      for regime, arms in res.items()}
+        both = statistics.median(sum(arms["on"][r][key] for arms in res.values()) / sum(arms["off"][r][key] for arms in res.values())
+                                 for r in range(args.repeats))
+        print(f"median on/off, {key}: " + ", ".join(f"{regime} {v:.3f}" for regime, v in per_regime.items()) + f", both regimes {both:.3f}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
