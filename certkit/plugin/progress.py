@@ -163,9 +163,9 @@ class Progress:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:  # -p no:terminal
             return
-        # under xdist pytest writes each test's letter without noting the line it began (write_line's own check), so the
-        # line is ended here when anything is on it; the terminal writer is where pytest keeps that width
-        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0):
+        # under xdist pytest writes each test's letter without noting the line it began (write_line ends a line only when
+        # it did), so that line is ended here; the terminal writer is where pytest keeps its width
+        if not reporter.currentfspath and getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0):
             reporter.write("\n")
         reporter.write_line(self.line(now))
         self.last_line = now
