@@ -15,7 +15,8 @@ import numpy
 import scipy
 
 QUICK = ["bounds", "sequential", "report"]
-SLOW = ["efficiency", "regression", "engine", "families", "served", "decisions", "soundness", "attacks", "cases", "overhead", "prefix", "llava7b"]
+SLOW = ["efficiency", "regression", "engine", "families", "served", "decisions", "soundness", "attacks", "cases", "overhead", "prefix",
+        "llava7b"]
 
 
 def main(argv=None) -> None:
