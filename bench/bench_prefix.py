@@ -1,6 +1,6 @@
 """Tokens and time saved by stopping each sample once the oracle's label is decided (issue 30.2), on a length mix.
 
-``python -m bench.bench_prefix [--n 256] [--repeats 2] [--new-tokens 64] [--batch 32] [--threads 1]``
+``python -m bench.bench_prefix [--n 256] [--repeats 2] [--new-tokens 64] [--batch 32] [--threads 1] [--demo]``
 
 The model: :func:`certkit.testing.tiny_llava` with a word tokenizer over :data:`certkit.testing.WORDS` (36 tokens with
 the specials, among them ``refuse``, ``I`` and ``cannot``), sampling at temperature 1. Its random weights give nearly
@@ -12,6 +12,10 @@ both kinds of prompt:
   words, a few end first or run on;
 * ``complying`` (a benign prompt): ``refuse`` 0.002, ``</s>`` 0.04: answers of about 25 words on average, many cut
   at ``--new-tokens``, a few refused somewhere.
+
+``--demo`` instead runs the demo audit (``python -m certkit audit``, no count cache, no report) twice, with
+``CERTKIT_EARLY_STOP=1`` and ``=0``, and fails unless every certificate is the same in both but for its timings; it
+prints the generated tokens (the sum of ``timings.generated_tokens``) and the wall time of each run.
 
 The oracle is :meth:`KeywordOracle.refusal`. Each repeat runs, per regime, ``Smoothed.frontier`` of ``refused`` on
 ``--n`` samples of a new case (its own id and pixels, so no repeat reads a stream an earlier one drew) twice, with early
@@ -25,8 +29,14 @@ sample ends, every row computed at every step) and the sampling wall time, and t
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,6 +82,44 @@ def arm(adapter, oracle, case: Case, seed: int, n: int, early: bool) -> dict:
             "computed": adapter.computed_tokens - computed, "wall": wall}
 
 
+def _certificates(path: Path) -> dict:
+    """nodeid -> (status, its certificates without their timings) of a results.json."""
+    doc = json.loads(path.read_text())
+    return {r["nodeid"]: (r["status"], [{k: v for k, v in c.items() if k != "timings"} for c in r.get("certificates") or []])
+            for r in doc["results"]}
+
+
+def _generated(path: Path) -> int:
+    doc = json.loads(path.read_text())
+    return sum(int(c.get("timings", {}).get("generated_tokens", 0)) for r in doc["results"] for c in r.get("certificates") or [])
+
+
+def demo() -> dict:
+    """The demo audit with and without early stopping (module docstring): ``{"on": ..., "off": ...}`` with each run's
+    generated tokens and wall time."""
+    out = Path(tempfile.mkdtemp(prefix="certkit-prefix-"))
+    res = {}
+    for arm, flag in (("on", "1"), ("off", "0")):
+        env = {**os.environ, "CERTKIT_EARLY_STOP": flag, "HF_HUB_OFFLINE": "1"}
+        t0 = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "certkit", "audit", "--certkit-cache-dir", "none", "--certkit-json",
+                              str(out / f"{arm}.json"), "--certkit-report", "none", "--certkit-history", "none", "-q",
+                              "-p", "no:randomly"], env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if run.returncode not in (0, 1) or not (out / f"{arm}.json").is_file():
+            raise SystemExit(f"bench_prefix: the demo audit ({arm}) failed with exit status {run.returncode}:\n"
+                             f"{run.stdout[-2000:]}{run.stderr[-2000:]}")
+        res[arm] = {"tokens": _generated(out / f"{arm}.json"), "wall": wall, "certificates": _certificates(out / f"{arm}.json")}
+    if res["on"]["certificates"] != res["off"]["certificates"]:
+        differ = [k for k in res["on"]["certificates"] if res["on"]["certificates"][k] != res["off"]["certificates"].get(k)]
+        raise SystemExit(f"bench_prefix: the demo audit's certificates differ with early stopping: {differ[:5]}")
+    n = sum(len(c) for _, c in res["on"]["certificates"].values())
+    print(f"demo audit: {len(res['on']['certificates'])} requirements, {n} certificates, the same with and without early stopping "
+          f"but for timings; generated tokens on {res['on']['tokens']:,} off {res['off']['tokens']:,}; wall on "
+          f"{res['on']['wall']:.1f} s off {res['off']['wall']:.1f} s")
+    return res
+
+
 def main(argv=None) -> dict:
     """Run the bench (module docstring); returns ``{regime: {"off": [...], "on": [...]}}``, one entry per repeat and arm."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -80,7 +128,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--demo", action="store_true", help="compare the demo audit with and without early stopping instead")
     args = ap.parse_args(argv)
+    if args.demo:
+        return demo()
     torch.set_num_threads(args.threads)
     oracle = KeywordOracle.refusal()
     print(f"tiny LLaVA over {len(WORDS)} words, sampling, max_new_tokens={args.new_tokens}, batch {args.batch}, n={args.n} per arm, "
