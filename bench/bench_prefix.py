@@ -23,7 +23,8 @@ stopping off and on, in alternating order, each with a new ``Smoothed`` and no c
 ran ``--n`` forward passes and got the same label counts (the exactness the oracle's contract promises). It prints per
 arm the generated tokens (``timings.generated_tokens``: tokens generated while a sample was live, up to its end of
 sequence, its decision or the cap), the computed tokens (the adapter's ``computed_tokens``: a batch runs until its last
-sample ends, every row computed at every step) and the sampling wall time, and the ratios on over off.
+sample ends, every row computed at every step), the wall time and this process's CPU time (which other processes'
+load on a shared machine does not inflate; with one torch thread it is the work done), and the ratios on over off.
 """
 
 from __future__ import annotations
@@ -72,14 +73,14 @@ def arm(adapter, oracle, case: Case, seed: int, n: int, early: bool) -> dict:
     """One ``frontier`` of ``refused`` on ``n`` samples, early stopping ``early``: its label counts, tokens and time."""
     smoothed = Smoothed(adapter, oracle, image=Gaussian(0.5), seed=seed, early_stop=early)
     computed = adapter.computed_tokens
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cert = smoothed.frontier(case, max_edits=0, outcome="refused", n=n)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if cert.timings.get("forward_samples") != n:
         raise SystemExit(f"bench_prefix: the {'on' if early else 'off'} arm ran {cert.timings.get('forward_samples')} forward "
                          f"passes for n={n}")
     return {"counts": cert.label_counts, "tokens": int(cert.timings["generated_tokens"]),
-            "computed": adapter.computed_tokens - computed, "wall": wall}
+            "computed": adapter.computed_tokens - computed, "wall": wall, "cpu": cpu}
 
 
 def _certificates(path: Path) -> dict:
@@ -154,8 +155,9 @@ def main(argv=None) -> dict:
             print(f"{regime} repeat {r}: labels {off['counts']}; generated tokens/sample off {off['tokens'] / args.n:.1f} "
                   f"on {on['tokens'] / args.n:.1f} ({on['tokens'] / off['tokens']:.3f}); computed tokens/sample off "
                   f"{off['computed'] / args.n:.1f} on {on['computed'] / args.n:.1f} ({on['computed'] / off['computed']:.3f}); "
-                  f"wall off {off['wall']:.2f} s on {on['wall']:.2f} s ({on['wall'] / off['wall']:.3f})")
-    for key in ("tokens", "computed", "wall"):
+                  f"wall off {off['wall']:.2f} s on {on['wall']:.2f} s ({on['wall'] / off['wall']:.3f}); "
+                  f"CPU off {off['cpu']:.2f} s on {on['cpu']:.2f} s ({on['cpu'] / off['cpu']:.3f})")
+    for key in ("tokens", "computed", "wall", "cpu"):
         per_regime = {regime: statistics.median(on[key] / off[key] for on, off in zip(arms["on"], arms["off"]))
                       for regime, arms in res.items()}
         both = statistics.median(sum(arms["on"][r][key] for arms in res.values()) / sum(arms["off"][r][key] for arms in res.values())

@@ -186,6 +186,12 @@ def test_certificates_with_and_without_early_stopping_are_the_same_but_for_timin
         tokens.append(doc.pop("timings")["generated_tokens"])
         docs.append(doc)
     assert docs[0] == docs[1] and 0 < tokens[0] < tokens[1] <= 64 * 16
+    # people label whole answers: while an answer sink collects them, no sample stops early
+    offered = []
+    sampling = Smoothed(adapter, HIT, image=Gaussian(0.5), seed=3, early_stop=True)
+    sampling.answer_sink = lambda **batch: offered.extend(batch["outputs"])
+    cert = sampling.frontier(case, max_edits=0, outcome="hit", n=64)
+    assert cert.timings["generated_tokens"] == tokens[1] and len(offered) == 64
     monkeypatch.setenv("CERTKIT_EARLY_STOP", "0")
     assert not Smoothed(adapter, HIT).early_stop
     monkeypatch.delenv("CERTKIT_EARLY_STOP")
