@@ -312,7 +312,7 @@ def sample_key(stream: str, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"label-sample\x1f{stream}\x1f{index}".encode()).digest()[:8], "little")
 
 
-#: the answers of a stream that may be sampled: its first chunk (certkit.smoothing.CHUNK), which every requirement
+#: the answers of a stream that may be sampled: its first chunk (certkit.streams.CHUNK), which every requirement
 #: draws before it looks at a label
 PREFIX = 32
 

@@ -12,28 +12,10 @@ Report mode (:meth:`Smoothed.frontier`): a fixed ``n``, one one-sided Clopper–
 level ``alpha``, and the whole (d, eps) frontier from it (no correction per d: the noise does not depend
 on d).
 
-One stream per case: all requirements on the same (model, oracle, case, kernels, seed) read one sample stream,
-seeded by (run seed, case id); a requirement needing n samples reads its first n, so a case costs its most
-demanding requirement, not the sum. The stream is kept in memory for the requirements that follow and in the
-count cache across processes and runs, which extend it rather than redraw it. Each requirement's test is valid
-on its own (its false-certification rate is at most its alpha); requirements on one case share samples, so their
-errors are not independent of one another (a union bound over them still holds).
-
-Reproducibility: the stream is drawn in chunks of ``CHUNK`` samples, each with its own generators, so counts do
-not depend on the order of requirements, on the worker that runs them, or (for deterministic models) on the
-batch size.
-
-Batches and memory: a model call takes one batch of the stream, on a grid the batch size alone fixes
-(:func:`batch_end`), and the generation seed ``model.run`` gets is derived from the batch's first sample index
-(:func:`generation_seed`). When the device runs out of memory (``torch.OutOfMemoryError``) the batch size steps down
-to about half (:func:`smaller_batch`), whose grid splits the failing batch into whole batches, and the same samples
-run again; the smaller size is kept for that input shape for the rest of the ``Smoothed``, and on CUDA the measured
-peak memory per sample keeps later batches within the free memory. The batch used is in ``timings["batch_size"]``
-(and the retries in ``timings["out_of_memory_retries"]``). A deterministic model's counts do not depend on any of
-this. A sampling model (temperature > 0) draws from its batch's seed, so its outputs depend on where batches start:
-a run that stepped down to batch size ``b`` gives the outputs a run at ``b`` from the start gives, from the failing
-batch on (earlier batches ran, and are cached, at the larger size); a stream extended from a cache whose end falls
-inside a batch starts that batch there.
+Samples come from the case's one sample stream (:mod:`certkit.streams`: every requirement on a case reads the same
+stream's first n labels, kept in memory and in the count cache, drawn in chunks so counts do not depend on the order
+of requirements or the batch size), in batches whose size steps down when the device runs out of memory
+(:mod:`certkit.backoff`).
 
 Draws and failures: ``certify`` looks after one batch (or the fewest samples that can certify, if fewer), then after
 a quarter more; the test scans sample by sample, so the looks change the draws, never the decision, and a decision
@@ -52,15 +34,12 @@ whole answers). The new tokens generated go into ``timings["generated_tokens"]``
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import itertools
 import math
 import numbers
 import os
-import re
 import time
-from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
 
@@ -68,8 +47,9 @@ import numpy as np
 import torch
 
 from . import bounds, stats
+from .backoff import Backoff
 from .boundary import boundary
-from .cache import CountCache, stream_key
+from .cache import CountCache
 from .cases import Case, CaseError
 from .certificate import CERTIFIED, INCONCLUSIVE, NOT_CERTIFIED, Certificate
 from .errors import CertkitError, RequirementError
@@ -77,109 +57,11 @@ from .models.base import ModelError, takes_encoded
 from .noise import Gaussian, Mask, UniformReplace
 from .oracles import Oracle, OracleError
 from .requirement import Requirement, positive_integer
-from .sampling import alphabet_index, derive_seed, noisy_images, noisy_token_ids
+from .sampling import alphabet_index
 from .sequential import MixtureTest
+from .streams import CHUNK, Draw, Streams, batch_end, generation_seed
 
-__all__ = ["Smoothed", "refuse_text_noise", "CHUNK", "grid_batch", "batch_end", "smaller_batch", "generation_seed"]
-
-#: samples per chunk: each chunk of a stream draws from its own generators, and streams are cached in whole chunks
-CHUNK = 32
-#: streams one Smoothed keeps in memory for the requirements that follow (one byte per sample drawn; least recent dropped)
-STREAMS_IN_MEMORY = 1024
-
-
-def generation_seed(stream_seed: int, start: int) -> int:
-    """The seed ``model.run`` gets for the batch whose first sample is sample ``start`` of the stream: a function of
-    the stream's seed and ``start`` alone (:func:`~certkit.sampling.derive_seed`), whatever batch size or process."""
-    return derive_seed(stream_seed, "gen", start // CHUNK, start % CHUNK)
-
-
-def grid_batch(size: int) -> int:
-    """The batch size ``size`` runs at on the stream's grid: whole chunks from ``CHUNK`` up, else ``size`` itself."""
-    return size // CHUNK * CHUNK if size >= CHUNK else size
-
-
-def batch_end(start: int, size: int, stop: int) -> int:
-    """The end of the batch that holds sample ``start`` at grid batch size ``size``, cut at ``stop``.
-
-    The grid is fixed by the size alone: multiples of ``size`` from ``CHUNK`` up; below it, multiples of ``size``
-    within each chunk, and every chunk boundary. So a sample lands in the same batch, with the same generation seed,
-    whatever the range drawn around it, except where a range starts or stops inside a batch (a cached prefix, a cap)."""
-    if size >= CHUNK:
-        end = (start // size + 1) * size
-    else:
-        chunk = start // CHUNK * CHUNK
-        end = min(chunk + CHUNK, chunk + ((start - chunk) // size + 1) * size)
-    return min(end, stop)
-
-
-def smaller_batch(size: int) -> int | None:
-    """The grid batch size an out-of-memory error at ``size`` steps down to (None at 1): half of it where that is on the
-    grid, else its largest divisor below half that is (96 -> 32). Its grid refines the failing one, so the failing
-    batch splits into whole batches of the smaller size: exactly those a run at that size from the start has there."""
-    return next((d for d in range(size // 2, 0, -1) if size % d == 0 and (d < CHUNK or d % CHUNK == 0)), None)
-
-
-def _shape(enc) -> tuple:
-    """What a batch's memory depends on besides its size: the shapes of one sample's inputs."""
-    return tuple(enc.ids.shape), tuple(enc.image.shape)
-
-
-def _cuda(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.is_available()
-
-
-def _free_memory(device: torch.device) -> int | None:
-    """Bytes a batch may take on a CUDA device: free on the device, plus what torch holds cached but unused (else None)."""
-    if not _cuda(device):
-        return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-
-
-def _reset_peak(device: torch.device) -> int | None:
-    """On CUDA: start measuring a batch's peak memory; the bytes in use now (else None)."""
-    if not _cuda(device):
-        return None
-    torch.cuda.reset_peak_memory_stats(device)
-    return torch.cuda.memory_allocated(device)
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
-def _after_out_of_memory(device: torch.device, base: int | None, batch: int, message: str) -> str:
-    """Return torch's cached blocks to the device after an out-of-memory error; what the batch needed, in words."""
-    if base is None:
-        return message
-    peak = torch.cuda.max_memory_allocated(device) - base
-    torch.cuda.empty_cache()
-    free, total = torch.cuda.mem_get_info(device)
-    asked = re.search(r"Tried to allocate ([0-9.]+) ([KMGT]?i?B)", message)
-    more = f" plus the {asked.group(1)} {asked.group(2)} it asked for" if asked else ""
-    return (f"a batch of {batch} held {_gib(peak)}{more} on {device}, which has {_gib(free)} free of {_gib(total)} "
-            f"({message})")
-
-
-class _Draw:
-    """One requirement's reading of a case's sample stream: the labels it found (this process or the cache), the
-    batches it has drawn since, and its timings."""
-
-    def __init__(self, case: Case, enc, seed: int, key: str, have: np.ndarray):
-        self.case, self.enc, self.seed, self.key = case, enc, seed, key
-        self.cached = self.size = int(have.size)
-        self.timing: dict = {}
-        self._parts = [have]
-
-    def add(self, labels: np.ndarray) -> None:
-        self._parts.append(labels)
-        self.size += int(labels.size)
-
-    def labels(self) -> np.ndarray:
-        if len(self._parts) > 1:
-            self._parts = [np.concatenate(self._parts)]
-        return self._parts[0]
+__all__ = ["Smoothed", "refuse_text_noise"]
 
 
 def refuse_text_noise(model) -> None:
@@ -258,38 +140,11 @@ class Smoothed:
         self.model, self.oracle, self.image, self.text, self.seed = model, oracle, image, text, int(seed)
         self.cache = CountCache(cache) if isinstance(cache, (str, Path)) else cache
         self.answer_sink = None
-        self._streams: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._batch_caps: dict[tuple, int] = {}  # input shape -> batch size learned from out-of-memory or the footprint
-        self._footprints: dict[tuple, float] = {}  # input shape -> peak bytes per sample measured on CUDA
+        self._streams = Streams(model, oracle, image, text, self.seed, self.cache)
+        self._backoff = Backoff(model, self.max_batch_bytes)
         self._label_index = {label: i for i, label in enumerate(oracle.all_labels)}
-        alphabet_bytes = model.alphabet.detach().cpu().numpy().astype(np.int64).tobytes()
-        self._alphabet_hash = hashlib.sha256(alphabet_bytes).hexdigest()[:16]
 
     # ------------------------------------------------------------------ sampling
-
-    def _stream(self, case: Case, enc) -> tuple[int, str]:
-        """The case's one sample stream: its seed and cache key. Every requirement on the case (certify at any
-        radius, edits, outcome or threshold, and the frontier) reads the same stream's first n labels. The key
-        covers everything that decides its labels: the model's and the oracle's fingerprints, the case, the case
-        as the model encodes it (ids and editable positions), the kernels, the alphabet, the mask token and the seed."""
-        seed = derive_seed(self.seed, case.id, "stream")
-        encoded = hashlib.sha256(enc.ids.detach().cpu().numpy().astype(np.int64).tobytes()
-                                 + enc.editable.detach().cpu().numpy().astype(np.bool_).tobytes()).hexdigest()
-        key = stream_key(
-            model=self.model.fingerprint,
-            oracle=self.oracle.fingerprint,
-            case=case.content_hash,
-            encoded=encoded,
-            image=self.image.params() if self.image else None,
-            text=self.text.params() if self.text else None,
-            alphabet=self._alphabet_hash,
-            mask_id=getattr(self.model, "mask_id", None),
-            seed=seed,
-            chunk=CHUNK,
-            sampler=4,  # 4: batches on a grid fixed by the batch size (generation seeds of sampling models)
-            noise_device=enc.ids.device.type,  # CPU and CUDA generators draw different noise from one seed
-        )
-        return seed, key
 
     def _encode(self, case: Case):
         if not isinstance(case, Case):
@@ -306,40 +161,7 @@ class Smoothed:
                 )
         return enc
 
-    def _batch_size(self, enc) -> int:
-        """Samples per model call, on the stream's batch grid (:func:`grid_batch`): the adapter's ``batch_size``, fewer
-        when a batch of noisy images at the case's resolution would exceed ``max_batch_bytes`` (counting the noise,
-        the noisy copy and the adapter's own), fewer again once the device ran out of memory on this input shape or
-        its measured footprint no longer fits the free memory (both remembered for the rest of this Smoothed)."""
-        per_sample = 3 * enc.image.element_size() * enc.image.numel()
-        shape = _shape(enc)
-        size = self._batch_caps.get(shape) or grid_batch(max(1, min(self.model.batch_size, self.max_batch_bytes // max(1, per_sample))))
-        footprint = self._footprints.get(shape)
-        if footprint:
-            free = _free_memory(enc.image.device)
-            while free is not None and size > 1 and size * footprint > free:
-                size = smaller_batch(size)
-            self._batch_caps[shape] = size
-        return size
-
-    def _noisy_samples(self, enc, stream_seed: int, first_chunk: int, last_chunk: int):
-        """Noisy (ids, image) pairs of chunks ``first_chunk .. last_chunk - 1``, one at a time, in stream order.
-
-        Chunk ``c`` draws its text noise from one generator and its images, one by one, from another, both
-        seeded by (stream, c): a sample does not depend on how samples are batched, and no more than one
-        batch of noisy images is ever held in memory."""
-        device = enc.ids.device
-        for c in range(first_chunk, last_chunk):
-            text_gen = torch.Generator(device=device)
-            text_gen.manual_seed(derive_seed(stream_seed, "text", c))
-            image_gen = torch.Generator(device=device)
-            image_gen.manual_seed(derive_seed(stream_seed, "image", c))
-            ids = noisy_token_ids(enc.ids, enc.editable, self.text, CHUNK, text_gen, self.model.alphabet,
-                                  getattr(self.model, "mask_id", None))
-            for i in range(CHUNK):
-                yield ids[i], noisy_images(enc.image, self.image, 1, image_gen)[0]
-
-    def _run_batch(self, draw: "_Draw", ids: list, images: list, start: int) -> list[str]:
+    def _run_batch(self, draw: Draw, ids: list, images: list, start: int) -> list[str]:
         """The oracle labels of one batch, whose first sample is sample ``start`` of the stream. Any error the user's
         model raises becomes one :class:`ModelError` naming the case, the inputs' shapes and dtypes and the model's
         own message (the original chained); certkit's own errors, interrupts and out-of-memory pass as they are."""
@@ -370,47 +192,6 @@ class Smoothed:
                              oracle=self.oracle.fingerprint)
         return labels
 
-    def _run_fitting(self, draw: "_Draw", ids: list, images: list, start: int) -> np.ndarray:
-        """Label indices of the samples ``start ..``, run in batches on the grid. When the device runs out of memory, the
-        batch size steps down (:func:`smaller_batch`, remembered for the case's input shape) and the same samples run
-        again in the smaller size's batches: the batches, seeds and so labels a run at that size gives from the start."""
-        labels: list[str] = []
-        at = 0
-        while at < len(ids):
-            size = self._batch_size(draw.enc)
-            end = batch_end(start + at, size, start + len(ids)) - start
-            out, failure = self._attempt(draw, ids[at:end], images[at:end], start + at, whole=end - at == size)
-            if failure is None:
-                labels.extend(out)
-                at = end
-                continue
-            smaller = smaller_batch(size)
-            while smaller is not None and smaller >= end - at:  # a batch cut short by the drawn range: smaller than it
-                smaller = smaller_batch(smaller)
-            if smaller is None:
-                raise ModelError(f"case {draw.case.id!r}: {type(self.model).__name__} runs out of memory on a single sample: {failure}. "
-                                 "Free the device (other processes, other models), or use a smaller model, dtype or image")
-            self._batch_caps[_shape(draw.enc)] = smaller
-            draw.timing["out_of_memory_retries"] = draw.timing.get("out_of_memory_retries", 0) + 1
-        return np.array([self._label_index[label] for label in labels], dtype=np.uint8)
-
-    def _attempt(self, draw: "_Draw", ids: list, images: list, start: int, whole: bool) -> tuple[list[str] | None, str | None]:
-        """One batch: (labels, None), or (None, what the memory needed) when the device ran out of it. On CUDA a ``whole``
-        batch (not one cut short by the drawn range, whose fixed costs would weigh more per sample) also measures its
-        peak memory per sample: the footprint that keeps later batches of this input shape within the free memory."""
-        device = draw.enc.image.device
-        base = _reset_peak(device)
-        try:
-            labels = self._run_batch(draw, ids, images, start)
-        except torch.OutOfMemoryError as exc:
-            failure = f"{type(exc).__name__}: {exc}"
-        else:
-            if base is not None and whole:
-                self._footprints[_shape(draw.enc)] = max(1.0, (torch.cuda.max_memory_allocated(device) - base) / len(ids))
-            return labels, None
-        # past the except block the error's frames, and the tensors they held, are gone: return them to the device
-        return None, _after_out_of_memory(device, base, len(ids), failure)
-
     def _checked_outputs(self, outputs, batch: int) -> list[str]:
         """The adapter's outputs for one batch, refused unless they are exactly ``batch`` strings: a short,
         long or non-text answer would misalign samples and counts, so it is an error, never a guess."""
@@ -426,52 +207,28 @@ class Smoothed:
                                  "(decoded text for generators, class names for classifiers)")
         return list(outputs)
 
-    def _open(self, case: Case) -> "_Draw":
+    def _open(self, case: Case) -> Draw:
         """The case's stream as this requirement starts: what this process or the cache already holds."""
-        enc = self._encode(case)
-        seed, key = self._stream(case, enc)
-        return _Draw(case, enc, seed, key, self._cached(key))
+        return self._streams.open(case, self._encode(case))
 
-    def _extend(self, draw: "_Draw", n: int) -> None:
+    def _extend(self, draw: Draw, n: int) -> None:
         """Draw the stream on to at least ``n`` samples (whole chunks), batch by batch; each batch's labels join the
-        draw as it finishes, so an error or interrupt loses at most the batch in flight (see :meth:`_keep`)."""
+        draw as it finishes, so an error or interrupt loses at most the batch in flight (see :meth:`certkit.streams.Streams.keep`)."""
         if draw.size >= n:
             return
         t0 = time.perf_counter()
         before = draw.size
         first, stop = draw.size // CHUNK, math.ceil(n / CHUNK)
-        samples = self._noisy_samples(draw.enc, draw.seed, first, stop)
+        samples = self._streams.noisy_samples(draw.enc, draw.seed, first, stop)
         start = first * CHUNK
         while start < stop * CHUNK:
-            end = batch_end(start, self._batch_size(draw.enc), stop * CHUNK)
+            end = batch_end(start, self._backoff.size(draw.enc), stop * CHUNK)
             ids, images = zip(*itertools.islice(samples, end - start))
-            draw.add(self._run_fitting(draw, list(ids), list(images), start))
+            draw.add(self._backoff.run(draw, list(ids), list(images), start, self._run_batch, self._label_index))
             start = end
         draw.timing["sampling_s"] = draw.timing.get("sampling_s", 0.0) + time.perf_counter() - t0
         draw.timing["forward_samples"] = draw.timing.get("forward_samples", 0) + draw.size - before
-        draw.timing["batch_size"] = self._batch_size(draw.enc)
-
-    def _keep(self, draw: "_Draw") -> None:
-        """Keep the stream's whole chunks in memory, and write them to the cache, if it grew: at the end of every
-        requirement, also one ended by an error, an interrupt (Ctrl-C, or SIGTERM in a certkit run) or a timeout."""
-        labels = draw.labels()
-        labels = labels[: labels.size // CHUNK * CHUNK]
-        if labels.size > draw.cached:
-            self._streams[draw.key] = labels
-            self._streams.move_to_end(draw.key)
-            while len(self._streams) > STREAMS_IN_MEMORY:
-                self._streams.popitem(last=False)
-            if self.cache is not None:
-                self.cache.put(draw.key, self.oracle.all_labels, labels)
-
-    def _cached(self, key: str) -> np.ndarray:
-        """The stream's labels known so far: in memory (this process), else in the cache, whole chunks only."""
-        labels = self._streams.get(key)
-        if labels is None and self.cache is not None:
-            labels = self.cache.get(key, self.oracle.all_labels)
-        if labels is None:
-            return np.zeros(0, dtype=np.uint8)
-        return labels[: (labels.size // CHUNK) * CHUNK]
+        draw.timing["batch_size"] = self._backoff.size(draw.enc)
 
     # ------------------------------------------------------------------ certificates
 
@@ -598,7 +355,7 @@ class Smoothed:
         # The test scans sample by sample, so where the looks fall changes no decision, only the draws: the first look
         # after one batch (or the fewest samples that can certify, if fewer), then a quarter more, at least a chunk. So a
         # decision at n costs at most max(1.25 n + CHUNK, a batch + CHUNK) forward passes (each draw rounds up to chunks).
-        target = min(first, self._batch_size(draw.enc))
+        target = min(first, self._backoff.size(draw.enc))
         try:
             while decision is stats.Decision.CONTINUE:
                 self._extend(draw, min(n_max, target))
@@ -606,7 +363,7 @@ class Smoothed:
                 n, k, decision = test.first_decision(labels[n:n_max] == target_label, k, n)
                 target = max(n + CHUNK, math.ceil(1.25 * n))
         finally:
-            self._keep(draw)
+            self._streams.keep(draw)
         lower, upper = test.bounds(k, n)
         lower = stats.adjust_for_oracle_error(lower, self.oracle.error)
         p_adv = float(bounds.worst_case(lower, self.image, radius, self.text, int(edits)))
@@ -645,7 +402,7 @@ class Smoothed:
         try:
             self._extend(draw, n)
         finally:
-            self._keep(draw)
+            self._streams.keep(draw)
         labels = draw.labels()
         k = int((labels[:n] == self._label_index[outcome]).sum())
         lower, upper = stats.clopper_pearson(k, n, alpha)

@@ -281,7 +281,7 @@ def test_only_the_answers_drawn_before_any_decision_are_sampled():
     """A stream's first chunk is drawn by every requirement before it looks at a label; later answers were drawn
     because a sequential test had not decided yet, a stopped sample: the sampler's prefix is that chunk."""
     from certkit.calibration import PREFIX
-    from certkit.smoothing import CHUNK
+    from certkit.streams import CHUNK
 
     assert PREFIX == CHUNK
     sample = AnswerSample(1000)

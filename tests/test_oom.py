@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from certkit import Case, Smoothed, smoothing
+from certkit import Case, Smoothed, backoff
+from certkit.backoff import smaller_batch
 from certkit.models import ModelError, TorchClassifier
 from certkit.noise import Gaussian, UniformReplace
 from certkit.oracles import LabelOracle
-from certkit.smoothing import CHUNK, batch_end, grid_batch, smaller_batch
+from certkit.streams import CHUNK, batch_end, grid_batch
 from certkit.testing import BrightnessClassifier
 
 VOCAB = 30
@@ -52,7 +53,7 @@ def _case(value, cid):
 def _results(smoothed):
     certs = [smoothed.frontier(_case(0.56, "b"), max_edits=2, outcome="bright", n=700),
              smoothed.certify(_case(0.53, "a"), radius=0.05, outcome="bright", n_max=3000)]
-    streams = [smoothed._streams[k].copy() for k in smoothed._streams]
+    streams = [labels.copy() for labels in smoothed._streams.memory.values()]
     return certs, streams
 
 
@@ -107,12 +108,12 @@ def test_the_measured_footprint_sizes_the_batch_to_the_free_memory(monkeypatch):
     model = Sampling(256)
     smoothed = _smoothed(model)
     enc = smoothed._encode(_case(0.6, "d"))
-    assert smoothed._batch_size(enc) == 256
-    smoothed._footprints[smoothing._shape(enc)] = 1e6  # 1 MB a sample
-    monkeypatch.setattr(smoothing, "_free_memory", lambda device: 100e6)
-    assert smoothed._batch_size(enc) == 64  # 256 -> 128 -> 64 (64 MB fit in 100 MB)
-    monkeypatch.setattr(smoothing, "_free_memory", lambda device: 1e9)
-    assert smoothed._batch_size(enc) == 64  # learned: it does not grow back, so the batches stay on one grid
+    assert smoothed._backoff.size(enc) == 256
+    smoothed._backoff.footprints[backoff.input_shape(enc)] = 1e6  # 1 MB a sample
+    monkeypatch.setattr(backoff, "_free_memory", lambda device: 100e6)
+    assert smoothed._backoff.size(enc) == 64  # 256 -> 128 -> 64 (64 MB fit in 100 MB)
+    monkeypatch.setattr(backoff, "_free_memory", lambda device: 1e9)
+    assert smoothed._backoff.size(enc) == 64  # learned: it does not grow back, so the batches stay on one grid
 
 
 def test_a_smaller_batch_splits_the_failing_one_into_whole_batches():

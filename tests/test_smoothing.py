@@ -30,15 +30,15 @@ def test_sequential_stops_early_in_both_directions():
 def test_a_certificate_records_how_its_labels_were_computed(monkeypatch):
     """The runtime (device, torch, kernel flags) travels with each certificate and its JSON: counts repeat bit for bit
     only on the same runtime; the noise's device is part of the stream's cache key (CPU and CUDA draw differently)."""
-    import certkit.smoothing
+    import certkit.streams
 
     smoothed = Smoothed(brightness_model(), LabelOracle(["dark", "bright"]), image=Gaussian(0.25), seed=0)
     cert = smoothed.certify(case(0.9), radius=0.05, outcome="bright")
     assert cert.runtime["device"] == "cpu" and cert.runtime["deterministic_algorithms"] in (True, False)
     assert Certificate.from_dict(json.loads(json.dumps(cert.to_dict()))).runtime == cert.runtime
     keys = []
-    monkeypatch.setattr(certkit.smoothing, "stream_key", lambda **parts: keys.append(parts) or "k")
-    smoothed._stream(case(0.9), smoothed._encode(case(0.9)))
+    monkeypatch.setattr(certkit.streams, "stream_key", lambda **parts: keys.append(parts) or "k")
+    smoothed._streams.stream(case(0.9), smoothed._encode(case(0.9)))
     assert keys[0]["noise_device"] == "cpu"
 
 
@@ -119,7 +119,7 @@ def test_requirements_on_one_case_read_one_stream(tmp_path):
     later = Smoothed(brightness_model(batch_size=32), oracle, image=Gaussian(0.5), seed=5, cache=tmp_path).certify(
         case(0.53), radius=0.1, outcome="bright", n_max=2000)
     assert first.timings["forward_samples"] < later.n  # the first run's draws do not cover the later requirement
-    stored = CountCache(tmp_path).get(next(iter(shared._streams)), oracle.all_labels).size
+    stored = CountCache(tmp_path).get(next(iter(shared._streams.memory)), oracle.all_labels).size
     assert first.timings["forward_samples"] + later.timings["forward_samples"] == stored  # it extends the stream, redraws none
 
 
@@ -177,7 +177,7 @@ def _whole_stream_decision(smoothed, c, radius, outcome, n_max, alpha=0.01, thre
 
     stream = Smoothed(smoothed.model, smoothed.oracle, image=smoothed.image, text=smoothed.text, seed=smoothed.seed)
     stream.frontier(c, max_edits=0, outcome=outcome, n=n_max)
-    labels = next(iter(stream._streams.values()))[:n_max]
+    labels = next(iter(stream._streams.memory.values()))[:n_max]
     test = MixtureTest(smoothed._required(radius, 0, threshold)[1], alpha, n_max)
     return test.first_decision(labels == smoothed._label_index[outcome])
 

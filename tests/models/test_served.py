@@ -514,7 +514,7 @@ def _vllm(tiny_llava, **kwargs):
 def _answers(model, case, text, n_chunks=2):
     smoothed = certkit.Smoothed(model, answer_oracle(), image=Gaussian(0.5), text=text, seed=0)
     enc = model.encode(case)
-    samples = list(smoothed._noisy_samples(enc, 7, 0, n_chunks))
+    samples = list(smoothed._streams.noisy_samples(enc, 7, 0, n_chunks))
     ids, images = torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
     return model.run(ids, images, 0, encoded=enc)
 
