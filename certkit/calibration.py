@@ -39,138 +39,29 @@ import json
 import math
 import numbers
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from .oracles.base import DISAGREEMENT, FALSE_OUTCOME, KINDS, Oracle, OracleError, OracleErrorBound, cp_upper
 from .requirement import unit_interval
 
 __all__ = ["FALSE_OUTCOME", "DISAGREEMENT", "KINDS", "USELESS", "PREFIX", "OracleErrorBound", "calibrate", "more_needed", "sample_key",
            "AnswerSample", "read_labelled", "load_oracle"]
 
-#: the bound's kind: the rate at which the oracle says the certified outcome while the truth is another label
-FALSE_OUTCOME = "false_outcome"
-#: the bound's kind: the rate at which the oracle's label is not the true one (bounds every outcome's false rate)
-DISAGREEMENT = "disagreement"
-KINDS = (FALSE_OUTCOME, DISAGREEMENT)
 #: a bound at or above this leaves no majority certificate possible (p* >= 1/2, so p* + e >= 1): :func:`calibrate` refuses it
 USELESS = 0.5
 
 
 def _refuse(message: str):
-    from .oracles import OracleError  # here: oracles imports this module's names on first use
-
     raise OracleError(message)
-
-
-def _count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _refuse(f"OracleErrorBound.{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
-def _cp_upper(mistakes: int, n: int, alpha: float) -> float:
-    from .stats import clopper_pearson
-
-    return float(clopper_pearson(int(mistakes), int(n), float(alpha))[1])
 
 
 def _least_n_without_mistakes(alpha: float, target: float) -> int:
     """The fewest answers whose zero-mistake bound ``1 - alpha^(1/n)`` is at most ``target``."""
     n = max(1, math.ceil(math.log(alpha) / math.log1p(-target) - 1e-9))
-    while _cp_upper(0, n, alpha) > target:  # guard the closed form against rounding
+    while cp_upper(0, n, alpha) > target:  # guard the closed form against rounding
         n += 1
     return n
-
-
-@dataclass(frozen=True, kw_only=True)
-class OracleErrorBound:
-    """A measured upper bound on an oracle's error rate: give it to an oracle as ``error=`` instead of a number.
-
-    ``upper`` is the one-sided Clopper–Pearson upper bound at level ``alpha`` on the rate of ``kind`` from ``mistakes``
-    in ``n`` labelled answers: ``P[rate > upper] <= alpha``. ``kind`` is ``"false_outcome"`` (the oracle says
-    ``outcome`` where the truth is another label: what a certificate of ``outcome`` needs) or ``"disagreement"`` (the
-    oracle's label is not the true one: looser, and good for every outcome; ``outcome`` None). ``digest`` is
-    ``sha256:`` and the hex digest of the labelled set (:func:`calibrate`); ``oracle`` the behaviour fingerprint of
-    the oracle that labelled it (:attr:`certkit.oracles.Oracle.behaviour`), which an oracle given this bound must
-    have. A certificate that subtracts ``upper`` holds with probability at least ``1 - (alpha_c + alpha)`` for its
-    own level ``alpha_c`` (:meth:`joint_alpha`).
-
-    Checked on construction: :class:`~certkit.oracles.OracleError` for counts that are not whole numbers with
-    ``0 <= mistakes <= n``, ``n >= 1``, ``alpha`` outside (0, 1), an unknown kind, a false-outcome bound without its
-    outcome (or a disagreement bound with one), a malformed digest, and an ``upper`` that is not the Clopper–Pearson
-    bound of the counts (so a pasted line cannot claim a smaller error than its counts show; ``upper`` is kept
-    exactly as computed)."""
-
-    upper: float
-    mistakes: int
-    n: int
-    alpha: float
-    digest: str
-    kind: str = FALSE_OUTCOME
-    outcome: str | None = None
-    oracle: str = ""
-
-    def __post_init__(self) -> None:
-        mistakes, n = _count("mistakes", self.mistakes), _count("n", self.n)
-        if n < 1 or not 0 <= mistakes <= n:
-            _refuse(f"OracleErrorBound needs n >= 1 labelled answers and 0 <= mistakes <= n, got mistakes={mistakes}, n={n}")
-        why = unit_interval("alpha", self.alpha)
-        if why:
-            _refuse(f"OracleErrorBound.{why}, got {self.alpha!r}")
-        if self.kind not in KINDS:
-            _refuse(f"OracleErrorBound.kind must be one of {list(KINDS)}, got {self.kind!r}")
-        if self.kind == FALSE_OUTCOME and (not isinstance(self.outcome, str) or not self.outcome):
-            _refuse("OracleErrorBound of kind 'false_outcome' needs the outcome it was measured for: outcome='...'")
-        if self.kind == DISAGREEMENT and self.outcome is not None:
-            _refuse(f"OracleErrorBound of kind 'disagreement' bounds every outcome: leave outcome out, got {self.outcome!r}")
-        hexpart = self.digest[7:] if isinstance(self.digest, str) and self.digest.startswith("sha256:") else ""
-        if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
-            _refuse(f"OracleErrorBound.digest must be 'sha256:' and 64 hex digits (the labelled set's, from calibrate), "
-                    f"got {self.digest!r}")
-        if not isinstance(self.oracle, str):
-            _refuse(f"OracleErrorBound.oracle must be the calibrated oracle's behaviour fingerprint (text), got {self.oracle!r}")
-        exact = _cp_upper(mistakes, n, float(self.alpha))
-        given = self.upper
-        close = isinstance(given, numbers.Real) and not isinstance(given, bool) and math.isclose(float(given), exact, rel_tol=1e-9,
-                                                                                                 abs_tol=1e-12)
-        if not close:
-            _refuse(f"OracleErrorBound.upper = {given!r} is not the Clopper-Pearson upper bound of {mistakes} mistakes in {n} answers at "
-                    f"alpha {self.alpha!r}, which is {exact!r}: give the counts as calibrate() returned them")
-        for name, value in (("upper", exact), ("mistakes", mistakes), ("n", n), ("alpha", float(self.alpha))):
-            object.__setattr__(self, name, value)
-
-    def covers(self, outcome: str) -> bool:
-        """Whether this bound is one a certificate of ``outcome`` may subtract: a disagreement bound covers every outcome,
-        a false-outcome bound only its own."""
-        return self.kind == DISAGREEMENT or outcome == self.outcome
-
-    def joint_alpha(self, alpha: float) -> float:
-        """The level of a certificate made at ``alpha`` with this bound subtracted: ``alpha + self.alpha`` (union bound)."""
-        return float(alpha) + self.alpha
-
-    def to_dict(self) -> dict[str, Any]:
-        """The bound as a certificate records it (``oracle_calibration``): upper, n, mistakes, alpha, digest, kind, outcome
-        and oracle. :meth:`from_dict` gives back an equal bound."""
-        return {"upper": self.upper, "n": self.n, "mistakes": self.mistakes, "alpha": self.alpha, "digest": self.digest,
-                "kind": self.kind, "outcome": self.outcome, "oracle": self.oracle}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "OracleErrorBound":
-        """The bound a :meth:`to_dict` record holds (checked as on construction; unknown keys ignored)."""
-        names = ("upper", "mistakes", "n", "alpha", "digest", "kind", "outcome", "oracle")
-        return cls(**{k: data[k] for k in names if k in data})
-
-    def describe(self) -> str:
-        """One line: what is bounded, by how much, from what, at which level."""
-        what = f"false-{self.outcome!r} rate" if self.kind == FALSE_OUTCOME else "disagreement rate"
-        return (f"oracle {what} <= {self.upper:.6g} at alpha_o = {self.alpha:g} "
-                f"({self.mistakes} mistake(s) in {self.n} labelled answers, one-sided Clopper-Pearson; {self.digest[:19]}...)")
-
-    def code(self) -> str:
-        """The Python expression that rebuilds this bound, to paste as an oracle's ``error=`` in a conftest.py."""
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if not (k == "outcome" and v is None))
-        return f"certkit.oracles.OracleErrorBound({fields})"
 
 
 def _request_of(item, i: int):
@@ -227,8 +118,6 @@ def calibrate(oracle, answers: Sequence, labels: Sequence[str], alpha: float = 0
     answer without a label, a label the oracle lacks, an outcome it lacks, a judge's answer without its request, and a
     set too small or an oracle too wrong for a useful bound (``upper >= 0.5``: the message says how many answers it
     takes)."""
-    from .oracles import Oracle
-
     if not isinstance(oracle, Oracle):
         _refuse(f"calibrate() needs a certkit.oracles.Oracle, got {type(oracle).__name__}")
     why = unit_interval("alpha", alpha)
@@ -257,12 +146,12 @@ def calibrate(oracle, answers: Sequence, labels: Sequence[str], alpha: float = 0
     else:
         mistakes = sum(o == outcome and t != outcome for o, t in zip(said, labels))
     n = len(answers)
-    floor = _cp_upper(0, n, alpha)
+    floor = cp_upper(0, n, alpha)
     if floor >= USELESS:
         _refuse(f"calibrate(): {n} labelled answers cannot bound the oracle's error below {USELESS} at alpha {alpha:g} even with no "
                 f"mistakes (their bound is {floor:.3g}), and no majority certificate can use more; label at least "
                 f"{_least_n_without_mistakes(alpha, USELESS - 1e-12)} (for e <= 0.02: {_least_n_without_mistakes(alpha, 0.02)})")
-    upper = _cp_upper(mistakes, n, alpha)
+    upper = cp_upper(mistakes, n, alpha)
     if upper >= USELESS:
         _refuse(f"calibrate(): {mistakes} mistake(s) in {n} labelled answers bound the oracle's error only by {upper:.3g} at alpha "
                 f"{alpha:g}; no majority certificate can use an error of {USELESS} or more: fix the oracle before certifying with it")
@@ -282,7 +171,7 @@ def more_needed(mistakes: int, n: int, alpha: float, target: float) -> tuple[int
 
     if not 0 < target < 1:
         raise ValueError(f"target must lie strictly between 0 and 1, got {target!r}")
-    if _cp_upper(mistakes, n, alpha) <= target:
+    if cp_upper(mistakes, n, alpha) <= target:
         return 0, 0
     cap = 10**9
 
@@ -298,7 +187,7 @@ def more_needed(mistakes: int, n: int, alpha: float, target: float) -> tuple[int
             lo, hi = (mid + 1, hi) if bound_at(mid) > target else (lo, mid)
         return lo - n
 
-    none_wrong = least(lambda total: _cp_upper(mistakes, total, alpha))
+    none_wrong = least(lambda total: cp_upper(mistakes, total, alpha))
     rate = mistakes / n
     if mistakes == 0:
         return none_wrong, none_wrong
@@ -439,8 +328,6 @@ def load_oracle(spec: str):
     ``.py`` file's path, ``attr`` an attribute holding an Oracle or a function of no arguments returning one (a
     conftest's ``certkit_oracle`` fixture included). ValueError, one line, for a spec without ``:``, a module that
     cannot be imported, a missing attribute, or no Oracle."""
-    from .oracles import Oracle
-
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--oracle {spec!r}: give module:attr, e.g. audits.conftest:certkit_oracle or audits/oracle.py:ORACLE")
