@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 __all__ = ["bounds", "noise", "stats", "Smoothed", "Case", "Certificate", "Requirement", "Noise", "load_cases", "__version__"]
 
 _SUBMODULES = ("bounds", "noise", "stats")
-_LAZY = {"Smoothed": "smoothing", "Case": "cases", "Certificate": "certificate", "load_cases": "cases", "Requirement": "requirement",
+_LAZY = {"Smoothed": "smoothing", "Case": "cases", "Certificate": "certificate", "load_cases": "casefiles", "Requirement": "requirement",
          "Noise": "requirement"}
 
 

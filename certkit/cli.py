@@ -468,7 +468,8 @@ def _refuse(command: str, message: str):
 
 def _request(record: dict, args):
     """The audited case a judged answer was given for, from ``--cases`` by the record's case id (its content hash checked)."""
-    from .cases import CaseError, load_cases
+    from .casefiles import load_cases
+    from .cases import CaseError
 
     if args.cases is None:
         _refuse("calibrate", f"--oracle {args.oracle}: this oracle judges each answer with its request; give --cases FILE, the case "

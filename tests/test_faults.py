@@ -275,7 +275,7 @@ def test_collection_errors_make_the_run_incomplete(pytester):
 
 # a run that stops before or during its collection: (test module, pytest options, the reason results.json must give)
 STOPS_IN_COLLECTION = {
-    "missing image": ('from certkit.cases import load_cases\nCASES = load_cases("cases.csv")\n', (),
+    "missing image": ('from certkit import load_cases\nCASES = load_cases("cases.csv")\n', (),
                       "test_audit.py: cases.csv:2: image: file 'missing.png' does not exist"),
     "bad marker": ('import pytest\n\n@pytest.mark.certkti(sigma=0.5)\ndef test_a(certkit):\n    pass\n', ("--strict-markers",),
                    "test_audit.py: Failed: 'certkti' not found in `markers` configuration option"),

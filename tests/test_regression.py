@@ -1,7 +1,9 @@
 """Baselines, history, diff and merge: the regression tracking a release pipeline gates on."""
 
+import ast
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,34 +298,79 @@ def test_terminal_and_diff_say_model_changed_and_name_what_changed_with_the_same
     assert f"IMPROVED {worse['nodeid']}" in diff and f"CHANGED {other['nodeid']}" in diff and "REGRESSED" not in out
 
 
-def test_the_results_document_does_not_call_the_comparer():
-    """Issue 31: results.py imported regression.compare while regression.py imports results. No module that
-    certkit.results imports, at its top or in a function, is certkit.regression."""
-    import ast
-    from pathlib import Path
+PACKAGE = Path(__file__).resolve().parents[1] / "certkit"
 
-    package = Path(__file__).resolve().parents[1] / "certkit"
 
-    def imports(name: str) -> set:
-        path = package.joinpath(*name.split(".")[1:])
-        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-        base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-        out = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                module = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
-                for alias in node.names:
+def certkit_modules(package: Path = PACKAGE) -> list[str]:
+    """Every module of the package, by dotted name (a package by its own name)."""
+    names = []
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def certkit_imports(name: str, package: Path = PACKAGE) -> set:
+    """The certkit modules that module ``name`` imports, at its top or in a function (not under ``if TYPE_CHECKING``,
+    which never runs); ``from .x import y`` counts as ``certkit.x.y`` where that is a module, else ``certkit.x``."""
+    path = package.joinpath(*name.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out = set()
+
+    def visit(node) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.dump(child.test):
+                child = ast.Module(body=child.orelse, type_ignores=[])
+            elif isinstance(child, ast.ImportFrom) and child.level:
+                module = ".".join(base[:len(base) - child.level + 1] + ([child.module] if child.module else []))
+                for alias in child.names:
                     full = f"{module}.{alias.name}"
                     found = package.joinpath(*full.split(".")[1:])
                     out.add(full if found.is_dir() or found.with_suffix(".py").is_file() else module)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                out.update(a.name if isinstance(node, ast.Import) else node.module for a in node.names)
-        return {m for m in out if m and m.startswith("certkit")}
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                out.update(a.name if isinstance(child, ast.Import) else child.module for a in child.names)
+            visit(child)
 
+    visit(ast.parse(path.read_text()))
+    return {m for m in out if m and m.startswith("certkit") and m != name}
+
+
+def import_circle(package: Path = PACKAGE) -> list[str] | None:
+    """One import circle among the package's modules (``[a, b, ..., a]``), or None where there is none."""
+    graph = {name: certkit_imports(name, package) for name in certkit_modules(package)}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for other in sorted(graph.get(name, ())):
+            if state.get(other) == 1:
+                return path[path.index(other):] + [other]
+            if other in graph and other not in state and (found := walk(other)):
+                return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    return next((found for name in graph if name not in state and (found := walk(name))), None)
+
+
+def test_the_results_document_does_not_call_the_comparer():
+    """Issue 31: results.py imported regression.compare while regression.py imports results. No module that
+    certkit.results imports, at its top or in a function, is certkit.regression."""
     seen, todo = set(), ["certkit.results"]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo += imports(name)
+            todo += certkit_imports(name)
     assert "certkit.regression" not in seen, sorted(seen)
+
+
+def test_no_import_circle():
+    """Issue 31: no certkit module reaches itself through imports, at module top or in functions (a module that owns a
+    concept does not import its consumer): cases/datasets_io, calibration/oracles and demo/demo.train were circles."""
+    circle = import_circle()
+    assert circle is None, "import circle: " + " -> ".join(circle)

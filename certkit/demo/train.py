@@ -9,7 +9,6 @@ held-out accuracies into ``--out`` (default: the package's ``certkit/demo/weight
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import WEIGHTS, world
+from . import WEIGHTS, sha256_file, world
 from .models import DemoGuard, WordTokenizer, build_assistant
 
 #: the smoothing levels the demo audits certify at (and the models are trained under)
@@ -229,15 +228,6 @@ def evaluate_assistant(adapter, n: int, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------ writing
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of the file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(out: Path, recipe: Recipe, metrics: dict) -> dict:
