@@ -27,6 +27,7 @@ from certkit.oracles import KeywordOracle
 from certkit.testing import families as F
 from certkit.testing.families import CPU_FAMILIES, TORCHVISION_FAMILIES
 from certkit.testing.families import torchvision_ok as _torchvision_ok
+from certkit.testing.families.gemma import build_shieldgemma2
 
 PROMPT = "pick up the red cube please"
 
@@ -242,7 +243,7 @@ def test_a_prompt_with_the_image_token_is_refused_with_its_name(family):
 @pytest.fixture(scope="module")
 def guard_checkpoint(tmp_path_factory):
     """One tiny LLaVA-NeXT checkpoint for the label-mode tests (a guard is a VLM read in label mode)."""
-    return F.build_llava_next(tmp_path_factory.mktemp("guard"))
+    return F.build("llava_next", tmp_path_factory.mktemp("guard"))
 
 
 def test_guard_vlm_as_a_classifier_reads_the_label_logits(guard_checkpoint):
@@ -307,7 +308,7 @@ def test_shieldgemma2_in_label_mode_agrees_with_its_image_classifier(tmp_path):
     guard's policy template, as ShieldGemma2ForImageClassification does."""
     from transformers import ShieldGemma2ForImageClassification
 
-    directory = F.build_shieldgemma2(tmp_path / "sg2")
+    directory = build_shieldgemma2(tmp_path / "sg2")
     guard = VisionLanguageModel.from_pretrained(directory, labels={"unsafe": "Yes", "safe": "No"}, batch_size=8)
     classifier = ShieldGemma2ForImageClassification.from_pretrained(directory).to(guard.device).eval()
     policy = "knife to the person"  # the case prompt is the policy text the guard's template wraps
@@ -331,7 +332,7 @@ def test_a_checkpoint_missing_weights_is_refused_not_randomly_filled(tmp_path):
 
     from certkit.models import ModelError
 
-    directory = F.build_llava(tmp_path / "llava")
+    directory = F.build("llava", tmp_path / "llava")
     weights = next(Path(directory).glob("*.safetensors"))
     tensors = load_file(weights)
     dropped = sorted(tensors)[0]
