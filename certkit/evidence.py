@@ -34,9 +34,10 @@ import time
 from pathlib import Path
 
 from .results import ResultsError, line_digest, load_results
+from .testdata import file_digest
 
 __all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "ENVELOPE", "EvidenceError", "pae", "keyid", "load_private_key",
-           "load_public_key", "keygen", "file_sha256", "subjects", "predicate", "statement", "sign", "attest", "check_history",
+           "load_public_key", "keygen", "subjects", "predicate", "statement", "sign", "attest", "check_history",
            "verify"]
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -168,15 +169,6 @@ def _b64decode(text: str) -> bytes:
 
 # ------------------------------------------------------------------ the statement
 
-def file_sha256(path: str | Path) -> str:
-    """The lowercase hex SHA-256 of the file's bytes (read in blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _junit_candidates(folder: Path, doc: dict) -> list[Path]:
     """Where the run's JUnit file may be: the ``--junitxml`` / ``--junit-xml`` of the run's command (by that path from
     here, from the folder's parent, or its name in the folder), else the only ``*.xml`` in the folder."""
@@ -296,7 +288,7 @@ def statement(folder: str | Path, junit: str | Path | None = None) -> dict:
     doc = load_results(files[0][1], "results", check_body=False)
     history = next((path for name, path in files if name == HISTORY), None)
     return {"_type": STATEMENT_TYPE,
-            "subject": [{"name": name, "digest": {"sha256": file_sha256(path)}} for name, path in files],
+            "subject": [{"name": name, "digest": {"sha256": file_digest(path)}} for name, path in files],
             "predicateType": PREDICATE_TYPE,
             "predicate": predicate(doc, history)}
 
@@ -477,7 +469,7 @@ def verify(folder: str | Path, public_key_path: str | Path) -> list[str]:
         if name == HISTORY:
             lines.append(f"ok  {check_history(path, signed_history)}")
             history_checked = True
-        actual = file_sha256(path)
+        actual = file_digest(path)
         if actual != subject["digest"]["sha256"]:
             raise EvidenceError(f"{path}: sha256 {actual[:16]}... is not the signed {str(subject['digest']['sha256'])[:16]}...: "
                                 "the file was changed after it was signed")

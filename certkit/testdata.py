@@ -29,12 +29,10 @@ _READ: list[dict] = []  # every source read in this process, in order (a source 
 
 
 def file_digest(path: str | Path) -> str:
-    """Hex SHA-256 of the file's bytes (what ``sha256sum FILE`` prints)."""
-    h = hashlib.sha256()
+    """Hex SHA-256 of the file's bytes (what ``sha256sum FILE`` prints): the one file digest of certkit (case files,
+    datasets, the demo's weights, the evidence bundle's subjects)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def folder_digest(path: str | Path) -> str:

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from certkit.cli import main
-from certkit.evidence import ENVELOPE, PREDICATE_TYPE, file_sha256, pae
+from certkit.evidence import ENVELOPE, PREDICATE_TYPE, pae
 from certkit.results import append_history, load_results, read_history
+from certkit.testdata import file_digest
 from tests.plugin.project import CONFTEST, TESTS
 
 
@@ -103,7 +104,7 @@ def test_the_statement_is_in_toto_v1_with_certkits_predicate(bundle):
     statement = json.loads(base64.b64decode(env["payload"]))
     doc = json.loads((reports / "results.json").read_text())
     assert statement["_type"] == "https://in-toto.io/Statement/v1" and statement["predicateType"] == PREDICATE_TYPE
-    assert statement["subject"] == [{"name": name, "digest": {"sha256": file_sha256(reports / name)}}
+    assert statement["subject"] == [{"name": name, "digest": {"sha256": file_digest(reports / name)}}
                                     for name in ("results.json", "audit.html", "history.jsonl", "junit.xml")]
     pred = statement["predicate"]
     assert pred["gate"] == {"verdict": doc["summary"]["gate"], "reason": doc["summary"]["gate_reason"], "settings": doc["run"]["gate"]}

@@ -7,11 +7,12 @@ with ``python -m certkit.demo.train``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-__all__ = ["WEIGHTS", "WeightsError", "sha256_file", "verify", "load_guard", "load_assistant", "manifest"]
+from ..testdata import file_digest
+
+__all__ = ["WEIGHTS", "WeightsError", "verify", "load_guard", "load_assistant", "manifest"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 _REGENERATE = "regenerate them with `python -m certkit.demo.train` (or reinstall certkit)"
@@ -33,15 +34,6 @@ def manifest(directory: Path | str = WEIGHTS) -> dict:
         raise WeightsError(f"demo weights manifest {path} is not valid JSON ({exc}); {_REGENERATE}") from None
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of the file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(directory: Path | str = WEIGHTS, part: str | None = None) -> dict:
     """Check every file listed in the manifest (only those under ``part/`` if given) against its SHA-256 and return
     the manifest; :class:`WeightsError` naming the first file missing or changed, or a missing or broken manifest."""
@@ -53,7 +45,7 @@ def verify(directory: Path | str = WEIGHTS, part: str | None = None) -> dict:
         path = directory / name
         if not path.is_file():
             raise WeightsError(f"demo weight file {path} is missing; {_REGENERATE}")
-        actual = sha256_file(path)
+        actual = file_digest(path)
         if actual != expected:
             raise WeightsError(f"demo weight file {path} does not match its manifest hash "
                                f"(expected {expected[:12]}..., got {actual[:12]}...); {_REGENERATE}")

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import WEIGHTS, sha256_file, world
+from ..testdata import file_digest
+from . import WEIGHTS, world
 from .models import DemoGuard, WordTokenizer, build_assistant
 
 #: the smoothing levels the demo audits certify at (and the models are trained under)
@@ -233,7 +234,7 @@ def evaluate_assistant(adapter, n: int, seed: int) -> dict:
 def write_manifest(out: Path, recipe: Recipe, metrics: dict) -> dict:
     """Write and return ``out/manifest.json``: the SHA-256 of every other file under ``out``, the recipe, the
     metrics, the smoothing levels, the world version and the torch version."""
-    files = {str(p.relative_to(out)): sha256_file(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    files = {str(p.relative_to(out)): file_digest(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
     manifest = {"world_version": world.WORLD_VERSION, "recipe": asdict(recipe), "files": files, "metrics": metrics,
                 "smoothing": {"guard": {"sigma": GUARD_SIGMA, "beta": GUARD_BETA},
                               "assistant": {"sigma": ASSISTANT_SIGMA, "beta": ASSISTANT_BETA}},
