@@ -11,7 +11,7 @@ arithmetic, whatever the rounding:
 * text only (the knapsack): the kernel's atoms as exact rationals (``beta`` is a binary fraction, so every mass is a
   polynomial in it with integer coefficients), and ``p*`` the fill's inverse in Python integers, exactly;
 * hybrid: ``V(u_tau) = tau`` bracketed in mpmath at :data:`PRECISION` bits, ``p* = F(u_tau)`` (``F`` and ``V`` as in
-  :class:`certkit.bounds._Hybrid`, with the exact atoms).
+  :class:`certkit.bounds.hybrid.Hybrid`, with the exact atoms).
 
 Each ``p*`` is an enclosure ``[low, high]`` of exact rationals (``low == high`` where computed exactly). mpmath is not
 interval arithmetic, but it evaluates ``Phi`` within a few ulps of its working precision (2^-256 relative); the
@@ -39,6 +39,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from . import bounds
+from .bounds.hybrid import Hybrid
 from .noise import Gaussian, Mask, UniformReplace
 
 __all__ = ["Boundary", "boundary", "PRECISION", "WIDEN"]
@@ -190,7 +191,7 @@ def _hybrid(sigma: float, radius: float, text, d: int, tau: float):
 
     # Newton from the double-precision root (quadratic: 53 bits to over 256 in three steps), then the narrowest
     # bracket around it whose two ends are checked, with room for the evaluation error, to lie on either side
-    u0, _ = bounds._Hybrid(sigma, text.atoms(d)).solve(np.array([float(tau)]), np.array([float(radius)]), -1)
+    u0, _ = Hybrid(sigma, text.atoms(d)).solve(np.array([float(tau)]), np.array([float(radius)]), -1)
     u = mpmath.mpf(float(u0[0])) if np.isfinite(u0[0]) else mpmath.mpf(0)
     tau_m = mpmath.mpf(tau)
     scale, room = r / s, mpmath.mpf(2) ** -230
