@@ -141,11 +141,11 @@ def test_only_frontiers_get_a_chart_card():
 
 
 def test_numbers_are_rounded_against_the_requirement():
-    from certkit.report import _rounded
+    from certkit.report.numbers import rounded
 
-    assert _rounded(0.788145, "down") == "0.7881" and _rounded(0.788145, "up") == "0.7882"
-    assert _rounded(0.99999, "down") == "0.9999" and _rounded(1.0, "up") == "1" and _rounded(0.0, "down") == "0"
-    assert _rounded(0.25, "down") == "0.25" and _rounded(1.23456e-5, "down") == "1.234e-05"
+    assert rounded(0.788145, "down") == "0.7881" and rounded(0.788145, "up") == "0.7882"
+    assert rounded(0.99999, "down") == "0.9999" and rounded(1.0, "up") == "1" and rounded(0.0, "down") == "0"
+    assert rounded(0.25, "down") == "0.25" and rounded(1.23456e-5, "down") == "1.234e-05"
 
 
 def test_trend_chart_marks_each_run_with_its_model_and_gate():
@@ -469,7 +469,7 @@ def test_test_ids_wrap_only_between_words():
 
 
 def test_shown_numbers_never_contradict_the_verdict():
-    from certkit.report import margin_text, shown_pair
+    from certkit.report.numbers import margin_text, shown_pair
 
     p_star = 0.8413447460685433
     lower, star = shown_pair(0.84136, p_star)  # certified by 1.5e-05: four digits would read 0.8413 < 0.8414

@@ -16,9 +16,9 @@ report-mode frontiers (certified accuracy and a (d, eps) chart per frontier, now
 p_A lower - p* and its status over the last runs of the history); the case index and the run metadata. Rows are
 built here as compact HTML, so that 50,000 requirements stay within a few megabytes (BENCHMARKS.md).
 
-Numbers never read against the verdict: p_A lower bounds are rounded down and p* up, to four significant digits or
-as many more as it takes for the shown pair to keep the true order; the margin carries its sign, rounded down (a zero
-margin reads "at p*"). results.json has every number exact.
+Numbers never read against the verdict (:mod:`.numbers`): p_A lower bounds are rounded down and p* up, to four
+significant digits or as many more as it takes for the shown pair to keep the true order; the margin carries its sign,
+rounded down (a zero margin reads "at p*"). results.json has every number exact.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import math
 import re
 from collections import Counter, defaultdict
 from importlib import resources
@@ -41,6 +40,7 @@ from ..gate import COUNTED
 from ..requirement import caption, of_certificate
 from ..results import certificates, records, write_atomically
 from .charts import COLOURS, STATUS_ORDER, SYMBOLS, accuracy_curves, case_chart, trend_chart, trend_runs
+from .numbers import fmt, margin_of, margin_text, number, rounded, shown_pair
 from .text import marked, visible
 
 __all__ = ["render_report", "write_report", "COLOURS", "STATUS_ORDER", "SYMBOLS"]
@@ -60,91 +60,6 @@ ERROR_CHARS = 1200
 _PNG_URI = re.compile(r"^data:image/png;base64,[A-Za-z0-9+/]+=*$")  # anything else is not embedded
 _HEX = re.compile(r"^[0-9a-f]{12}$")
 STATUS_CODE = {CERTIFIED: "c", NOT_CERTIFIED: "n", INCONCLUSIVE: "i", ERROR: "e", NO_REQUIREMENT: "x"}
-
-
-def _fmt(x, digits=4):
-    if x is None:
-        return "–"
-    x = from_json_float(x)
-    if isinstance(x, str):
-        return x
-    if x == math.inf:
-        return "∞"
-    if x == -math.inf:
-        return "none"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def _rounded(x, direction: str, digits: int = 4) -> str:
-    """``digits`` significant digits, rounded ``down`` or ``up`` (never the flattering way); exact values stay as they are."""
-    x = from_json_float(x)
-    if x is None or isinstance(x, str):
-        return "–" if x is None else str(x)
-    if not math.isfinite(x):
-        return "∞" if x > 0 else "none"
-    if x == 0 or float(f"{x:.{digits}g}") == x:
-        return f"{x:.{digits}g}"
-    scale = 10 ** (digits - 1 - math.floor(math.log10(abs(x))))
-    value = (math.floor if direction == "down" else math.ceil)(x * scale) / scale
-    return f"{value:.{digits}g}"
-
-
-def _number(x):
-    x = from_json_float(x)
-    return x if isinstance(x, (int, float)) and not isinstance(x, bool) else None
-
-
-def shown_pair(lower, p_star) -> tuple[str, str]:
-    """The p_A lower bound (rounded down) and p* (rounded up) as the report shows them, with four significant digits or
-    as many more (up to 17) as it takes for the shown pair to keep the true order: a lower bound at or above p* never
-    reads below it. Guarantee: ``float(a) <= lower`` and ``float(b) >= p_star``, and ``lower >= p_star`` implies
-    ``float(a) >= float(b)`` (equal values are shown equal)."""
-    lo, ps = _number(lower), _number(p_star)
-    if lo is None or ps is None or not (math.isfinite(lo) and math.isfinite(ps)):
-        return _rounded(lower, "down"), _rounded(p_star, "up")
-    if lo == ps:
-        return _rounded(lo, "down"), _rounded(lo, "down")
-    for digits in range(4, 18):
-        a, b = _rounded(lo, "down", digits), _rounded(ps, "up", digits)
-        if (float(a) >= float(b)) == (lo >= ps):
-            return a, b
-    return repr(lo), repr(ps)
-
-
-def margin_text(margin) -> str:
-    """The margin p_A lower - p* with its sign, rounded down (so it never reads larger than it is, and a nonzero margin
-    never reads as zero): four decimals from 0.001 up, else two significant digits in scientific form; exactly zero
-    reads ``at p*``; None reads ``–``."""
-    m = _number(margin)
-    if m is None or math.isnan(m):
-        return "–"
-    if m == 0:
-        return "at p*"
-    if not math.isfinite(m):
-        return "+∞" if m > 0 else "−∞"
-    sign = "+" if m > 0 else "−"
-    a = abs(m)
-    toward = math.floor if m > 0 else math.ceil  # the magnitude down when positive, up when negative: m rounded down
-    if a >= 1e-3:
-        return f"{sign}{toward(a * 1e4) / 1e4:.4f}"
-    exponent = math.floor(math.log10(a))
-    mantissa = toward(round(a / 10 ** exponent * 10, 9)) / 10
-    if mantissa >= 10:  # a / 10**exponent can land a hair above 10 in floating point
-        mantissa, exponent = mantissa / 10, exponent + 1
-    return f"{sign}{mantissa:.1f}e{exponent:+03d}"
-
-
-def margin_of(c: dict):
-    """A certificate's margin p_A lower - p*: the record's own ``margin`` where it has one (decided exactly), else the
-    difference of the two floats; None where there is none (report mode, a missing number)."""
-    if c.get("margin") is not None:
-        return c["margin"]
-    if c.get("mode") == "frontier":
-        return None
-    lo, ps = _number(c.get("p_a_lower")), _number(c.get("p_star"))
-    return None if lo is None or ps is None else lo - ps
 
 
 def _calibration_key(c: dict) -> tuple:
@@ -184,14 +99,14 @@ def _settings_key(c: dict) -> tuple:
 def calibration_text(cal: dict, alpha=None) -> str:
     """One sentence for a measured oracle error (a certificate's ``oracle_calibration``): its upper bound, the mistakes
     out of n, alpha_o, the calibration set's short digest, and, given the requirement's ``alpha``, the joint guarantee."""
-    a_o = _number(cal.get("alpha"))
+    a_o = number(cal.get("alpha"))
     what = {"false_outcome": f"false-{cal.get('outcome')} rate", "disagreement": "disagreement rate"}.get(str(cal.get("kind")), "error")
-    parts = [f"oracle {what} measured at most {_rounded(cal.get('upper'), 'up')} ({cal.get('mistakes')} mistakes in {cal.get('n')} "
+    parts = [f"oracle {what} measured at most {rounded(cal.get('upper'), 'up')} ({cal.get('mistakes')} mistakes in {cal.get('n')} "
              "labelled answers" + (f", alpha_o {a_o:g}" if a_o is not None else "") + ")"]
     if cal.get("digest"):
         digest = str(cal["digest"])
         parts.append(f"calibration set {digest[:19] if digest.startswith('sha256:') else digest[:12]}")
-    if _number(alpha) is not None and a_o is not None:
+    if number(alpha) is not None and a_o is not None:
         parts.append(f"holds with probability >= 1 - (alpha + alpha_o) = {1 - (alpha + a_o):.6g}")
     return ", ".join(parts)
 
@@ -202,7 +117,7 @@ def _settings_caption(key: tuple) -> Markup:
     values = dict(key)
     parts = [visible(phrase) for phrase in caption(values)]
     if values["oracle_error"]:
-        parts.append(f"declared oracle error {_fmt(values['oracle_error'])}")
+        parts.append(f"declared oracle error {fmt(values['oracle_error'])}")
     if values.get("oracle_calibration"):
         parts.append(visible(calibration_text(dict(values["oracle_calibration"]), values.get("alpha"))))
     return Markup(" · ").join(parts)
@@ -239,14 +154,14 @@ def _table(rows: list[tuple], with_change: bool, ids: dict, strips: dict | None)
         if frontier:
             radii = c.get("frontier") or ()
             cells.append(f"<td>{'0–' + str(len(radii) - 1) if c.get('mode') == 'frontier' else c['edits']}")
-            cells.append("<td>" + (" / ".join(_rounded(r, "down") for r in radii) if c.get("mode") == "frontier" else _radius(c["radius"])))
+            cells.append("<td>" + (" / ".join(rounded(r, "down") for r in radii) if c.get("mode") == "frontier" else _radius(c["radius"])))
         else:
             if "d" not in constant:
                 cells.append(f"<td>{c['edits']}")
             if "eps" not in constant:
                 cells.append(f"<td>{_radius(c['radius'])}")
         lower, p_star = shown_pair(c["p_a_lower"], c["p_star"])
-        cells.append(f"<td>{lower}<td>{_rounded(c['p_a_upper'], 'up')}<td>{p_star}<td>{margin_text(margin_of(c))}<td>{c['n']}")
+        cells.append(f"<td>{lower}<td>{rounded(c['p_a_upper'], 'up')}<td>{p_star}<td>{margin_text(margin_of(c))}<td>{c['n']}")
         if strips is not None:
             cells.append(f"<td>{strips.get(key) or strips[None]}")
         if with_change:
@@ -268,7 +183,7 @@ def chunks(rows: list[str]) -> list[dict]:
 
 def _radius(r) -> str:
     """An image radius as the table shows it: the requirement's own value, rounded down to four digits (0 stays 0)."""
-    return "0" if not from_json_float(r) else _rounded(r, "down")
+    return "0" if not from_json_float(r) else rounded(r, "down")
 
 
 def _group_name(nodeid: str) -> str:
@@ -432,7 +347,7 @@ def _mark(c: dict | None, record: dict) -> tuple[str, str]:
     title = (f"{status} · outcome {c.get('outcome')} · {budget} · n {c['n']} · p_A lower {lower} (p* {p_star}, margin {margin})")
     if c.get("mode") == "frontier":
         radii = c.get("frontier") or ()
-        return title, f"n {c['n']} · p≥{lower} · ε {_rounded(radii[0], 'down') if radii else '–'} at d 0"
+        return title, f"n {c['n']} · p≥{lower} · ε {rounded(radii[0], 'down') if radii else '–'} at d 0"
     return title, f"n {c['n']} · p≥{lower} · ε {_radius(c['radius'])}"
 
 
@@ -588,7 +503,7 @@ def build_context(doc: dict, title: str = "certkit audit report", baseline: dict
         "calibrations": [{"oracle": o, "text": calibration_text(cal, alpha)} for o, cal, alpha in calibrations.values()],
         "script": Markup(script),
         "script_source": Markup(script_source),  # base64 and quotes: literal in the CSP
-        "fmt": _fmt,
+        "fmt": fmt,
         "visible": visible,
         "breakable": breakable,
         "short": _short,
